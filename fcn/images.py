@@ -1,0 +1,81 @@
+"""Reading and writing tiles and masks on disk, with errors that name the file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .palette import class_to_rgb, rgb_to_class
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 RGB; grayscale is expanded and alpha dropped.
+
+    Raises:
+        InputError: the file is missing or cannot be decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode != "RGB":
+                img = img.convert("RGB")
+            return np.asarray(img, dtype=np.uint8)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise InputError(f"{path}: cannot read image ({err.__class__.__name__}: {err})") from None
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a palette mask and decode it to (H, W) uint8 class indices (course rule)."""
+    return rgb_to_class(read_rgb(path))
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image from its header, without decoding the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            return height, width
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise InputError(f"{path}: cannot read image ({err.__class__.__name__}: {err})") from None
+
+
+def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, **save_kwargs) -> None:
+    """Write an RGB image so that a reader never sees a half-written file (temp file + rename)."""
+    from PIL import Image
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, **save_kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_mask(path: str | os.PathLike, class_map: np.ndarray) -> None:
+    """Write a (H, W) class map as a palette-coloured PNG."""
+    write_image_atomic(path, class_to_rgb(class_map))
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files (.jpg, .jpeg, .png) directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
