@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -22,6 +23,7 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     Returns:
         The exit code.
     """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our output
     try:
         return int(main(argv) or 0)
     except InputError as err:
