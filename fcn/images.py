@@ -31,7 +31,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise InputError(f"{path}: cannot read image ({err.__class__.__name__}: {err})") from None
+        raise InputError(f"{path}: cannot read image ({_reason(err)})") from None
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -50,7 +50,13 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise InputError(f"{path}: cannot read image ({err.__class__.__name__}: {err})") from None
+        raise InputError(f"{path}: cannot read image ({_reason(err)})") from None
+
+
+def _reason(err: Exception) -> str:
+    if err.__class__.__name__ == "UnidentifiedImageError":
+        return "not an image file, or a format Pillow cannot read"  # its own text repeats the path
+    return f"{err.__class__.__name__}: {err}"
 
 
 def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, **save_kwargs) -> None:
