@@ -1,0 +1,63 @@
+"""Where and how computation runs: numeric precision and tf.distribute strategies."""
+
+from __future__ import annotations
+
+import json
+import os
+
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+
+
+def resolve_precision(precision: str) -> str:
+    """Turn ``auto`` into a concrete Keras dtype policy name.
+
+    ``auto`` is ``mixed_float16`` on a GPU with compute capability >= 7.0 (tensor cores), else
+    ``float32``. On CPUs ``mixed_bfloat16`` can be much faster (see docs/BENCHMARKS.md) but is never
+    chosen automatically because it changes numerics.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+        if capability >= (7, 0):
+            return "mixed_float16"
+    return "float32"
+
+
+def make_strategy(name: str):
+    """Build the tf.distribute strategy for ``--strategy``.
+
+    ``auto`` mirrors over all local GPUs when there are several, else runs on one device;
+    ``multiworker`` reads the cluster from ``TF_CONFIG``.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+    import tensorflow as tf
+
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            from .errors import InputError
+
+            raise InputError("--strategy multiworker needs the TF_CONFIG environment variable (cluster and task)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored" or (name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()  # the default: one device, no distribution
+
+
+def is_chief() -> bool:
+    """True unless TF_CONFIG names this process a non-chief worker (only the chief writes the run)."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    cluster = config.get("cluster", {})
+    if not task:
+        return True
+    if task.get("type") == "chief":
+        return True
+    # Without an explicit chief, worker 0 plays that role (TensorFlow's convention).
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in cluster
