@@ -45,7 +45,12 @@ def make_strategy(name: str):
 
             raise InputError("--strategy multiworker needs the TF_CONFIG environment variable (cluster and task)")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "mirrored" or (name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored":
+        # Without GPUs, mirror over the logical CPU devices (one unless configured; the tests use two).
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "auto" and len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()  # the default: one device, no distribution
 
@@ -61,3 +66,35 @@ def is_chief() -> bool:
         return True
     # Without an explicit chief, worker 0 plays that role (TensorFlow's convention).
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in cluster
+
+
+def is_multiworker(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._num_workers > 1
+
+
+def patch_keras_for_multiworker(model, example_batch) -> None:
+    """Work around Keras 3's broken ``fit`` under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Keras 3.x (checked with 3.15) fails twice with several workers: its symbolic build reduces the
+    first distributed batch with a collective op that cannot take it, and it averages the scalar
+    epoch logs over an axis 0 they do not have. Here the model is built from a local example batch,
+    and the logs, which Keras's metrics have already synchronised across workers, are read from the
+    first replica. Only applied for ``--strategy multiworker``.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if not getattr(tf_trainer.reduce_per_replica, "_fcn_multiworker_patch", False):
+        original_reduce = tf_trainer.reduce_per_replica
+
+        def reduce_per_replica(values, strategy, reduction):
+            if reduction == "auto" and tf_trainer._collective_all_reduce_multi_worker(strategy):
+                reduction = "first"
+            return original_reduce(values, strategy, reduction)
+
+        reduce_per_replica._fcn_multiworker_patch = True
+        tf_trainer.reduce_per_replica = reduce_per_replica
+
+    build = model._maybe_symbolic_build
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=example_batch)

@@ -167,6 +167,8 @@ def train(args) -> int:
         train_pairs, batch_size=args.batch_size, training=True, image_size=args.image_size, crop=args.crop,
         scale_range=tuple(args.scale_aug) if args.scale_aug else None, seed=args.seed, cache=args.cache,
     )
+    if runtime.is_multiworker(strategy):
+        runtime.patch_keras_for_multiworker(model, next(iter(train_ds)))
     stop = StopControl()
     tensorboard_dir = run_dir / "tensorboard" if chief else None
     callbacks = [
