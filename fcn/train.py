@@ -16,9 +16,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .data import TRACKED_VAL_IDS as DEFAULT_TRACK
 from .errors import InputError, run_cli
 
-DEFAULT_TRACK = ("0008", "0097", "0107")
 DEMO_DEFAULTS = {"epochs": 8, "batch_size": 8, "model": "fcn8s", "lr": 1e-4}
 DEMO_DATA = {"n_train": 48, "n_val": 12, "size": 128}
 # What --resume may change; everything else comes from the run's config.json.
@@ -152,6 +152,8 @@ def train(args) -> int:
             checkpoint = run_dir / "last.keras"
             state = read_checkpoint_state(checkpoint)
             initial_epoch, best = int(state.get("epoch", 0)), float(state.get("best_val_miou", -math.inf))
+            from . import losses, models  # noqa: F401  (register the custom objects the checkpoint uses)
+
             model = keras.saving.load_model(checkpoint)
         else:
             model = build_training_model(args, policy, class_weights)

@@ -1,0 +1,260 @@
+"""The study report on two tiny training runs, its error cases, and the quality benchmark's data split."""
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcn import report
+from fcn.errors import InputError, run_cli
+from fcn.images import read_rgb
+from fcn.palette import CLASS_NAMES, SCORED_CLASSES
+from fcn.synthetic import make_synthetic_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+# The seed's parameter counts at 512x512x3 (the study's architecture tables).
+SEED_TOTALS = {"fcn32s": "40,118,087", "fcn8s": "39,936,885"}
+
+
+# ---------------------------------------------------------------- fixtures: two tiny runs, one report
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """fcn32s and fcn8s trained 2 epochs on 64-px synthetic tiles (once per test session)."""
+    pytest.importorskip("keras")
+    from fcn import train
+
+    root = tmp_path_factory.mktemp("report_runs")
+    train_dir, val_dir = make_synthetic_dataset(root / "data", n_train=8, n_val=4, size=64, seed=3,
+                                                ids_val=["0008", "0097", "0107"])
+    paths = {}
+    for model in ("fcn32s", "fcn8s"):
+        paths[model] = root / model
+        argv = ["--model", model, "--train-dir", str(train_dir), "--val-dir", str(val_dir), "--out", str(paths[model]),
+                "--weights", "none", "--epochs", "2", "--batch-size", "4", "--verbose", "0"]
+        assert train.main(argv) == 0
+    return paths
+
+
+@pytest.fixture(scope="module")
+def built(runs, tmp_path_factory):
+    """The report of both runs: (output folder, report.md text, JSON document)."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path_factory.mktemp("report_out") / "report"
+    json_path = out.parent / "numbers.json"
+    assert report.main([str(runs["fcn32s"]), str(runs["fcn8s"]), "--out", str(out), "--json", str(json_path)]) == 0
+    return out, (out / "report.md").read_text(), json.loads(json_path.read_text())
+
+
+def section(text: str, title: str) -> str:
+    """The Markdown from heading ``## title`` up to the next level-2 heading."""
+    match = re.search(rf"^## {re.escape(title)}\b.*?(?=^## |\Z)", text, flags=re.M | re.S)
+    assert match, f"no section {title!r}"
+    return match.group(0)
+
+
+# ---------------------------------------------------------------- the report
+
+
+def test_architecture_tables_have_the_seed_totals(built):
+    _, text, document = built
+    for model, total in SEED_TOTALS.items():
+        part = section(text, model)
+        assert f"Total params: {total}" in part
+        assert "| Layer (type) | Output shape | Param # |" in part
+        assert "(None, 512, 512, 3)" in part  # shown at the seed's input, not the 64-px training size
+    assert "score_pool3 (Conv2D)" in section(text, "fcn8s")
+    assert "score_pool3" not in section(text, "fcn32s")
+    totals = {run["model"]: run["architecture"]["total_params"] for run in document["runs"]}
+    assert {m: f"{t:,}" for m, t in totals.items()} == SEED_TOTALS
+
+
+def test_every_embedded_image_exists_and_montages_are_the_runs_own(built, runs):
+    out, text, _ = built
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links
+    for link in links:
+        image = read_rgb(out / link)
+        assert image.ndim == 3 and image.shape[0] > 0
+    for model, run_dir in runs.items():
+        for tile_id in ("0008", "0097", "0107"):
+            link = f"{model}/tracked_{tile_id}.png"
+            assert link in links
+            assert (out / link).read_bytes() == (run_dir / "tracked" / f"{tile_id}.png").read_bytes()
+        assert f"{model}/val_miou.png" in links
+    assert "val_miou_all.png" in links
+
+
+def test_scores_match_training_validation_and_course_format(built, runs):
+    _, text, document = built
+    for run in document["runs"]:
+        part = section(text, run["name"])
+        with open(runs[run["model"]] / "history.csv", newline="") as handle:
+            recorded = max(float(row["val_miou"]) for row in csv.DictReader(handle))
+        overall = run["validation"]["overall"]
+        # best.keras rescored on the validation folder reproduces what training recorded for it.
+        assert overall["mean_iou"] == pytest.approx(recorded, abs=1e-5)
+        assert run["best_epoch"] in (1, 2) and run["epochs_trained"] == 2
+
+        course_lines = re.findall(r"^class #(\d) : (\S+)$", part, flags=re.M)
+        assert [int(c) for c, _ in course_lines] == list(SCORED_CLASSES)
+        for c, value in course_lines:
+            expected = overall["iou"][CLASS_NAMES[int(c)]]
+            assert value == ("nan" if expected is None else "%1.5f" % expected)
+        assert f"mean_iou: {overall['mean_iou']:f}" in part
+        for c in SCORED_CLASSES:
+            assert re.search(rf"^\| {c} {CLASS_NAMES[c]} \|", part, flags=re.M)
+
+
+def test_boundary_and_interior_pixels_partition_the_folder(built):
+    _, text, document = built
+    for run in document["runs"]:
+        validation = run["validation"]
+        overall = np.array(validation["overall"]["confusion_matrix"])
+        boundary = np.array(validation["boundary"]["confusion_matrix"])
+        interior = np.array(validation["interior"]["confusion_matrix"])
+        np.testing.assert_array_equal(boundary + interior, overall)
+        assert overall.sum() == 4 * 64 * 64
+        assert 0 < validation["boundary_pixel_fraction"] < 1
+    assert "within 3 px of a boundary" in text
+
+
+def test_side_by_side_table_lists_both_runs(built):
+    _, text, document = built
+    table = section(text, "Side by side")
+    assert re.search(r"^\|\s*\| \*\*fcn32s\*\* \| \*\*fcn8s\*\* \|$", table, flags=re.M)
+    mious = [f"**{run['validation']['overall']['mean_iou']:.4f}**" for run in document["runs"]]
+    assert re.search(r"^\| \*\*mIoU \(best\.keras\)\*\* \| " + r" \| ".join(map(re.escape, mious)) + r" \|$", table, flags=re.M)
+    evidence = section(text, "Skip connections and class boundaries")
+    assert "fcn8s minus fcn32s" in evidence and "within 3 px of a boundary" in evidence
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def test_boundary_band_is_the_pixels_within_k_of_an_edge():
+    labels = np.zeros((20, 20), np.uint8)
+    labels[:, 10:] = 3  # one vertical edge between columns 9 and 10
+    for width in (0, 1, 3):
+        band = report.boundary_band(labels, width)
+        columns = np.flatnonzero(band.any(axis=0))
+        assert columns.tolist() == list(range(9 - width, 11 + width))
+        assert band[:, columns].all()  # whole columns: the edge runs top to bottom
+    assert not report.boundary_band(np.full((8, 8), 2, np.uint8), 3).any()
+
+
+def test_validation_scale_is_the_training_size_over_the_tile_side():
+    assert report.validation_scale(None, (512, 512, 3)) == 1.0
+    assert report.validation_scale(256, (512, 512, 3)) == 0.5
+
+
+def test_unique_names_keep_repeated_folder_names_apart(tmp_path):
+    names = report.unique_names([tmp_path / "a" / "run", tmp_path / "b" / "run", tmp_path / "my run"])
+    assert names == ["run", "run-2", "my_run"]
+
+
+def test_missing_matplotlib_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(InputError, match="matplotlib is needed"):
+        report.require_matplotlib()
+
+
+# ---------------------------------------------------------------- errors: one line, exit 2
+
+
+def one_error_line(capsys, argv):
+    code = run_cli(report.main, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
+    return err[0]
+
+
+def test_not_a_run_directory_from_the_script(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), str(tmp_path), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1
+    assert str(tmp_path) in lines[0] and "not a run directory" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def copy_run_without_checkpoints(run_dir: Path, target: Path) -> Path:
+    target.mkdir()
+    for name in ("config.json", "history.csv"):
+        shutil.copy(run_dir / name, target / name)
+    return target
+
+
+def test_missing_best_checkpoint_is_named(runs, tmp_path, capsys):
+    broken = copy_run_without_checkpoints(runs["fcn8s"], tmp_path / "broken")
+    line = one_error_line(capsys, [str(broken), "--out", str(tmp_path / "out")])
+    assert str(broken / "best.keras") in line
+
+
+def test_a_bad_run_stops_the_report_before_any_scoring(runs, tmp_path, capsys):
+    gone = copy_run_without_checkpoints(runs["fcn8s"], tmp_path / "moved")
+    (gone / "best.keras").symlink_to(runs["fcn8s"] / "best.keras")
+    config = json.loads((gone / "config.json").read_text())
+    config["resolved"]["val_dir"] = str(tmp_path / "deleted_val")
+    (gone / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    line = one_error_line(capsys, [str(runs["fcn32s"]), str(gone), "--out", str(out)])
+    assert str(tmp_path / "deleted_val") in line and "gone" in line
+    assert not (out / "report.md").exists()  # checked up front: the good run was not scored for nothing
+
+
+# ---------------------------------------------------------------- bench/quality.py: the split
+
+
+@pytest.fixture()
+def quality():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import quality
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return quality
+
+
+def test_val_id_spec_parses_ranges_and_single_ids(quality):
+    assert quality.parse_id_spec("0003-0005, 0008") == [("0003", "0005"), ("0008", "0008")]
+    for bad in ("0009-0003", "", "12-ab", "1-2-3"):
+        with pytest.raises(InputError):
+            quality.parse_id_spec(bad)
+
+
+def test_split_links_tiles_without_copying(quality, tmp_path):
+    # Tiles 0000-0005 (train) and 0008, 0097, 0107 (val) of the synthetic split, pooled in one folder.
+    train_dir, val_dir = make_synthetic_dataset(tmp_path / "src", n_train=6, n_val=3, size=32, seed=1)
+    data = tmp_path / "all"
+    data.mkdir()
+    for folder in (train_dir, val_dir):
+        for path in folder.iterdir():
+            shutil.copy(path, data / path.name)
+    split_train, split_val = quality.make_split(data, "0004-0008,0097", tmp_path / "split")
+    train_ids = sorted(p.name[:4] for p in split_train.glob("*_sat.jpg"))
+    val_ids = sorted(p.name[:4] for p in split_val.glob("*_sat.jpg"))
+    assert val_ids == ["0004", "0005", "0008", "0097"]  # a range takes the ids that exist
+    assert train_ids == ["0000", "0001", "0002", "0003", "0107"]
+    for path in [*split_train.iterdir(), *split_val.iterdir()]:
+        assert path.is_symlink() or path.stat().st_nlink > 1
+        assert path.read_bytes() == (data / path.name).read_bytes()
+    # Rebuilding with another split replaces the links.
+    split_train, split_val = quality.make_split(data, "0000", tmp_path / "split")
+    assert sorted(p.name[:4] for p in split_val.glob("*_sat.jpg")) == ["0000"]
+    assert len(list(split_train.glob("*_sat.jpg"))) == 8
+    for missing in ("4242", "0300-0399"):
+        with pytest.raises(InputError, match=missing):
+            quality.make_split(data, missing, tmp_path / "split")
+
+
+def test_importing_the_report_does_not_load_tensorflow():
+    code = "import sys, fcn.report; sys.exit(int('tensorflow' in sys.modules or 'keras' in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60).returncode == 0
