@@ -19,7 +19,7 @@ from pathlib import Path
 from .data import TRACKED_VAL_IDS as DEFAULT_TRACK
 from .errors import InputError, run_cli
 
-DEMO_DEFAULTS = {"epochs": 8, "batch_size": 8, "model": "fcn8s", "lr": 1e-4}
+DEMO_DEFAULTS = {"epochs": 6, "batch_size": 8, "model": "fcn8s", "lr": 1e-4}
 DEMO_DATA = {"n_train": 48, "n_val": 12, "size": 128}
 # What --resume may change; everything else comes from the run's config.json.
 RESUMABLE_OVERRIDES = ("epochs",)
@@ -36,7 +36,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", choices=MODEL_NAMES, default="fcn8s", help="architecture")
     parser.add_argument("--train-dir", type=Path, help="training tiles")
     parser.add_argument("--val-dir", type=Path, help="validation tiles (scored every epoch at their own size)")
-    parser.add_argument("--out", type=Path, help="run directory to create (default: runs/<model>-<time>, or runs/demo)")
+    parser.add_argument("--out", type=Path, help="run directory to create (default: runs/<model>-<time>, or runs/demo-<time>)")
     parser.add_argument("--epochs", type=int, default=40, help="total epochs (also the target of --resume)")
     parser.add_argument("--batch-size", type=int, default=8, help="global batch size (split across replicas)")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
@@ -98,7 +98,7 @@ def apply_demo_defaults(args, parser, argv) -> None:
     for key, value in DEMO_DEFAULTS.items():
         if key not in given:
             setattr(args, key, value)
-    args.out = args.out or Path("runs/demo")
+    args.out = args.out or Path(f"runs/demo-{dt.datetime.now():%Y%m%d-%H%M%S}")
 
 
 def resume_args(args, parser):
@@ -126,6 +126,8 @@ def train(args) -> int:
 
     chief = runtime.is_chief()
     run_dir = Path(args.out or f"runs/{args.model}-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    if not args.resume and any((run_dir / name).exists() for name in ("history.csv", "last.keras")):
+        raise InputError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}, or choose another --out")
     if args.demo:
         make_demo_data(args, run_dir)
     train_pairs, val_tiles, tracked_ids = load_data(args)

@@ -170,3 +170,10 @@ def test_default_track_ids_fall_back_to_first_validation_ids():
     assert train.pick_tracked_ids("0008,0097,0107", ["0001", "0097"], "val") == ["0097"]
     with pytest.raises(train.InputError, match="0005"):
         train.pick_tracked_ids("0005", ["0001"], "val")
+
+
+def test_a_new_run_refuses_a_directory_that_holds_one(two_epoch_run, tiles):
+    before = (two_epoch_run / "history.csv").read_text()
+    with pytest.raises(train.InputError, match="--resume"):
+        train.main(base_args(tiles, two_epoch_run, "--epochs", "1"))
+    assert (two_epoch_run / "history.csv").read_text() == before
