@@ -106,12 +106,15 @@ class EpochValidation(keras.callbacks.Callback):
         self.stop = stop
         self.tensorboard_dir = tensorboard_dir
         self._writer = None
+        self._predictor = None  # built once: a new one would retrace its tf.function every epoch
 
     def on_epoch_end(self, epoch, logs=None):
         if self.stop.epoch_is_bad:
             return
         logs = logs if logs is not None else {}
-        predictor = self.make_predictor(self.model)
+        if self._predictor is None:
+            self._predictor = self.make_predictor(self.model)
+        predictor = self._predictor
         confusion = ConfusionMatrix()
         nll_sum, pixels = 0.0, 0
         tracked = {}

@@ -13,8 +13,8 @@ def resolve_precision(precision: str) -> str:
     """Turn ``auto`` into a concrete Keras dtype policy name.
 
     ``auto`` is ``mixed_float16`` on a GPU with compute capability >= 7.0 (tensor cores), else
-    ``float32``. On CPUs ``mixed_bfloat16`` can be much faster (see docs/BENCHMARKS.md) but is never
-    chosen automatically because it changes numerics.
+    ``float32``. ``mixed_bfloat16`` only pays on CPUs with AVX512-BF16 or AMX; on AVX2-only CPUs it
+    trains several times slower than float32 (see docs/BENCHMARKS.md), so it is never automatic.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
