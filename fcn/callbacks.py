@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from .figures import montage, pick_epochs
-from .images import read_rgb, write_image_atomic, write_mask
+from .images import make_like_new_file, read_rgb, write_image_atomic, write_mask
 from .metrics import ConfusionMatrix
 from .palette import CLASS_NAMES, SCORED_CLASSES, class_to_rgb
 
@@ -256,6 +256,7 @@ def save_checkpoint(model, path: Path, state: dict) -> None:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(STATE_ENTRY, json.dumps(state))
+        make_like_new_file(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

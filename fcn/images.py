@@ -14,6 +14,21 @@ from .palette import class_to_rgb, rgb_to_class
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask is process-wide, so probing it later could race with other threads.
+_UMASK = _read_umask()
+
+
+def make_like_new_file(path: str | os.PathLike) -> None:
+    """Give a temporary file (``tempfile.mkstemp`` makes them 0600) the mode a new file would get."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB; grayscale is expanded and alpha dropped.
 
@@ -68,6 +83,7 @@ def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, **save_kwargs) 
     os.close(fd)
     try:
         Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, **save_kwargs)
+        make_like_new_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

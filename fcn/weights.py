@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .images import make_like_new_file
 from .models import VGG16_CONV_LAYERS
 
 KERAS_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -143,7 +144,7 @@ def convert_offline_weights(
     os.close(fd)
     try:
         backbone.save_weights(tmp)
-        os.chmod(tmp, 0o644)
+        make_like_new_file(tmp)
         os.replace(tmp, out_path)
     finally:
         Path(tmp).unlink(missing_ok=True)

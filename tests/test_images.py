@@ -1,0 +1,45 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcn.errors import InputError
+from fcn.images import image_size, list_images, read_mask, read_rgb, write_mask
+
+
+def test_grayscale_is_expanded_and_alpha_dropped(tmp_path):
+    Image.fromarray(np.full((5, 7), 200, np.uint8)).save(tmp_path / "g.png")
+    rgba = np.zeros((5, 7, 4), np.uint8)
+    rgba[..., :3] = (0, 0, 255)
+    Image.fromarray(rgba).save(tmp_path / "a.png")  # fully transparent water
+    assert read_rgb(tmp_path / "g.png").shape == (5, 7, 3)
+    assert (read_mask(tmp_path / "a.png") == 4).all()
+    assert image_size(tmp_path / "g.png") == (5, 7)
+
+
+@pytest.mark.parametrize("content", [None, b"definitely not a png"])
+def test_bad_files_are_one_line_errors_naming_the_file(tmp_path, content):
+    path = tmp_path / "0001_mask.png"
+    if content is not None:
+        path.write_bytes(content)
+    for reader in (read_rgb, image_size):
+        with pytest.raises(InputError) as info:
+            reader(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+        assert str(info.value).count(str(path)) == 1
+
+
+def test_atomic_writes_get_the_mode_of_a_new_file(tmp_path):
+    write_mask(tmp_path / "m.png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "plain").write_bytes(b"")
+    assert os.stat(tmp_path / "m.png").st_mode & 0o777 == os.stat(tmp_path / "plain").st_mode & 0o777
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_list_images_sorts_and_filters(tmp_path):
+    for name in ("b.JPG", "a.png", "c.txt", "d.jpeg"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "d.jpeg"]
+    with pytest.raises(InputError, match="nope"):
+        list_images(tmp_path / "nope")
