@@ -22,14 +22,14 @@ import numpy as np
 
 from .errors import InputError
 from .images import image_size as read_image_size
-from .images import read_mask, read_rgb
+from .images import MASK_SUFFIX, SAT_SUFFIX, read_mask, read_rgb
 from .palette import NUM_CLASSES, UNKNOWN, rgb_to_class_tf
 
 # The validation tiles whose masks the course study shows (training tracks them when present).
 TRACKED_VAL_IDS = ("0008", "0097", "0107")
 
-_IMAGE_NAME = re.compile(r"^(?P<id>.+)_sat\.(?:jpg|jpeg|png)$", re.IGNORECASE)
-_MASK_NAME = re.compile(r"^(?P<id>.+)_mask\.png$", re.IGNORECASE)
+_IMAGE_NAME = re.compile(rf"^(?P<id>.+){SAT_SUFFIX}\.(?:jpg|jpeg|png)$", re.IGNORECASE)
+_MASK_NAME = re.compile(rf"^(?P<id>.+){MASK_SUFFIX}\.png$", re.IGNORECASE)
 
 # End-of-file markers. A file cut short (interrupted copy or download, full disk) has a valid
 # header, so a header read passes it; the missing trailer gives it away without decoding.

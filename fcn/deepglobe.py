@@ -32,11 +32,12 @@ from typing import Sequence
 import numpy as np
 
 from .errors import EXIT_USER_ERROR, InputError, run_cli
+from . import images as image_files
 from .images import image_size, read_rgb, write_image_atomic, write_mask
 from .palette import rgb_to_class
 
-SAT_SUFFIX = "_sat.jpg"
-MASK_SUFFIX = "_mask.png"
+SAT_SUFFIX = image_files.SAT_SUFFIX + ".jpg"
+MASK_SUFFIX = image_files.MASK_SUFFIX + ".png"
 TRAIN_DIR = "train"
 VALIDATION_DIR = "validation"
 MANIFEST_NAME = "split.json"

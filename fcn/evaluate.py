@@ -19,11 +19,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import InputError, run_cli
-from .images import read_rgb
+from .images import MASK_SUFFIX, read_rgb
 from .metrics import ConfusionMatrix
 from .palette import CODE_TO_CLASS, NUM_CLASSES
 
-MASK_SUFFIX = "_mask"
 MASK_EXTENSION = ".png"
 # How many file names a missing/extra warning spells out before "...".
 _NAMES_SHOWN = 5

@@ -12,6 +12,9 @@ from .errors import InputError
 from .palette import class_to_rgb, rgb_to_class
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# The course's file naming: <id>_sat.jpg tiles and <id>_mask.png masks.
+SAT_SUFFIX = "_sat"
+MASK_SUFFIX = "_mask"
 
 
 def _read_umask() -> int:

@@ -39,15 +39,13 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from .errors import InputError, run_cli
-from .images import list_images, read_rgb, write_image_atomic, write_mask
+from .images import MASK_SUFFIX, SAT_SUFFIX, list_images, read_rgb, write_image_atomic, write_mask
 from .palette import NUM_CLASSES, PALETTE
 from .runtime import PRECISIONS, resolve_precision
 
 STRIDE = 32  # five 2x poolings: model input sides must be multiples of this
 DEFAULT_TILE = 1024  # largest side run in one call; bigger images run as a sliding window
 MODEL_FILES = ("best.keras", "last.keras")  # what a run directory holds, in order of preference
-MASK_SUFFIX = "_mask"
-SAT_SUFFIX = "_sat"
 OVERLAY_ALPHA = 0.45
 BOUNDARY_RGB = (255, 0, 0)  # pure red is no class colour, so boundaries never look like a class
 OVERLAY_JPEG_QUALITY = 90
@@ -280,10 +278,9 @@ class Predictor:
         size = self.working_size(*original_size)
         if size == original_size:
             return original_size, rgb.astype(np.float32, copy=False)
-        import tensorflow as tf
+        from .data import resize_image_tf  # the same resize as training's --image-size
 
-        resized = tf.image.resize(tf.cast(rgb, tf.float32), size, method="bilinear", antialias=True)
-        return original_size, np.clip(resized.numpy(), 0.0, 255.0)
+        return original_size, np.clip(resize_image_tf(rgb, size).numpy(), 0.0, 255.0)
 
     def _run_group(self, group, probabilities: bool) -> Iterator[np.ndarray]:
         """One model call for same-size images that each fit in one tile."""
