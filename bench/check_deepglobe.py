@@ -31,7 +31,7 @@ from fcn.deepglobe import (  # noqa: E402
     TileParameters,
     cell_boxes,
     convert_dataset,
-    find_pairs,
+    find_sources,
     tile_paths,
     tile_stem,
 )
@@ -119,7 +119,7 @@ def compare_filters(args) -> None:
 
 def time_conversion(args) -> None:
     """Seconds per source image for every pair in --deepglobe: serial, 2 threads, 2 processes."""
-    pairs = find_pairs(args.deepglobe)
+    pairs = find_sources(args.deepglobe)
     params = TileParameters(jpeg_quality=args.jpeg_quality)
     settings = (("serial", 1, "thread"), ("2 threads", 2, "thread"), ("2 processes", 2, "process"))
     for label, workers, executor in settings:

@@ -27,62 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.course_tool import course_tool  # noqa: E402
 from fcn.evaluate import evaluate_folders  # noqa: E402
 from fcn.images import read_mask, write_mask  # noqa: E402
 from fcn.palette import NUM_CLASSES  # noqa: E402
-
-
-# ---------------------------------------------------------------- the course tool's way
-
-
-def course_read_masks(folder: str | os.PathLike) -> np.ndarray:
-    """The course's ``read_masks``: every ``.png`` of the folder, sorted, decoded into one array.
-
-    The only change: the array starts as Unknown (6) instead of ``np.empty`` so that pure red
-    pixels, which the course leaves undefined, are Unknown as in ``fcn.palette``.
-    """
-    import imageio.v2 as imageio
-
-    names = sorted(name for name in os.listdir(folder) if name.endswith(".png"))
-    height, width = imageio.imread(os.path.join(folder, names[0])).shape[:2]
-    masks = np.full((len(names), height, width), 6.0)
-    for i, name in enumerate(names):
-        mask = imageio.imread(os.path.join(folder, name))
-        mask = (mask >= 128).astype(int)
-        mask = 4 * mask[:, :, 0] + 2 * mask[:, :, 1] + mask[:, :, 2]
-        masks[i, mask == 3] = 0  # (Cyan: 011) Urban land
-        masks[i, mask == 6] = 1  # (Yellow: 110) Agriculture land
-        masks[i, mask == 5] = 2  # (Purple: 101) Rangeland
-        masks[i, mask == 2] = 3  # (Green: 010) Forest land
-        masks[i, mask == 1] = 4  # (Blue: 001) Water
-        masks[i, mask == 7] = 5  # (White: 111) Barren land
-        masks[i, mask == 0] = 6  # (Black: 000) Unknown
-    return masks
-
-
-def course_mean_iou_score(pred: np.ndarray, labels: np.ndarray) -> tuple[list[float], float, str]:
-    """The course's ``mean_iou_score``: six full passes; returns (ious, mean, printed text)."""
-    out = io.StringIO()
-    ious = []
-    mean_iou = 0
-    with redirect_stdout(out):
-        for i in range(6):
-            tp_fp = np.sum(pred == i)
-            tp_fn = np.sum(labels == i)
-            tp = np.sum((pred == i) * (labels == i))
-            iou = tp / (tp_fp + tp_fn - tp)
-            mean_iou += iou / 6
-            ious.append(float(iou))
-            print("class #%d : %1.5f" % (i, iou))
-        print("\nmean_iou: %f\n" % mean_iou)
-    return ious, float(mean_iou), out.getvalue()
-
-
-def course_tool(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> tuple[list[float], float, str]:
-    """The whole course tool: read both folders, then score."""
-    pred = course_read_masks(pred_dir)
-    labels = course_read_masks(gt_dir)
-    return course_mean_iou_score(pred, labels)
 
 
 # ---------------------------------------------------------------- ours

@@ -214,7 +214,7 @@ def bare_model_figures(model_name: str, precision: str, jit: bool, batch_size: i
     """
     import tensorflow as tf
 
-    from fcn.models import count_flops
+    from bench.flops import count_flops
 
     model, policy = training_model(model_name, precision, jit)
     rss_after_build = max_rss_mb()

@@ -1,19 +1,29 @@
 """fcn: VGG16 FCN32s / FCN16s / FCN8s semantic segmentation of satellite land-cover tiles.
 
 Importing this package is cheap: TensorFlow is only imported by the modules that need it
-(models, weights, data, train, predict), on first use.
+(models, weights, data, train, predict), on first use. Once Keras is imported, fcn's layers are
+registered with it, so ``import fcn`` is all ``keras.saving.load_model("best.keras")`` needs.
 """
 
+from .lazy import register_with_keras
 from .palette import CLASSES, CLASS_NAMES, NUM_CLASSES, PALETTE, class_to_rgb, rgb_to_class
+
+# The architectures fcn.build_model knows (here, not in fcn.models, so that command lines can list
+# them without importing TensorFlow).
+MODEL_NAMES = ("fcn32s", "fcn16s", "fcn8s")
+
+register_with_keras()
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CLASSES",
     "CLASS_NAMES",
+    "MODEL_NAMES",
     "NUM_CLASSES",
     "PALETTE",
     "build_model",
+    "format_summary",
     "class_to_rgb",
     "rgb_to_class",
 ]
@@ -21,7 +31,7 @@ __all__ = [
 
 def __getattr__(name):
     # Lazy so that `import fcn` (and the metric tool) does not pay for importing TensorFlow.
-    if name in ("build_model", "model_summary_table", "MODEL_NAMES"):
+    if name in ("build_model", "format_summary"):
         from . import models
 
         return getattr(models, name)

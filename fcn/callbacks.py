@@ -8,40 +8,40 @@ bar, ``history.csv``, the checkpoints and TensorBoard.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import signal
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from .checkpoints import ModelInfo, save_checkpoint
 from .figures import montage, pick_epochs
-from .images import make_like_new_file, read_rgb, write_image_atomic, write_mask
+from .images import read_rgb, write_image_atomic, write_mask
 from .metrics import ConfusionMatrix
+from .optimizer import current_learning_rate
 from .palette import CLASS_NAMES, SCORED_CLASSES, class_to_rgb
 
 IOU_COLUMNS = tuple(f"iou_{CLASS_NAMES[i]}" for i in SCORED_CLASSES)
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "val_miou", *IOU_COLUMNS, "lr", "seconds")
-STATE_ENTRY = "fcn_state.json"  # extra member of our .keras zips: the epoch it holds, best mIoU
 
 
 class StopControl(keras.callbacks.Callback):
     """Stops cleanly on Ctrl-C / SIGTERM (after the current epoch is saved) and on a NaN loss.
 
     A first signal lets the running epoch finish, validate and checkpoint; a second one stops at
-    once (the previous checkpoint stays). A NaN/inf loss stops at that batch and marks the epoch
-    as bad, so no callback records or saves it.
+    once (the previous checkpoint stays). A NaN/inf training loss stops at that batch, and a NaN/inf
+    validation loss at the epoch's end; either marks the epoch as bad, so no callback records or
+    saves it.
     """
 
     def __init__(self):
         super().__init__()
         self.stop_requested = False
-        self.nan_at: tuple[int, int] | None = None  # (epoch 1-based, batch)
+        self.nan_at: tuple[int, str] | None = None  # (epoch 1-based, what became NaN)
         self._epoch = 0
         self._previous_handlers = {}
 
@@ -70,8 +70,12 @@ class StopControl(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.nan_at = (self._epoch, batch + 1)
-            self.model.stop_training = True
+            self.mark_bad(f"the training loss (batch {batch + 1})")
+
+    def mark_bad(self, what: str) -> None:
+        """Stop now and keep this epoch out of the history and the checkpoints."""
+        self.nan_at = (self._epoch, what)
+        self.model.stop_training = True
 
     @property
     def epoch_is_bad(self) -> bool:
@@ -85,21 +89,26 @@ class StopControl(keras.callbacks.Callback):
 class EpochValidation(keras.callbacks.Callback):
     """Scores the whole validation folder at the tiles' own size with the course rule every epoch.
 
-    Adds ``val_loss`` (pixel cross-entropy), ``val_miou``, ``val_accuracy`` and one ``iou_<class>`` per
-    scored class to the epoch logs, writes the predicted masks of tracked tiles to
-    ``tracked/ID/epoch_NNN.png`` with a montage ``tracked/ID.png``, and logs those masks to TensorBoard.
+    Adds ``val_loss`` (the compiled training loss, with the run's class weights and ignored pixels),
+    ``val_miou``, ``val_accuracy`` and one ``iou_<class>`` per scored class to the epoch logs, writes the
+    predicted masks of tracked tiles to ``tracked/ID/epoch_NNN.png`` with a montage ``tracked/ID.png``,
+    and logs those masks to TensorBoard.
 
     Args:
         tiles: (id, rgb uint8 (H, W, 3), class map (H, W)) of every validation tile.
-        make_predictor: callable(model) -> ``fcn.predict.Predictor`` used for inference.
+        make_predictor: callable(model) -> :class:`fcn.engine.Predictor` used for inference.
         tracked_ids: ids whose masks are saved every epoch.
         run_dir: the run directory; None writes nothing (non-chief workers).
         stop: the run's :class:`StopControl`, to skip epochs that ended on a NaN loss.
+        tensorboard_dir: where the tracked masks are logged (None: not logged).
+        class_weights: the per-class loss weights training uses (None: unweighted).
     """
 
-    def __init__(self, tiles, make_predictor, tracked_ids, run_dir, stop: StopControl, tensorboard_dir=None):
+    def __init__(self, tiles, make_predictor, tracked_ids, run_dir, stop: StopControl, tensorboard_dir=None,
+                 class_weights=None):
         super().__init__()
         self.tiles = tiles
+        self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float32)
         self.make_predictor = make_predictor
         self.tracked_ids = list(tracked_ids)
         self.run_dir = Path(run_dir) if run_dir else None
@@ -121,19 +130,26 @@ class EpochValidation(keras.callbacks.Callback):
         images = [rgb for _, rgb, _ in self.tiles]
         for (tile_id, _, labels), probs in zip(self.tiles, predictor.predict_many(images, probabilities=True)):
             confusion.update(labels, probs.argmax(-1))
-            # The compiled training loss itself (class weights, ignored pixels), weighted by tile size.
-            loss_sum += float(self.model.loss(labels[None].astype(np.int32), probs[None])) * labels.size
+            loss_sum += self._loss(labels, probs) * labels.size
             pixels += labels.size
             if tile_id in self.tracked_ids:
                 tracked[tile_id] = probs.argmax(-1).astype(np.uint8)
         iou = confusion.iou()
         logs["val_loss"] = loss_sum / max(pixels, 1)
+        if not math.isfinite(logs["val_loss"]):
+            self.stop.mark_bad("the validation loss")
+            return
         logs["val_miou"] = confusion.mean_iou()
         logs["val_accuracy"] = confusion.pixel_accuracy()
         for column, value in zip(IOU_COLUMNS, iou[list(SCORED_CLASSES)]):
             logs[column] = float(value)
         if self.run_dir is not None:
             self._save_tracked(epoch + 1, tracked)
+
+    def _loss(self, labels: np.ndarray, probs: np.ndarray) -> float:
+        """The compiled training loss of one tile, weighted as in training."""
+        weights = None if self.class_weights is None else self.class_weights[labels][None]
+        return float(self.model.loss(labels[None].astype(np.int32), probs[None], sample_weight=weights))
 
     def _save_tracked(self, epoch: int, tracked: dict[str, np.ndarray]) -> None:
         by_id = {tile_id: (rgb, labels) for tile_id, rgb, labels in self.tiles}
@@ -189,7 +205,7 @@ class HistoryCSV(keras.callbacks.Callback):
         logs = dict(logs or {})
         row = {
             "epoch": epoch + 1,
-            "lr": current_learning_rate(self.model),
+            "lr": current_learning_rate(self.model.optimizer),
             "seconds": round(time.perf_counter() - self._start, 2),
             **{key: logs.get(key, float("nan")) for key in HISTORY_COLUMNS if key not in ("epoch", "lr", "seconds")},
         }
@@ -209,29 +225,31 @@ class HistoryCSV(keras.callbacks.Callback):
         )
 
 
-def current_learning_rate(model) -> float:
-    from .optimizer import current_learning_rate as head_rate
-
-    return head_rate(model.optimizer)
-
-
 class RunCheckpoint(keras.callbacks.Callback):
     """Writes ``last.keras`` every epoch and ``best.keras`` when ``val_miou`` improves, atomically.
 
     Hand-written instead of ``keras.callbacks.ModelCheckpoint``: that one writes in place, so a kill
     mid-write leaves a broken file. Here each file is written to a temporary name in the same folder
-    and renamed over the old one; the epoch and best score travel inside the ``.keras`` zip.
+    and renamed over the old one; the epoch, the best score and the :class:`fcn.checkpoints.ModelInfo`
+    travel inside the ``.keras`` zip.
 
     Args:
         run_dir: where the checkpoints go; None for non-chief workers, which write (as collective
             saving requires) to a throw-away folder.
+        stop: the run's :class:`StopControl`; bad epochs are not saved.
+        info: how to use the model (its training scale and ground sample distance).
+        best_so_far: the best ``val_miou`` of the epochs already trained (a resumed run).
+        best_epoch: the epoch that scored it.
     """
 
-    def __init__(self, run_dir, stop: StopControl, best_so_far: float = -math.inf):
+    def __init__(self, run_dir, stop: StopControl, info: ModelInfo, best_so_far: float = -math.inf,
+                 best_epoch: int | None = None):
         super().__init__()
         self.run_dir = Path(run_dir) if run_dir else None
         self.stop = stop
+        self.info = info
         self.best = best_so_far
+        self.best_epoch = best_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         if self.stop.epoch_is_bad:
@@ -239,34 +257,14 @@ class RunCheckpoint(keras.callbacks.Callback):
         miou = float((logs or {}).get("val_miou", float("nan")))
         improved = math.isfinite(miou) and miou > self.best
         if improved:
-            self.best = miou
-        state = {"epoch": epoch + 1, "val_miou": miou, "best_val_miou": self.best}
+            self.best, self.best_epoch = miou, epoch + 1
+        state = {"epoch": epoch + 1, "val_miou": miou, "best_val_miou": self.best, "best_epoch": self.best_epoch}
         if self.run_dir is None:
             with tempfile.TemporaryDirectory() as scratch:
                 self.model.save(Path(scratch) / "last.keras")
             return
-        save_checkpoint(self.model, self.run_dir / "last.keras", state)
+        # last.keras first: a kill before best.keras is written leaves last.keras recording this epoch as
+        # the best, and resuming copies it to best.keras (fcn.checkpoints.load_checkpoint_for_resume).
+        save_checkpoint(self.model, self.run_dir / "last.keras", state, self.info)
         if improved:
-            save_checkpoint(self.model, self.run_dir / "best.keras", state)
-
-
-def save_checkpoint(model, path: Path, state: dict) -> None:
-    """Save ``model`` (with optimizer state) to ``path`` atomically, with ``state`` inside the zip."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as archive:
-            archive.writestr(STATE_ENTRY, json.dumps(state))
-        make_like_new_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def read_checkpoint_state(path) -> dict:
-    """The state saved by :func:`save_checkpoint` (``{}`` for other .keras files)."""
-    with zipfile.ZipFile(path) as archive:
-        if STATE_ENTRY not in archive.namelist():
-            return {}
-        return json.loads(archive.read(STATE_ENTRY))
+            save_checkpoint(self.model, self.run_dir / "best.keras", state, self.info)

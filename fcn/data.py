@@ -16,7 +16,8 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from collections import deque
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -27,6 +28,8 @@ from .palette import NUM_CLASSES, UNKNOWN, rgb_to_class_tf
 
 # The validation tiles whose masks the course study shows (training tracks them when present).
 TRACKED_VAL_IDS = ("0008", "0097", "0107")
+# Ground sample distance of the course tiles: DeepGlobe's 0.5 m pixels, a 1224 px quadrant shrunk to 512.
+COURSE_TILE_GSD = 0.5 * 1224 / 512
 
 _IMAGE_NAME = re.compile(rf"^(?P<id>.+){SAT_SUFFIX}\.(?:jpg|jpeg|png)$", re.IGNORECASE)
 _MASK_NAME = re.compile(rf"^(?P<id>.+){MASK_SUFFIX}\.png$", re.IGNORECASE)
@@ -158,6 +161,32 @@ def find_pairs(
         results = list(pool.map(lambda p: _check_pair(p, check_pixels), pairs))
     _raise_first([r for r in results if r is not None])
     return pairs
+
+
+def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a pair: (H, W, 3) uint8 RGB tile and (H, W) uint8 class map.
+
+    Raises:
+        InputError: a file cannot be read, or the mask's size differs from the tile's.
+    """
+    rgb, labels = read_rgb(pair.image_path), read_mask(pair.mask_path)
+    if rgb.shape[:2] != labels.shape:
+        raise InputError(f"{pair.mask_path}: mask is {labels.shape[0]}x{labels.shape[1]} (HxW) but its image "
+                         f"{pair.image_path.name} is {rgb.shape[0]}x{rgb.shape[1]}")
+    return rgb, labels
+
+
+def read_pairs(pairs: Sequence[Pair], workers: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`read_pair` of each pair, in order, decoded a few pairs ahead in a thread pool."""
+    workers = workers or min(4, _default_workers())
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = deque()
+        for pair in pairs:
+            pending.append(pool.submit(read_pair, pair))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _raise_first(problems: list[str]) -> None:
@@ -333,6 +362,7 @@ def make_dataset(
     drop_remainder: bool | None = None,
     repeat: bool = False,
     color_jitter: float = 0.0,
+    class_weights: Sequence[float] | None = None,
 ):
     """Build the tf.data input pipeline for training or validation.
 
@@ -365,10 +395,15 @@ def make_dataset(
         drop_remainder: drop the last incomplete batch. Default: True for training when there is
             at least one full batch, False for validation.
         repeat: repeat forever (the caller then passes ``steps_per_epoch``).
+        color_jitter: training only: random brightness, contrast and saturation factors in
+            [1 - color_jitter, 1 + color_jitter] (0: off).
+        class_weights: one weight per class; each batch then also carries per-pixel sample weights
+            (the weight of the pixel's true class), which Keras multiplies into the loss.
 
     Returns:
-        A ``tf.data.Dataset`` of ``(images, labels)``: float32 (B, H, W, 3) in 0..255 and int32
-        (B, H, W) class indices 0..6.
+        A ``tf.data.Dataset`` of ``(images, labels)`` (``(images, labels, pixel_weights)`` with
+        ``class_weights``): float32 (B, H, W, 3) in 0..255, int32 (B, H, W) class indices 0..6 and
+        float32 (B, H, W) weights.
 
     Raises:
         InputError: tiles of different sizes without ``image_size`` (when batching), or a tile
@@ -380,6 +415,8 @@ def make_dataset(
     pairs = list(pairs)
     if not pairs:
         raise ValueError("make_dataset needs at least one pair")
+    if class_weights is not None and len(class_weights) != NUM_CLASSES:
+        raise ValueError(f"expected {NUM_CLASSES} class weights, got {len(class_weights)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     resize_to = _as_hw(image_size, "image_size")
@@ -443,7 +480,9 @@ def make_dataset(
         if out_hw is not None:
             images = tf.ensure_shape(images, (batch_dim, *out_hw, 3))
             labels = tf.ensure_shape(labels, (batch_dim, *out_hw))
-        return images, labels
+        if class_weights is None:
+            return images, labels
+        return images, labels, tf.gather(tf.constant(class_weights, tf.float32), labels)
 
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=True)
     ds = ds.map(to_model_types, num_parallel_calls=autotune, deterministic=True)

@@ -31,7 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import EXIT_USER_ERROR, InputError, run_cli
+from .errors import EXIT_USER_ERROR, ArgumentParser, InputError, fraction, positive_int, run_cli
+from .files import TEMP_MARK, write_text_atomic
 from . import images as image_files
 from .images import image_size, read_rgb, write_image_atomic, write_mask
 from .palette import rgb_to_class
@@ -56,7 +57,7 @@ IMAGE_FILTER = "PIL.Image.Resampling.BILINEAR (antialiased on reduction)"
 
 # A written tile, and a temp file that write_image_atomic leaves behind if the process is killed.
 _TILE_RE = re.compile(r"^(?P<id>.+)_(?P<cell>\d+)_(?:sat\.jpg|mask\.png)$")
-_TEMP_RE = re.compile(r"^\..+_\d+_(?:sat|mask)-[A-Za-z0-9_]+\.(?:jpg|png)$")
+_TEMP_RE = re.compile(rf"^\..+_\d+_(?:sat\.jpg|mask\.png){re.escape(TEMP_MARK)}.+$")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class ConversionSummary:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def find_pairs(input_dir: str | os.PathLike) -> list[SourcePair]:
+def find_sources(input_dir: str | os.PathLike) -> list[SourcePair]:
     """The ``<id>_sat.jpg`` / ``<id>_mask.png`` pairs of a DeepGlobe folder, sorted by id.
 
     Args:
@@ -267,12 +268,6 @@ def _manifest(params: TileParameters, val_fraction: float, seed: int, splits: di
     }
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _tile_files(output_dir: Path) -> list[Path]:
     """Tiles and leftover temp files in the split folders of ``output_dir``."""
     found = []
@@ -312,7 +307,7 @@ def _prepare_output(output_dir: Path, manifest: dict, overwrite: bool) -> None:
             raise InputError(f"{output_dir}: holds tiles but no {MANIFEST_NAME}; use --overwrite or another --output")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(manifest_path, manifest)
+        write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
     except OSError as err:
         raise InputError(f"{output_dir}: cannot write the output folder ({err.strerror or err})") from None
 
@@ -378,7 +373,7 @@ def convert_dataset(
     """
     if params.size < 1 or params.grid < 1 or workers < 1:
         raise ValueError("size, grid and workers must be >= 1")
-    pairs = find_pairs(input_dir)
+    pairs = find_sources(input_dir)
     splits = split_sources([p.source_id for p in pairs], val_fraction, seed)
     split_of = {sid: split for split, ids in splits.items() for sid in ids}
     output_dir = Path(output_dir)
@@ -419,49 +414,36 @@ def convert_dataset(
             file=sys.stderr,
         )
     manifest["failed"] = dict(sorted(summary.failed.items()))
-    _write_json_atomic(output_dir / MANIFEST_NAME, manifest)
+    write_text_atomic(output_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     return summary
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {value}")
-    return value
-
-
 def _jpeg_quality(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 100:
+    value = positive_int(text)
+    if value > 100:
         raise argparse.ArgumentTypeError(f"must lie in 1..100, got {value}")
     return value
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Command-line options of ``scripts/prepare_deepglobe.py``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
+        prog="fcn-prepare-deepglobe",
         description="Cut the DeepGlobe Land Cover training release into course tiles "
         "(OUTPUT/train, OUTPUT/validation, OUTPUT/split.json)."
     )
     parser.add_argument("--input", required=True, help="DeepGlobe folder with <id>_sat.jpg and <id>_mask.png")
     parser.add_argument("--output", required=True, help="dataset folder to write")
-    parser.add_argument("--size", type=_positive_int, default=DEFAULT_SIZE, help="tile side in pixels (default 512)")
-    parser.add_argument("--grid", type=_positive_int, default=DEFAULT_GRID,
+    parser.add_argument("--size", type=positive_int, default=DEFAULT_SIZE, help="tile side in pixels (default 512)")
+    parser.add_argument("--grid", type=positive_int, default=DEFAULT_GRID,
                         help="cells per side of a source image (default 2)")
-    parser.add_argument("--val-fraction", type=_fraction, default=DEFAULT_VAL_FRACTION,
+    parser.add_argument("--val-fraction", type=fraction, default=DEFAULT_VAL_FRACTION,
                         help="share of SOURCE images for validation (default 0.1)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the split (default 0)")
     parser.add_argument("--jpeg-quality", type=_jpeg_quality, default=DEFAULT_JPEG_QUALITY,
                         help="JPEG quality of the tiles (default 95; the course tiles use 75)")
     parser.add_argument("--overwrite", action="store_true", help="delete existing tiles and redo everything")
-    parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
                         help="images converted in parallel (default: CPU count)")
     return parser
 

@@ -1,7 +1,13 @@
-"""User-facing errors and the wrapper that turns them into one line and exit code 2."""
+"""User-facing errors: one ``error:`` line naming the file or flag, and exit code 2.
+
+Also the argument parser and ``type=`` checks every command shares, so that a bad flag is refused
+before any work (and before TensorFlow is imported) with the same one line.
+"""
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import sys
 from typing import Callable, Sequence
@@ -11,6 +17,13 @@ EXIT_USER_ERROR = 2
 
 class InputError(Exception):
     """A user mistake (bad path, corrupt file, wrong size...). The message names the file."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line (an :class:`InputError`), not usage + error."""
+
+    def error(self, message):
+        raise InputError(f"{message} (see --help)")
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
@@ -23,7 +36,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     Returns:
         The exit code.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our output
+    from .lazy import quiet_tensorflow
+
+    quiet_tensorflow()
     try:
         return int(main(argv) or 0)
     except InputError as err:
@@ -32,3 +47,64 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+# ---------------------------------------------------------------- argparse type= checks
+
+
+def _number(text: str, kind: type):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def multiple_of_32(text: str) -> int:
+    """A positive whole number divisible by 32 (five 2x poolings)."""
+    value = positive_int(text)
+    if value % 32:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 32, got {value} (try {max(32, round(value / 32) * 32)})")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1)."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {value}")
+    return value

@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import InputError, run_cli
-from .images import MASK_SUFFIX, read_rgb
+from .errors import ArgumentParser, InputError, positive_int, run_cli
+from .images import read_rgb, tile_id
 from .metrics import ConfusionMatrix
 from .palette import CODE_TO_CLASS, NUM_CLASSES
 
@@ -43,12 +43,6 @@ class MaskPairing:
     extra: list[Path] = field(default_factory=list)
 
 
-def mask_key(path: Path) -> str:
-    """The tile id a mask file stands for: ``0001_mask.png`` and ``0001.png`` both give ``0001``."""
-    stem = path.stem
-    return stem[: -len(MASK_SUFFIX)] if stem.endswith(MASK_SUFFIX) else stem
-
-
 def _masks_by_key(folder: str | os.PathLike, role: str) -> dict[str, Path]:
     folder = Path(folder)
     if not folder.is_dir():
@@ -57,7 +51,7 @@ def _masks_by_key(folder: str | os.PathLike, role: str) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if not (path.is_file() and path.suffix.lower() == MASK_EXTENSION):
             continue
-        key = mask_key(path)
+        key = tile_id(path)
         if key in by_key:
             raise InputError(f"{path}: same tile as {by_key[key].name}; keep one {role} mask per tile")
         by_key[key] = path
@@ -65,7 +59,7 @@ def _masks_by_key(folder: str | os.PathLike, role: str) -> dict[str, Path]:
 
 
 def pair_masks(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> MaskPairing:
-    """Match the ``*.png`` masks of two folders by tile id (see :func:`mask_key`).
+    """Match the ``*.png`` masks of two folders by tile id (see :func:`fcn.images.tile_id`).
 
     Args:
         gt_dir: folder of ground-truth masks (``xxxx_mask.png``; other files such as ``*_sat.jpg``
@@ -238,7 +232,7 @@ def evaluate_folders(
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="fcn-mean-iou",
         description="Mean IoU of predicted masks against ground truth, printed like the course tool "
         "(masks paired by name: xxxx_mask.png, or xxxx.png for predictions).",
@@ -253,15 +247,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="FILE", help="also write per-class IoU, mean and confusion matrix")
     parser.add_argument("--confusion", action="store_true", help="also print the confusion matrix")
     parser.add_argument(
-        "--workers", type=int, default=None, metavar="N", help=f"reader threads (default {default_workers()})"
+        "--workers", type=positive_int, default=None, metavar="N", help=f"reader threads (default {default_workers()})"
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        raise InputError(f"--workers must be at least 1, got {args.workers}")
     json_path = Path(args.json) if args.json else None
     if json_path is not None and not json_path.parent.is_dir():
         # Checked before the work so that a typo does not cost a whole evaluation.

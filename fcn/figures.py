@@ -1,11 +1,15 @@
-"""Small figures: labelled side-by-side montages of tiles and masks (Pillow only)."""
+"""Small figures: labelled side-by-side montages of tiles and masks, and mask overlays."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from .palette import PALETTE
+
 LABEL_HEIGHT = 16
 GAP = 4
+OVERLAY_ALPHA = 0.45
+BOUNDARY_RGB = (255, 0, 0)  # pure red is no class colour, so boundaries never look like a class
 
 
 def montage(panels: list[tuple[str, np.ndarray]], panel_size: int = 256) -> np.ndarray:
@@ -45,3 +49,22 @@ def pick_epochs(epochs: list[int]) -> list[int]:
     if len(epochs) <= 3:
         return epochs
     return [epochs[0], epochs[(len(epochs) - 1) // 2], epochs[-1]]
+
+
+def overlay_image(rgb: np.ndarray, class_map: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """The tile blended with its mask's palette colours, class boundaries drawn in red.
+
+    Args:
+        rgb: (H, W, 3) uint8 tile.
+        class_map: (H, W) class indices.
+        alpha: weight of the mask colours.
+
+    Returns:
+        (H, W, 3) uint8 image.
+    """
+    from skimage.segmentation import find_boundaries
+
+    blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * PALETTE[class_map].astype(np.float32)
+    blended = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    blended[find_boundaries(class_map, mode="thick")] = BOUNDARY_RGB
+    return blended

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .files import atomic_path
 from .palette import class_to_rgb, rgb_to_class
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -17,32 +17,29 @@ SAT_SUFFIX = "_sat"
 MASK_SUFFIX = "_mask"
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Read once at import: os.umask is process-wide, so probing it later could race with other threads.
-_UMASK = _read_umask()
-
-
-def make_like_new_file(path: str | os.PathLike) -> None:
-    """Give a temporary file (``tempfile.mkstemp`` makes them 0600) the mode a new file would get."""
-    os.chmod(path, 0o666 & ~_UMASK)
+# Pillow's modes for 16-bit (and 32-bit integer) single-band images.
+_DEEP_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB; grayscale is expanded and alpha dropped.
 
+    16-bit images keep their high byte (value >> 8), as TensorFlow's decoder does for training,
+    instead of Pillow's default conversion, which saturates them to white.
+
     Raises:
-        InputError: the file is missing or cannot be decoded.
+        InputError: the file is missing or cannot be decoded, or holds floating-point pixels.
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode in _DEEP_GREY_MODES:
+                grey = (np.clip(np.asarray(img), 0, 65535).astype(np.uint16) >> 8).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=-1)
+            if img.mode == "F":
+                raise InputError(f"{path}: floating-point pixels; convert the image to 8 or 16 bits per channel")
             if img.mode != "RGB":
                 img = img.convert("RGB")
             return np.asarray(img, dtype=np.uint8)
@@ -81,21 +78,22 @@ def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, **save_kwargs) 
     """Write an RGB image so that a reader never sees a half-written file (temp file + rename)."""
     from PIL import Image
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, **save_kwargs)
-        make_like_new_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_mask(path: str | os.PathLike, class_map: np.ndarray) -> None:
     """Write a (H, W) class map as a palette-coloured PNG."""
     write_image_atomic(path, class_to_rgb(class_map))
+
+
+def tile_id(path: str | os.PathLike) -> str:
+    """The id a tile or mask file stands for: ``0001_sat.jpg``, ``0001_mask.png`` and ``0001.png`` all give ``0001``."""
+    stem = Path(path).stem
+    for suffix in (SAT_SUFFIX, MASK_SUFFIX):
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

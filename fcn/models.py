@@ -19,15 +19,16 @@ import keras
 import numpy as np
 from keras import layers
 
+from . import MODEL_NAMES
 from .palette import NUM_CLASSES
+from .weights import load_weights
 
 # ImageNet channel means in BGR order, as Keras's "caffe" preprocessing for VGG16 uses.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
+# (filters, convolutions) of the five VGG16 blocks, and the width of fc_1/fc_2.
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
-VGG16_CONV_LAYERS = tuple(
-    f"block{b}_conv{c}" for b, (_, n) in enumerate(VGG16_BLOCKS, start=1) for c in range(1, n + 1)
-)
+FC_WIDTH = 4096
 
 
 @keras.saving.register_keras_serializable(package="fcn")
@@ -80,13 +81,17 @@ def bilinear_kernel_2d(size_h: int, size_w: int) -> np.ndarray:
     return np.outer(profile(size_h), profile(size_w)).astype("float32")
 
 
-def _vgg16_features(x, dtype):
+def _scaled(filters: int, width: float) -> int:
+    return max(1, int(round(filters * width)))
+
+
+def _vgg16_features(x, width, dtype):
     """The 13 VGG16 conv layers and 5 poolings; returns the outputs of block3/4/5_pool."""
     pools = []
     for block, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
         for conv in range(1, convs + 1):
             x = layers.Conv2D(
-                filters, 3, padding="same", activation="relu", name=f"block{block}_conv{conv}", dtype=dtype
+                _scaled(filters, width), 3, padding="same", activation="relu", name=f"block{block}_conv{conv}", dtype=dtype
             )(x)
         x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool", dtype=dtype)(x)
         pools.append(x)
@@ -112,15 +117,16 @@ def _upsample(x, num_classes, factor, name, bilinear_init, dtype):
     )(x)
 
 
-def _fcn(name, skips, input_shape, num_classes, fc1_kernel_size, paper_init, dropout, dtype):
+def _fcn(name, skips, input_shape, num_classes, fc1_kernel_size, paper_init, dropout, width, dtype):
     """Build an FCN whose coarse score map is fused with the scores of the given pool layers."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = CaffePreprocess(name="preprocess")(inputs)
-    pool3, pool4, pool5 = _vgg16_features(x, dtype)
-    x = layers.Conv2D(4096, fc1_kernel_size, padding="same", activation="relu", name="fc_1", dtype=dtype)(pool5)
+    pool3, pool4, pool5 = _vgg16_features(x, width, dtype)
+    fc_width = _scaled(FC_WIDTH, width)
+    x = layers.Conv2D(fc_width, fc1_kernel_size, padding="same", activation="relu", name="fc_1", dtype=dtype)(pool5)
     if dropout:
         x = layers.Dropout(dropout, name="fc_1_dropout", dtype=dtype)(x)
-    x = layers.Conv2D(4096, 1, activation="relu", name="fc_2", dtype=dtype)(x)
+    x = layers.Conv2D(fc_width, 1, activation="relu", name="fc_2", dtype=dtype)(x)
     if dropout:
         x = layers.Dropout(dropout, name="fc_2_dropout", dtype=dtype)(x)
     x = _score(x, num_classes, "score", paper_init, dtype)
@@ -135,8 +141,8 @@ def _fcn(name, skips, input_shape, num_classes, fc1_kernel_size, paper_init, dro
     return keras.Model(inputs, outputs, name=name)
 
 
-MODELS: dict[str, tuple[str, ...]] = {"fcn32s": (), "fcn16s": ("pool4",), "fcn8s": ("pool4", "pool3")}
-MODEL_NAMES = tuple(MODELS)
+# The pool layers whose scores each architecture fuses.
+MODELS: dict[str, tuple[str, ...]] = dict(zip(MODEL_NAMES, ((), ("pool4",), ("pool4", "pool3"))))
 
 
 def build_model(
@@ -148,6 +154,7 @@ def build_model(
     fc1_kernel_size: int = 2,
     paper_init: bool = True,
     dropout: float = 0.0,
+    width: float = 1.0,
     dtype_policy: str | None = None,
 ) -> keras.Model:
     """Build an FCN by name.
@@ -163,6 +170,8 @@ def build_model(
         paper_init: score layers start at zero and upsampling kernels as bilinear interpolation (FCN
             paper); False uses Glorot uniform for both.
         dropout: dropout rate after ``fc_1`` and ``fc_2`` (0 keeps the seed's exact layout).
+        width: multiplies every conv and fc width (1: VGG16). Small widths (e.g. 1/16) build the same
+            architecture in miniature for tests and demos; ImageNet weights need width 1.
         dtype_policy: Keras dtype policy for the layers, e.g. ``"mixed_bfloat16"``; None uses the
             global policy. Preprocessing and the softmax output stay float32.
 
@@ -172,16 +181,15 @@ def build_model(
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
-    height, width = input_shape[0], input_shape[1]
     if len(input_shape) != 3 or input_shape[2] != 3:
         raise ValueError(f"input_shape must be (H, W, 3), got {input_shape}")
-    for side in (height, width):
+    for side in input_shape[:2]:
         if side is not None and side % 32:
             raise ValueError(f"input sides must be multiples of 32 (or None), got {input_shape}")
-    model = _fcn(name, MODELS[name], tuple(input_shape), num_classes, fc1_kernel_size, paper_init, dropout, dtype_policy)
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width}")
+    model = _fcn(name, MODELS[name], tuple(input_shape), num_classes, fc1_kernel_size, paper_init, dropout, width, dtype_policy)
     if weights is not None:
-        from .weights import load_weights
-
         load_weights(model, weights)
     return model
 
@@ -215,64 +223,3 @@ def format_summary(model: keras.Model, markdown: bool = False) -> str:
     lines = [f'Model: "{model.name}"', rule, f"{'Layer (type)':<{width_name}}{'Output Shape':<{width_shape}}{'Param #':>12}", rule]
     lines += [f"{n:<{width_name}}{s:<{width_shape}}{p:>12,}" for n, s, p in rows]
     return "\n".join(lines + [rule] + totals)
-
-
-
-def count_flops(model: keras.Model, input_shape: tuple) -> int:
-    """Forward-pass FLOPs of one image, counted from the model's layers.
-
-    Convention: one multiply-add is 2 FLOPs, and only the layers that do multiply-adds are counted:
-    ``Conv1D/2D/3D`` (2 x output positions x output channels x kernel volume x input channels per
-    group), ``Conv1D/2D/3DTranspose`` (2 x input positions x input channels x kernel volume x output
-    channels: every input pixel is multiplied into a whole kernel) and ``Dense``. Biases,
-    activations, pooling, additions, preprocessing and the softmax are cheap elementwise work and
-    count 0. A training step is about 3x the forward FLOPs (forward, gradient of the activations,
-    gradient of the weights); that factor is the caller's business.
-
-    Args:
-        model: a functional Keras model with one input and no nested models. A layer shared by
-            several calls is counted once, at its first call.
-        input_shape: the shape of one input without the batch axis, e.g. ``(512, 512, 3)``; it
-            gives the sizes the model's ``None`` dimensions take.
-
-    Returns:
-        FLOPs of one forward pass on one input (an int).
-    """
-    if len(model.inputs) != 1:
-        raise ValueError(f"count_flops needs a model with one input, {model.name} has {len(model.inputs)}")
-    nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
-    if nested:
-        raise ValueError(f"count_flops cannot look inside nested models ({', '.join(nested)}) of {model.name}")
-    specs = {id(model.inputs[0]): keras.KerasTensor((1, *input_shape), dtype="float32")}
-    flops = 0
-    for layer in model.layers:
-        if isinstance(layer, layers.InputLayer):
-            continue
-        inputs = keras.tree.map_structure(lambda tensor: specs[id(tensor)], layer.input)
-        outputs = layer.compute_output_spec(inputs)
-        if isinstance(inputs, keras.KerasTensor):  # layers with several inputs (Add...) are elementwise
-            flops += _layer_flops(layer, tuple(inputs.shape), tuple(outputs.shape))
-        for tensor, spec in zip(keras.tree.flatten(layer.output), keras.tree.flatten(outputs)):
-            specs[id(tensor)] = spec
-    return int(flops)
-
-
-def _layer_flops(layer, input_shape: tuple, output_shape: tuple) -> int:
-    """2 x multiply-adds of one call of ``layer`` (0 for layers without multiply-adds)."""
-
-    def spatial_and_channels(shape):
-        channels_first = getattr(layer, "data_format", "channels_last") == "channels_first"
-        return (shape[2:], shape[1]) if channels_first else (shape[1:-1], shape[-1])
-
-    transposed = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
-    if isinstance(layer, transposed):
-        in_positions, in_channels = spatial_and_channels(input_shape)
-        return 2 * int(np.prod(in_positions)) * in_channels * int(np.prod(layer.kernel_size)) * layer.filters
-    if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Conv3D)):
-        in_channels = spatial_and_channels(input_shape)[1]
-        out_positions, out_channels = spatial_and_channels(output_shape)
-        per_output = int(np.prod(layer.kernel_size)) * in_channels // layer.groups
-        return 2 * int(np.prod(out_positions)) * out_channels * per_output
-    if isinstance(layer, layers.Dense):
-        return 2 * int(np.prod(input_shape[:-1])) * input_shape[-1] * layer.units
-    return 0

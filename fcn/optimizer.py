@@ -99,3 +99,17 @@ def current_learning_rate(optimizer) -> float:
     """The learning rate the new layers get at the optimizer's current step."""
     head = head_optimizer(optimizer)
     return float(keras.ops.convert_to_numpy(head.learning_rate))
+
+
+class SwapEMAWeights(keras.callbacks.SwapEMAWeights):
+    """``keras.callbacks.SwapEMAWeights(swap_on_epoch=True)`` that knows where the weights stand.
+
+    With ``swap_on_epoch`` the averaged weights sit in the model from each epoch's end to the next
+    epoch's start, so checkpoints hold them (prediction uses what validation scored) and the
+    optimizer's average slots hold the raw weights. A run resumed from such a checkpoint starts in
+    that swapped state (``swapped_in=True``) and must swap back before training on.
+    """
+
+    def __init__(self, swapped_in: bool = False):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = swapped_in  # Keras's own flag for the state above

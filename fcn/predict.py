@@ -1,26 +1,10 @@
-"""Inference on tiles of any size, and the ``fcn-predict`` command.
+"""Predicting folders of images: ``scripts/predict.py`` / ``fcn-predict``.
 
-:class:`Predictor` wraps a trained FCN (any input size, fixed or ``None``) and turns RGB images of any
-height and width into softmax probabilities or class maps:
-
-* sides that are multiples of 32 run as they are; others are reflect-padded to the next multiple of 32
-  and the output is cropped back;
-* an image larger than ``tile`` on either side runs as a sliding window of ``tile`` x ``tile`` windows
-  overlapping by at least ``overlap`` pixels, batched, whose softmax outputs are averaged with smooth
-  weights (:func:`window_profile`), so memory stays bounded by the window batch, whatever the size;
-* ``scale`` resizes the image before inference (bilinear, antialiased when shrinking) and the
-  *probabilities* back to the original size (bilinear), so a class map is the argmax of the resized
-  probabilities (smoother boundaries than resizing the class map with nearest neighbour);
-* ``tta`` averages the softmax over the 8 dihedral transforms (flips and 90-degree rotations).
-
-One ``tf.function`` with a shape-free signature is traced once per predictor and reused for every
-image, window batch and size. :meth:`Predictor.predict_many` batches consecutive same-size images that
-run whole (the common case: 512x512 tiles) into one model call; the training loop can reuse one
-predictor every epoch because the function reads the model's current weights.
-
-The command (``python scripts/predict.py --model RUN_DIR --input DIR --output DIR``) writes one palette
-mask ``<id>_mask.png`` per image, decoding the next images and encoding the finished masks in a thread
-pool while the model runs.
+``python scripts/predict.py --model RUN_DIR --input DIR --output DIR`` writes one palette mask
+``<id>_mask.png`` per image (``0001_sat.jpg`` -> ``0001_mask.png``, the course's naming), decoding the
+next images and encoding the finished masks in a thread pool while the engine
+(:class:`fcn.engine.Predictor`) runs the model. By default images are predicted at the scale the model
+was trained at; ``--input-gsd`` or ``--scale`` say otherwise.
 """
 
 from __future__ import annotations
@@ -34,400 +18,18 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from .errors import InputError, run_cli
-from .images import MASK_SUFFIX, SAT_SUFFIX, list_images, read_rgb, write_image_atomic, write_mask
-from .palette import NUM_CLASSES, PALETTE
-from .runtime import PRECISIONS, resolve_precision
+from .checkpoints import load_model, model_info, resolve_model_path
+from .engine import DEFAULT_TILE, Predictor
+from .errors import ArgumentParser, InputError, multiple_of_32, non_negative_int, positive_float, positive_int, run_cli
+from .figures import overlay_image
+from .images import MASK_SUFFIX, list_images, read_rgb, tile_id, write_image_atomic, write_mask
+from .runtime import PRECISIONS
 
-STRIDE = 32  # five 2x poolings: model input sides must be multiples of this
-DEFAULT_TILE = 1024  # largest side run in one call; bigger images run as a sliding window
-MODEL_FILES = ("best.keras", "last.keras")  # what a run directory holds, in order of preference
-OVERLAY_ALPHA = 0.45
-BOUNDARY_RGB = (255, 0, 0)  # pure red is no class colour, so boundaries never look like a class
 OVERLAY_JPEG_QUALITY = 90
-
-
-# ---------------------------------------------------------------- geometry
-
-
-def padded_side(side: int) -> int:
-    """The smallest multiple of 32 that is >= ``side`` (and >= 32)."""
-    return max(STRIDE, -(-side // STRIDE) * STRIDE)
-
-
-def window_starts(side: int, window: int, overlap: int) -> list[int]:
-    """Start offsets of sliding windows covering ``[0, side)`` along one axis.
-
-    The first window starts at 0, the last ends exactly at ``side``, and the starts are evenly spaced
-    with the fewest windows for which neighbours overlap by at least ``overlap`` pixels.
-
-    Args:
-        side: length of the axis.
-        window: window length (``side <= window`` gives a single window at 0).
-        overlap: minimum overlap of neighbouring windows, ``0 <= overlap < window``.
-
-    Returns:
-        Sorted start offsets.
-    """
-    if side <= window:
-        return [0]
-    stride = window - overlap
-    count = -(-(side - window) // stride) + 1
-    return [round(i * (side - window) / (count - 1)) for i in range(count)]
-
-
-def window_profile(window: int, ramp: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:
-    """Blending weights of one window along one axis: 1, with raised-cosine ramps on inner sides.
-
-    A side that faces a neighbouring window ramps from nearly 0 up to 1 over ``ramp`` pixels, as
-    ``0.5 - 0.5 cos(pi (i + 0.5) / ramp)``: strictly positive, and two opposite ramps overlapping by
-    exactly ``ramp`` pixels sum to 1. A side on the image border stays at 1, so border pixels (seen by
-    one window only) never get a vanishing weight. Near a window's inner edges the network sees
-    padding instead of the true neighbourhood; the ramps give those pixels to the neighbour.
-
-    Args:
-        window: window length.
-        ramp: ramp length in pixels (0: flat weights).
-        ramp_start: ramp up at index 0 (a neighbour lies before the window).
-        ramp_end: ramp down at the end (a neighbour lies after it).
-
-    Returns:
-        (window,) float32 weights in (0, 1].
-    """
-    profile = np.ones(window, dtype=np.float32)
-    ramp = min(ramp, window)
-    if ramp > 0:
-        rise = (0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)).astype(np.float32)
-        if ramp_start:
-            profile[:ramp] = np.minimum(profile[:ramp], rise)
-        if ramp_end:
-            profile[window - ramp :] = np.minimum(profile[window - ramp :], rise[::-1])
-    return profile
-
-
-def _reflect_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Pad an (h, w, C) array at the bottom and right to (height, width) by reflection."""
-    pad_h, pad_w = height - image.shape[0], width - image.shape[1]
-    if pad_h == 0 and pad_w == 0:
-        return image
-    # numpy reflects repeatedly when the padding is longer than the image (e.g. a 1-pixel side).
-    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
-
-
-# The 8 symmetries of the square as (transpose, flip rows, flip columns), applied in that order.
-DIHEDRAL = tuple((t, r, c) for t in (False, True) for r in (False, True) for c in (False, True))
-
-
-def _transform(batch, transpose: bool, flip_rows: bool, flip_cols: bool):
-    import tensorflow as tf
-
-    if transpose:
-        batch = tf.transpose(batch, (0, 2, 1, 3))
-    if flip_rows:
-        batch = tf.reverse(batch, axis=[1])
-    if flip_cols:
-        batch = tf.reverse(batch, axis=[2])
-    return batch
-
-
-def _untransform(batch, transpose: bool, flip_rows: bool, flip_cols: bool):
-    import tensorflow as tf
-
-    if flip_cols:
-        batch = tf.reverse(batch, axis=[2])
-    if flip_rows:
-        batch = tf.reverse(batch, axis=[1])
-    if transpose:
-        batch = tf.transpose(batch, (0, 2, 1, 3))
-    return batch
-
-
-# ---------------------------------------------------------------- the inference engine
-
-
-class Predictor:
-    """Softmax probabilities and class maps of RGB images of any size.
-
-    Args:
-        model: a Keras model mapping RGB 0-255 float32 (B, H, W, 3) to softmax (B, H, W, C), for
-            sides that are multiples of 32. A model built with a fixed input size also works: the
-            compiled function has a shape-free signature.
-        scale: resize factor applied before inference (1.0: none). The output always has the input's
-            size.
-        tile: window side in pixels (a multiple of 32); larger working images (after ``scale``) run
-            as a sliding window.
-        overlap: minimum overlap of neighbouring windows, ``0 <= overlap < tile`` (None: tile // 8); also the length of
-            the blending ramps.
-        tta: average the softmax over the 8 flips/rotations (8x the compute; each model call then
-            holds 4 x ``batch_size`` images).
-        batch_size: images or windows per model call.
-
-    Raises:
-        ValueError: an argument is out of range.
-    """
-
-    def __init__(self, model, *, scale: float = 1.0, tile: int = DEFAULT_TILE, overlap: int | None = None, tta: bool = False, batch_size: int = 4):
-        if not (scale > 0 and math.isfinite(scale)):
-            raise ValueError(f"scale must be a positive number, got {scale}")
-        if tile < STRIDE or tile % STRIDE:
-            raise ValueError(f"tile must be a positive multiple of {STRIDE}, got {tile}")
-        if overlap is None:
-            overlap = tile // 8
-        if not 0 <= overlap < tile:
-            raise ValueError(f"overlap must lie in [0, tile={tile}), got {overlap}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.model = model
-        self.scale = float(scale)
-        self.tile = int(tile)
-        self.overlap = int(overlap)
-        self.tta = bool(tta)
-        self.batch_size = int(batch_size)
-        self.num_classes = int(model.output_shape[-1])
-        self._forward = self._compile()
-
-    def _compile(self):
-        import tensorflow as tf
-
-        model, tta = self.model, self.tta
-
-        def forward(batch):
-            if not tta:
-                return tf.cast(model(batch, training=False), tf.float32)
-            # Two model calls of 4x the batch: the four flips keep the shape, the four transposed
-            # variants swap height and width (not stackable with the others for non-square inputs).
-            count = tf.shape(batch)[0]
-            total = 0.0
-            for transpose in (False, True):
-                variants = [t for t in DIHEDRAL if t[0] == transpose]
-                stacked = tf.concat([_transform(batch, *t) for t in variants], axis=0)
-                probs = tf.cast(model(stacked, training=False), tf.float32)
-                for k, variant in enumerate(variants):
-                    total += _untransform(probs[k * count : (k + 1) * count], *variant)
-            return total / len(DIHEDRAL)
-
-        # Shape-free signature: traced once, whatever the image, window or batch size.
-        return tf.function(forward, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-
-    # ------------------------------------------------------------ public API
-
-    def predict_probs(self, rgb: np.ndarray) -> np.ndarray:
-        """Softmax probabilities of one image.
-
-        Args:
-            rgb: (H, W, 3) RGB image, uint8 or float in 0-255.
-
-        Returns:
-            (H, W, C) float32 probabilities.
-        """
-        return next(self.predict_many([rgb], probabilities=True))
-
-    def predict_classes(self, rgb: np.ndarray) -> np.ndarray:
-        """Class map of one image: (H, W) uint8 argmax of :meth:`predict_probs`."""
-        return next(self.predict_many([rgb]))
-
-    def predict_many(self, images: Iterable[np.ndarray], *, probabilities: bool = False) -> Iterator[np.ndarray]:
-        """Predict a stream of images, in order, batching consecutive same-size whole images.
-
-        Images whose working size (after ``scale``) fits in one tile are grouped, up to
-        ``batch_size`` consecutive images of the same size, into one model call; larger ones run as
-        a sliding window on their own (their windows are batched). The input iterable is consumed
-        lazily, at most ``batch_size`` images ahead of the output.
-
-        Args:
-            images: (H, W, 3) RGB arrays, uint8 or float in 0-255; sizes may differ.
-            probabilities: yield (H, W, C) float32 probabilities instead of (H, W) uint8 class maps.
-
-        Yields:
-            One result per input image, with that image's height and width.
-        """
-        group: list[tuple[tuple[int, int], np.ndarray]] = []  # (original size, working image)
-        for rgb in images:
-            original_size, work = self._working_image(rgb)
-            if work.shape[0] > self.tile or work.shape[1] > self.tile:
-                yield from self._run_group(group, probabilities)
-                group = []
-                yield self._finish(self._sliding_window(work), original_size, probabilities)
-                continue
-            if group and group[0][1].shape != work.shape:
-                yield from self._run_group(group, probabilities)
-                group = []
-            group.append((original_size, work))
-            if len(group) == self.batch_size:
-                yield from self._run_group(group, probabilities)
-                group = []
-        yield from self._run_group(group, probabilities)
-
-    # ------------------------------------------------------------ internals
-
-    def working_size(self, height: int, width: int) -> tuple[int, int]:
-        """(height, width) at which an image of this size is run (before padding)."""
-        if self.scale == 1.0:
-            return height, width
-        return max(1, round(height * self.scale)), max(1, round(width * self.scale))
-
-    def _working_image(self, rgb) -> tuple[tuple[int, int], np.ndarray]:
-        rgb = np.asarray(rgb)
-        if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
-            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {rgb.shape}")
-        original_size = (int(rgb.shape[0]), int(rgb.shape[1]))
-        size = self.working_size(*original_size)
-        if size == original_size:
-            return original_size, rgb.astype(np.float32, copy=False)
-        from .data import resize_image_tf  # the same resize as training's --image-size
-
-        return original_size, np.clip(resize_image_tf(rgb, size).numpy(), 0.0, 255.0)
-
-    def _run_group(self, group, probabilities: bool) -> Iterator[np.ndarray]:
-        """One model call for same-size images that each fit in one tile."""
-        if not group:
-            return
-        height, width = group[0][1].shape[:2]
-        batch = np.stack([_reflect_pad(work, padded_side(height), padded_side(width)) for _, work in group])
-        probs = self._forward(batch).numpy()[:, :height, :width]
-        for (original_size, _), image_probs in zip(group, probs):
-            yield self._finish(image_probs, original_size, probabilities)
-
-    def _sliding_window(self, work: np.ndarray) -> np.ndarray:
-        """Blended (h, w, C) probabilities of a working image larger than one tile."""
-        height, width = work.shape[:2]
-        # An axis that fits in one tile runs whole (padded); a longer one is cut into tile windows.
-        window_h = self.tile if height > self.tile else padded_side(height)
-        window_w = self.tile if width > self.tile else padded_side(width)
-        padded = _reflect_pad(work, max(height, window_h), max(width, window_w))
-        rows = window_starts(padded.shape[0], window_h, self.overlap)
-        cols = window_starts(padded.shape[1], window_w, self.overlap)
-        row_profiles = [window_profile(window_h, self.overlap, i > 0, i < len(rows) - 1) for i in range(len(rows))]
-        col_profiles = [window_profile(window_w, self.overlap, j > 0, j < len(cols) - 1) for j in range(len(cols))]
-        windows = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
-
-        total = np.zeros(padded.shape[:2] + (self.num_classes,), dtype=np.float32)
-        weight_sum = np.zeros(padded.shape[:2], dtype=np.float32)
-        for first in range(0, len(windows), self.batch_size):
-            chunk = windows[first : first + self.batch_size]
-            batch = np.stack([padded[rows[i] : rows[i] + window_h, cols[j] : cols[j] + window_w] for i, j in chunk])
-            probs = self._forward(batch).numpy()
-            for (i, j), window_probs in zip(chunk, probs):
-                weight = np.outer(row_profiles[i], col_profiles[j])
-                area = (slice(rows[i], rows[i] + window_h), slice(cols[j], cols[j] + window_w))
-                total[area] += window_probs * weight[..., None]
-                weight_sum[area] += weight
-        return (total / weight_sum[..., None])[:height, :width]
-
-    def _finish(self, probs: np.ndarray, original_size: tuple[int, int], probabilities: bool) -> np.ndarray:
-        """Resize working-size probabilities back to the original size; argmax unless asked not to."""
-        if probs.shape[:2] != original_size:
-            import tensorflow as tf
-
-            probs = tf.image.resize(probs, original_size, method="bilinear", antialias=True).numpy()
-        if probabilities:
-            return probs.astype(np.float32, copy=False)
-        return np.argmax(probs, axis=-1).astype(np.uint8)
-
-
-# ---------------------------------------------------------------- models on disk
-
-
-def resolve_model_path(path: str | os.PathLike, note: Callable[[str], None] | None = None) -> Path:
-    """The ``.keras`` file that ``--model`` names: the file itself, or a run directory's best model.
-
-    Args:
-        path: a model file, or a training run directory holding ``best.keras`` (else ``last.keras``,
-            with a note).
-        note: receives the one-line note about the fallback (stderr when None).
-
-    Raises:
-        InputError: nothing to load there.
-    """
-    path = Path(path)
-    if path.is_dir():
-        best, last = (path / name for name in MODEL_FILES)
-        if best.is_file():
-            return best
-        if last.is_file():
-            (note or _to_stderr)(f"note: {best} not found, using {last.name}")
-            return last
-        raise InputError(f"{path}: run directory holds neither {' nor '.join(MODEL_FILES)}")
-    if not path.is_file():
-        raise InputError(f"{path}: no such model file or run directory")
-    return path
-
-
-def with_precision(model, policy: str):
-    """A copy of a functional model whose layers compute under another dtype policy.
-
-    The output layer (the float32 softmax) keeps its dtype; :class:`fcn.models.CaffePreprocess`
-    always computes in float32. Weights are copied (variables stay float32 under mixed policies).
-
-    Args:
-        model: a functional Keras model.
-        policy: a Keras dtype policy name, e.g. ``"mixed_bfloat16"``.
-
-    Returns:
-        The new model (the same model when its layers already use ``policy``).
-    """
-    import keras
-
-    from . import models  # registers the custom layers for from_config
-
-    adjustable = [layer for layer in model.layers[:-1] if not isinstance(layer, (keras.layers.InputLayer, models.CaffePreprocess))]
-    if all(layer.dtype_policy.name == policy for layer in adjustable):
-        return model
-    config = model.get_config()
-    outputs = config["output_layers"]
-    keep = {outputs[0]} if isinstance(outputs[0], str) else {entry[0] for entry in outputs}
-    for layer_config in config["layers"]:
-        if layer_config["class_name"] != "InputLayer" and layer_config["config"]["name"] not in keep:
-            layer_config["config"]["dtype"] = policy
-    clone = keras.Model.from_config(config)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
-def load_model(
-    path: str | os.PathLike,
-    *,
-    precision: str | None = None,
-    num_classes: int | None = NUM_CLASSES,
-    note: Callable[[str], None] | None = None,
-):
-    """Load a saved FCN for prediction.
-
-    Args:
-        path: a ``.keras`` file or a run directory (see :func:`resolve_model_path`).
-        precision: ``None`` keeps the saved dtype policy; otherwise one of :data:`PRECISIONS`.
-        num_classes: required number of output channels (None: any).
-        note: receives one-line notes (stderr when None).
-
-    Returns:
-        The Keras model (not compiled).
-
-    Raises:
-        InputError: missing or unreadable file, or a model that does not output (B, H, W,
-            num_classes).
-    """
-    model_path = resolve_model_path(path, note)
-    import keras
-
-    from . import models  # noqa: F401  (registers the custom layers)
-
-    try:
-        model = keras.saving.load_model(model_path, compile=False)
-    except Exception as err:  # Keras raises many types for corrupt or foreign files
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise InputError(f"{model_path}: cannot load model ({err.__class__.__name__}: {detail})") from None
-    output_shape = model.output_shape
-    if not (isinstance(output_shape, tuple) and len(output_shape) == 4):
-        raise InputError(f"{model_path}: expected one (B, H, W, C) output, got {output_shape}")
-    if num_classes is not None and output_shape[-1] != num_classes:
-        raise InputError(f"{model_path}: model predicts {output_shape[-1]} classes, the palette has {num_classes}")
-    if precision is not None:
-        model = with_precision(model, resolve_precision(precision))
-    return model
 
 
 # ---------------------------------------------------------------- folders
@@ -439,12 +41,6 @@ class PredictionJob(NamedTuple):
     image: Path
     mask: Path
     overlay: Path | None
-
-
-def tile_id(path: str | os.PathLike) -> str:
-    """The id of a tile: ``0001_sat.jpg`` -> ``0001``, ``foo.png`` -> ``foo``."""
-    stem = Path(path).stem
-    return stem[: -len(SAT_SUFFIX)] if stem.endswith(SAT_SUFFIX) else stem
 
 
 def mask_name(path: str | os.PathLike) -> str:
@@ -524,25 +120,6 @@ def prepare_output_folder(folder: str | os.PathLike, option: str = "--output") -
     except OSError as err:
         raise InputError(f"{folder}: {option} folder cannot be written ({err.strerror or err})") from None
     return folder
-
-
-def overlay_image(rgb: np.ndarray, class_map: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """The tile blended with its mask's palette colours, class boundaries drawn in red.
-
-    Args:
-        rgb: (H, W, 3) uint8 tile.
-        class_map: (H, W) class indices.
-        alpha: weight of the mask colours.
-
-    Returns:
-        (H, W, 3) uint8 image.
-    """
-    from skimage.segmentation import find_boundaries
-
-    blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * PALETTE[class_map].astype(np.float32)
-    blended = np.clip(np.round(blended), 0, 255).astype(np.uint8)
-    blended[find_boundaries(class_map, mode="thick")] = BOUNDARY_RGB
-    return blended
 
 
 def _write_outputs(job: PredictionJob, class_map: np.ndarray, rgb: np.ndarray | None) -> None:
@@ -676,7 +253,7 @@ def predict_folder(
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="fcn-predict",
         description="Predict a palette mask <id>_mask.png for every .jpg/.jpeg/.png image of a folder "
         "(xxxx_sat.jpg -> xxxx_mask.png; files *_mask.png are skipped). Any image size.",
@@ -684,11 +261,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, metavar="MODEL", help="a .keras file, or a run directory (its best.keras, else last.keras)")
     parser.add_argument("--input", required=True, metavar="DIR", help="folder of images")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the masks (created; must not be the input folder)")
-    parser.add_argument("--scale", type=float, default=1.0, metavar="F", help="resize images by F before inference; masks keep the input size (default 1)")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="N", help=f"sliding-window side for larger images, multiple of 32 (default {DEFAULT_TILE}: a full DeepGlobe tile at --scale 0.418 runs whole)")
-    parser.add_argument("--overlap", type=int, default=None, metavar="N", help="minimum overlap of sliding windows in pixels (default: tile / 8)")
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--scale", type=positive_float, default=None, metavar="F",
+                       help="resize images by F before inference; masks keep the input size (default: the scale the model "
+                       "was trained at, so inputs like its training tiles are seen as in training)")
+    scale.add_argument("--input-gsd", type=positive_float, default=None, metavar="M",
+                       help="ground sample distance of the inputs in metres per pixel (e.g. 0.5 for full DeepGlobe tiles); "
+                       "the scale becomes M / the model's training ground sample distance")
+    parser.add_argument("--tile", type=multiple_of_32, default=DEFAULT_TILE, metavar="N", help=f"sliding-window side for larger images, multiple of 32 (default {DEFAULT_TILE})")
+    parser.add_argument("--overlap", type=non_negative_int, default=None, metavar="N", help="minimum overlap of sliding windows in pixels (default: tile / 8)")
     parser.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations (8x slower)")
-    parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="images or windows per model call (default 4)")
+    parser.add_argument("--batch-size", type=positive_int, default=4, metavar="N", help="images or windows per model call (default 4)")
     parser.add_argument("--overlay", metavar="DIR", help="also write <id>_overlay.jpg: the image blended with its mask, class boundaries in red")
     parser.add_argument(
         "--precision",
@@ -696,7 +279,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=None,
         help="compute dtype policy (default: as saved; auto: mixed_float16 on tensor-core GPUs, float32 on CPU)",
     )
-    parser.add_argument("--workers", type=int, default=None, metavar="N", help=f"reader/writer threads (default {default_workers()})")
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N", help=f"reader/writer threads (default {default_workers()})")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -707,14 +290,8 @@ def _to_stderr(line: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if not (args.scale > 0 and math.isfinite(args.scale)):
-        raise InputError(f"--scale must be a positive number, got {args.scale}")
-    if args.tile < STRIDE or args.tile % STRIDE:
-        raise InputError(f"--tile must be a positive multiple of {STRIDE}, got {args.tile}")
-    if args.overlap is not None and not 0 <= args.overlap < args.tile:
-        raise InputError(f"--overlap must lie in [0, --tile={args.tile}), got {args.overlap}")
-    if args.batch_size < 1 or (args.workers is not None and args.workers < 1):
-        raise InputError("--batch-size and --workers must be at least 1")
+    if args.overlap is not None and args.overlap >= args.tile:
+        raise InputError(f"--overlap must be smaller than --tile={args.tile}, got {args.overlap}")
 
     # Every check that can fail runs before the model is loaded.
     model_path = resolve_model_path(args.model, note=_to_stderr)
@@ -723,8 +300,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.overlay is not None:
         prepare_output_folder(args.overlay, "--overlay")
     model = load_model(model_path, precision=args.precision)
-
-    predictor = Predictor(model, scale=args.scale, tile=args.tile, overlap=args.overlap, tta=args.tta, batch_size=args.batch_size)
+    try:
+        predictor = Predictor(model, scale=args.scale, input_gsd=args.input_gsd, tile=args.tile, overlap=args.overlap,
+                              tta=args.tta, batch_size=args.batch_size)
+    except ValueError as err:
+        raise InputError(f"{model_path}: {err}") from None
+    print(f"predicting at scale {predictor.scale:.4g} ({scale_reason(args, model)})", flush=True)
     report = predict_folder(predictor, jobs, workers=args.workers, verbose=0 if args.quiet else 1)
     summary = (
         f"wrote {len(report.written)} mask{'s' * (len(report.written) != 1)} to {args.output} in "
@@ -734,6 +315,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary += f"; {len(report.failed)} image{'s' * (len(report.failed) != 1)} failed (see above)"
     print(summary, flush=True)
     return 2 if report.failed else 0
+
+
+def scale_reason(args, model) -> str:
+    """Why the predictor runs at its scale, for the line predict.py prints."""
+    info = model_info(model)
+    if args.scale is not None:
+        return "--scale"
+    if args.input_gsd is not None:
+        return f"input {args.input_gsd:g} m/px, model trained at {info.model_gsd:.4g} m/px"
+    if info.train_scale == 1.0:
+        return "the model was trained at its tiles' own size"
+    return "the scale the model was trained at; --scale or --input-gsd change it"
 
 
 def cli() -> None:

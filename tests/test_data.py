@@ -415,3 +415,74 @@ def test_median_frequency_weights_with_unknown_counted_and_from_files(tmp_path):
     np.testing.assert_allclose(from_arrays, [expected.get(c, 0.0) for c in range(7)], rtol=1e-6)
     np.testing.assert_array_equal(from_files, from_arrays)
     assert from_arrays[UNKNOWN] > 0
+
+
+# ---------------------------------------------------------------- one decoder, pixel weights, colour
+
+
+def photo_like(rng: np.random.Generator, size: int = 96) -> np.ndarray:
+    """Smooth colour fields plus grain, as in aerial tiles, so JPEG quantisation acts as on real ones."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    smooth = np.stack([np.sin(6 * xx + c) * np.cos(4 * yy - c) for c in range(3)], axis=-1)
+    return np.clip(127 + 90 * smooth + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("quality", [75, 95])
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_training_and_prediction_decode_jpegs_to_identical_pixels(tmp_path, quality, subsampling):
+    """tf.data (training) and Pillow (validation, prediction, report) must give the same pixels."""
+    import tensorflow as tf
+
+    from fcn.data import decode_image_tf
+
+    path = tmp_path / "tile_sat.jpg"
+    Image.fromarray(photo_like(np.random.default_rng(quality))).save(path, quality=quality, subsampling=subsampling)
+    from_tf = decode_image_tf(tf.constant(str(path))).numpy()
+    np.testing.assert_array_equal(from_tf, read_rgb(path))
+    # TensorFlow's default (fast) DCT would not: the test can tell the two apart.
+    fast = tf.io.decode_jpeg(path.read_bytes(), channels=3).numpy()
+    assert not np.array_equal(fast, read_rgb(path))
+
+
+def test_16_bit_pngs_decode_alike_in_both_paths(tmp_path):
+    import tensorflow as tf
+
+    from fcn.data import decode_image_tf
+
+    path = tmp_path / "deep_sat.png"
+    Image.fromarray((np.arange(48 * 40).reshape(48, 40) * 33).astype(np.uint16)).save(path)
+    np.testing.assert_array_equal(decode_image_tf(tf.constant(str(path))).numpy(), read_rgb(path))
+
+
+def test_class_weights_become_pixel_weights_of_each_true_class(tmp_path):
+    rng = np.random.default_rng(11)
+    pairs = [random_pair(tmp_path, f"{i:04d}", rng) for i in range(4)]
+    weights = [0.5, 2.0, 1.0, 3.0, 0.25, 1.5, 0.0]
+    images, labels, pixel_weights = next(iter(make_dataset(pairs, batch_size=4, training=True, crop=16, class_weights=weights)))
+    np.testing.assert_array_equal(pixel_weights.numpy(), np.array(weights, np.float32)[labels.numpy()])
+    with pytest.raises(ValueError, match="7 class weights"):
+        make_dataset(pairs, batch_size=4, training=True, class_weights=[1.0])
+
+
+def test_color_jitter_changes_colours_not_labels(tmp_path):
+    rng = np.random.default_rng(12)
+    pairs = [write_pair(tmp_path, f"{i:04d}", *block_tile(rng, 32, 8)) for i in range(4)]
+    plain = list(make_dataset(pairs, batch_size=4, training=True, seed=5))[0]
+    jittered = list(make_dataset(pairs, batch_size=4, training=True, seed=5, color_jitter=0.3))[0]
+    np.testing.assert_array_equal(jittered[1].numpy(), plain[1].numpy())  # same geometry, same labels
+    difference = np.abs(jittered[0].numpy() - plain[0].numpy())
+    assert difference.mean() > 2 and jittered[0].numpy().min() >= 0 and jittered[0].numpy().max() <= 255
+
+
+def test_read_pair_checks_the_sizes(tmp_path):
+    from fcn.data import read_pair, read_pairs
+
+    rng = np.random.default_rng(13)
+    good = random_pair(tmp_path, "0001", rng)
+    rgb, labels = read_pair(good)
+    assert rgb.shape == (32, 32, 3) and labels.shape == (32, 32)
+    bad = random_pair(tmp_path, "0002", rng)
+    Image.fromarray(class_to_rgb(np.zeros((16, 32), np.uint8))).save(bad.mask_path)
+    with pytest.raises(InputError, match="0002_mask.png"):
+        read_pair(bad)
+    assert [r[1].shape for r in read_pairs([good, good])] == [(32, 32), (32, 32)]

@@ -1,7 +1,7 @@
 """tf.distribute on CPU: mirrored over two logical devices, and two local multi-worker processes.
 
 Each run is a subprocess, because devices must be configured before TensorFlow initialises.
-Select them with: pytest -k "mirrored or multiworker".
+Select them with: pytest -k "mirrored or multiworker"; they are marked slow (several processes each).
 """
 
 import csv
@@ -36,10 +36,14 @@ def tiles(tmp_path_factory):
     return make_synthetic_dataset(tmp_path_factory.mktemp("tiles"), n_train=8, n_val=2, size=64, seed=5)
 
 
+def arguments(tiles, out, strategy):
+    return ["--model", "fcn8s", "--train-dir", str(tiles[0]), "--val-dir", str(tiles[1]), "--out", str(out),
+            "--weights", "none", "--width", "0.0625", "--epochs", "1", "--batch-size", "8", "--verbose", "0",
+            "--strategy", strategy, "--seed", "1"]
+
+
 def launch(tiles, out, strategy, logical_devices=1, env=None):
-    args = ["--model", "fcn8s", "--train-dir", str(tiles[0]), "--val-dir", str(tiles[1]), "--out", str(out),
-            "--weights", "none", "--epochs", "1", "--batch-size", "8", "--verbose", "0", "--strategy", strategy,
-            "--seed", "1"]
+    args = arguments(tiles, out, strategy)
     environment = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.Popen([sys.executable, "-c", LAUNCHER, str(logical_devices), *args], env=environment,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -56,10 +60,14 @@ def finish(process, timeout=300):
     return output
 
 
-def test_mirrored_two_cpu_replicas_match_single_device_first_step(tiles, tmp_path):
-    single = finish(launch(tiles, tmp_path / "single", "one"))
-    mirrored = finish(launch(tiles, tmp_path / "mirrored", "mirrored", logical_devices=2))
-    assert "1 replica(s)" in single and "2 replica(s)" in mirrored
+@pytest.mark.slow
+def test_mirrored_two_cpu_replicas_match_single_device_first_step(tiles, tmp_path, capsys):
+    from fcn import train
+
+    mirrored = launch(tiles, tmp_path / "mirrored", "mirrored", logical_devices=2)
+    assert train.main(arguments(tiles, tmp_path / "single", "one")) == 0  # the reference, in this process
+    assert "1 replica(s)" in capsys.readouterr().out
+    assert "2 replica(s)" in finish(mirrored)
     loss_single = float(history(tmp_path / "single")[0]["loss"])
     loss_mirrored = float(history(tmp_path / "mirrored")[0]["loss"])
     assert loss_mirrored == pytest.approx(loss_single, rel=1e-4)
@@ -77,6 +85,7 @@ def free_ports(count):
     return ports
 
 
+@pytest.mark.slow
 def test_multiworker_two_local_workers_chief_writes_the_run(tiles, tmp_path):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -89,4 +98,4 @@ def test_multiworker_two_local_workers_chief_writes_the_run(tiles, tmp_path):
     assert "2 replica(s)" in outputs[0]
     assert [int(r["epoch"]) for r in history(run)] == [1]
     assert (run / "last.keras").is_file() and (run / "config.json").is_file()
-    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no stray temporary checkpoints
+    assert not [p for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # no stray temporary checkpoints

@@ -1,12 +1,12 @@
-import os
+"""bench/flops.py: FLOPs counted from a model's layers (the benchmark's % of peak)."""
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest
 
 keras = pytest.importorskip("keras")
-from keras import layers
+from keras import layers  # noqa: E402
 
-from fcn.models import build_model, count_flops
+from bench.flops import count_flops  # noqa: E402
+from fcn.models import build_model  # noqa: E402
 
 
 def tiny_model(input_shape=(8, 8, 3)):

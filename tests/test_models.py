@@ -28,7 +28,7 @@ def test_fixed_shape_must_be_multiple_of_32():
 
 @pytest.mark.parametrize("name", ["fcn32s", "fcn8s"])
 def test_any_multiple_of_32_with_dynamic_shape(name):
-    model = build_model(name, input_shape=(None, None, 3), weights=None)
+    model = build_model(name, input_shape=(None, None, 3), weights=None, width=1 / 16)
     for height, width in [(64, 96), (128, 32)]:
         out = model.predict(np.zeros((1, height, width, 3), "float32"), verbose=0)
         assert out.shape == (1, height, width, 7)
@@ -37,7 +37,7 @@ def test_any_multiple_of_32_with_dynamic_shape(name):
 
 
 def test_paper_init_starts_uniform_and_bilinear():
-    model = build_model("fcn8s", input_shape=(64, 64, 3), weights=None)
+    model = build_model("fcn8s", input_shape=(64, 64, 3), weights=None, width=1 / 16)
     for name in ("score", "score_pool4", "score_pool3"):
         assert not np.any(model.get_layer(name).kernel.numpy())
     out = model.predict(np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32"), verbose=0)
@@ -62,7 +62,7 @@ def test_bilinear_upsampling_reproduces_a_linear_ramp_inside():
 
 
 def test_paper_init_off_uses_random_kernels():
-    model = build_model("fcn16s", input_shape=(64, 64, 3), weights=None, paper_init=False)
+    model = build_model("fcn16s", input_shape=(64, 64, 3), weights=None, paper_init=False, width=1 / 16)
     assert np.any(model.get_layer("score").kernel.numpy())
 
 
@@ -79,7 +79,7 @@ def test_preprocess_is_bgr_minus_mean_without_parameters():
 
 
 def test_mixed_precision_keeps_float32_softmax():
-    model = build_model("fcn8s", input_shape=(64, 64, 3), weights=None, dtype_policy="mixed_bfloat16")
+    model = build_model("fcn8s", input_shape=(64, 64, 3), weights=None, dtype_policy="mixed_bfloat16", width=1 / 16)
     assert model.get_layer("block3_conv1").compute_dtype == "bfloat16"
     assert model.get_layer("block3_conv1").kernel.dtype == "float32"
     out = model(np.zeros((1, 64, 64, 3), "float32"))
@@ -87,7 +87,7 @@ def test_mixed_precision_keeps_float32_softmax():
 
 
 def test_keras_file_round_trip(tmp_path):
-    model = build_model("fcn8s", input_shape=(None, None, 3), weights=None)
+    model = build_model("fcn8s", input_shape=(None, None, 3), weights=None, width=1 / 16)
     rng = np.random.default_rng(1)
     for name in ("score", "score_pool4", "score_pool3"):  # leave the uniform start: outputs must differ per pixel
         layer = model.get_layer(name)
@@ -115,3 +115,14 @@ def test_summary_table_lists_layers_and_totals():
     assert "Total params: 40,118,087" in text
     markdown = format_summary(build_model("fcn32s", weights=None), markdown=True)
     assert markdown.startswith("| Layer (type) | Output shape | Param # |")
+
+
+def test_width_scales_every_layer_but_keeps_the_architecture():
+    full = build_model("fcn8s", weights=None)
+    tiny = build_model("fcn8s", weights=None, width=1 / 16)
+    assert [layer.name for layer in tiny.layers] == [layer.name for layer in full.layers]
+    assert tiny.get_layer("block1_conv1").filters == 4 and tiny.get_layer("fc_2").filters == 256
+    assert tiny.get_layer("score").filters == 7 and tiny.output_shape == full.output_shape
+    assert tiny.count_params() < full.count_params() / 200
+    with pytest.raises(ValueError, match="width"):
+        build_model("fcn8s", weights=None, width=0)

@@ -1,4 +1,4 @@
-"""The study report on two tiny training runs, its error cases, and the quality benchmark's data split."""
+"""fcn.scoring and fcn.report on two tiny training runs, their error cases, and the quality benchmark's split."""
 
 import csv
 import json
@@ -11,36 +11,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcn import report
+from helpers import tiny_train_args
+
+from fcn import report, scoring
 from fcn.errors import InputError, run_cli
 from fcn.images import read_rgb
 from fcn.palette import CLASS_NAMES, SCORED_CLASSES
 from fcn.synthetic import make_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-# The seed's parameter counts at 512x512x3 (the study's architecture tables).
-SEED_TOTALS = {"fcn32s": "40,118,087", "fcn8s": "39,936,885"}
 
 
 # ---------------------------------------------------------------- fixtures: two tiny runs, one report
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """fcn32s and fcn8s trained 2 epochs on 64-px synthetic tiles (once per test session)."""
+def runs(tiles, trained_run, tmp_path_factory):
+    """The session's tiny fcn8s run, and a tiny fcn32s trained the same way."""
     pytest.importorskip("keras")
     from fcn import train
 
-    root = tmp_path_factory.mktemp("report_runs")
-    train_dir, val_dir = make_synthetic_dataset(root / "data", n_train=8, n_val=4, size=64, seed=3,
-                                                ids_val=["0008", "0097", "0107"])
-    paths = {}
-    for model in ("fcn32s", "fcn8s"):
-        paths[model] = root / model
-        argv = ["--model", model, "--train-dir", str(train_dir), "--val-dir", str(val_dir), "--out", str(paths[model]),
-                "--weights", "none", "--epochs", "2", "--batch-size", "4", "--verbose", "0"]
-        assert train.main(argv) == 0
-    return paths
+    fcn32s = tmp_path_factory.mktemp("report_runs") / "fcn32s"
+    config = json.loads((trained_run / "config.json").read_text())["args"]
+    argv = tiny_train_args(*tiles, fcn32s, "--epochs", config["epochs"], "--image-size", config["image_size"],
+                           "--lr", config["lr"])
+    argv[argv.index("fcn8s")] = "fcn32s"
+    assert train.main(argv) == 0
+    fcn8s = tmp_path_factory.mktemp("report_runs") / "fcn8s"
+    shutil.copytree(trained_run, fcn8s, dirs_exist_ok=True)
+    return {"fcn32s": fcn32s, "fcn8s": fcn8s}
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +62,19 @@ def section(text: str, title: str) -> str:
 # ---------------------------------------------------------------- the report
 
 
-def test_architecture_tables_have_the_seed_totals(built):
+def test_architecture_tables_show_each_runs_model_at_the_seed_input(built):
+    from helpers import tiny_fcn
+
     _, text, document = built
-    for model, total in SEED_TOTALS.items():
+    for model in ("fcn32s", "fcn8s"):
+        total = tiny_fcn(model).count_params()  # the runs' own (tiny) width; test_models checks the seed's
         part = section(text, model)
-        assert f"Total params: {total}" in part
+        assert f"Total params: {total:,}" in part
         assert "| Layer (type) | Output shape | Param # |" in part
         assert "(None, 512, 512, 3)" in part  # shown at the seed's input, not the 64-px training size
+        assert {run["model"]: run["architecture"]["total_params"] for run in document["runs"]}[model] == total
     assert "score_pool3 (Conv2D)" in section(text, "fcn8s")
     assert "score_pool3" not in section(text, "fcn32s")
-    totals = {run["model"]: run["architecture"]["total_params"] for run in document["runs"]}
-    assert {m: f"{t:,}" for m, t in totals.items()} == SEED_TOTALS
 
 
 def test_every_embedded_image_exists_and_montages_are_the_runs_own(built, runs):
@@ -143,20 +144,15 @@ def test_boundary_band_is_the_pixels_within_k_of_an_edge():
     labels = np.zeros((20, 20), np.uint8)
     labels[:, 10:] = 3  # one vertical edge between columns 9 and 10
     for width in (0, 1, 3):
-        band = report.boundary_band(labels, width)
+        band = scoring.boundary_band(labels, width)
         columns = np.flatnonzero(band.any(axis=0))
         assert columns.tolist() == list(range(9 - width, 11 + width))
         assert band[:, columns].all()  # whole columns: the edge runs top to bottom
-    assert not report.boundary_band(np.full((8, 8), 2, np.uint8), 3).any()
-
-
-def test_validation_scale_is_the_training_size_over_the_tile_side():
-    assert report.validation_scale(None, (512, 512, 3)) == 1.0
-    assert report.validation_scale(256, (512, 512, 3)) == 0.5
+    assert not scoring.boundary_band(np.full((8, 8), 2, np.uint8), 3).any()
 
 
 def test_unique_names_keep_repeated_folder_names_apart(tmp_path):
-    names = report.unique_names([tmp_path / "a" / "run", tmp_path / "b" / "run", tmp_path / "my run"])
+    names = scoring.unique_names([tmp_path / "a" / "run", tmp_path / "b" / "run", tmp_path / "my run"])
     assert names == ["run", "run-2", "my_run"]
 
 

@@ -1,33 +1,24 @@
-"""End-to-end training on tiny synthetic tiles: the run directory, resume, crash safety, bad input."""
+"""fcn.train end to end on tiny synthetic tiles and a tiny FCN8s: the run directory, every recipe flag,
+resume, the demo, and prediction reproducing what validation scored."""
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
-from fcn import train
-from fcn.callbacks import HISTORY_COLUMNS, RunCheckpoint, StopControl, read_checkpoint_state, save_checkpoint
-from fcn.figures import GAP, LABEL_HEIGHT
-from fcn.images import read_rgb
-from fcn.palette import PALETTE
-from fcn.synthetic import make_synthetic_dataset
+from helpers import TINY_WIDTH, tiny_train_args  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def tiles(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiles")
-    train_dir, val_dir = make_synthetic_dataset(root, n_train=8, n_val=4, size=64, seed=3, ids_val=["0008", "0097", "0107"])
-    return train_dir, val_dir
-
-
-def base_args(tiles, out, *extra):
-    train_dir, val_dir = tiles
-    return ["--model", "fcn8s", "--train-dir", str(train_dir), "--val-dir", str(val_dir), "--out", str(out),
-            "--weights", "none", "--batch-size", "4", "--lr", "1e-4", "--verbose", "0", *extra]
+from fcn import predict, train  # noqa: E402
+from fcn.callbacks import HISTORY_COLUMNS  # noqa: E402
+from fcn.checkpoints import read_checkpoint_state, read_model_info  # noqa: E402
+from fcn.data import find_pairs, read_pair  # noqa: E402
+from fcn.evaluate import evaluate_folders  # noqa: E402
+from fcn.figures import GAP, LABEL_HEIGHT  # noqa: E402
+from fcn.images import read_rgb  # noqa: E402
+from fcn.palette import PALETTE, UNKNOWN  # noqa: E402
 
 
 def read_history(run):
@@ -35,30 +26,30 @@ def read_history(run):
         return list(csv.DictReader(handle))
 
 
-@pytest.fixture(scope="module")
-def two_epoch_run(tiles, tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "run"
-    assert train.main(base_args(tiles, run, "--epochs", "2")) == 0
-    return run
+# ---------------------------------------------------------------- the run directory
 
 
-def test_run_directory_has_every_artefact(two_epoch_run, tiles):
-    run = two_epoch_run
+def test_run_directory_has_every_artefact(trained_run):
+    run = trained_run
     config = json.loads((run / "config.json").read_text())
     assert config["args"]["model"] == "fcn8s" and config["args"]["epochs"] == 2
     assert config["versions"]["tensorflow"] and config["started"]
     assert config["resolved"]["tracked_ids"] == ["0008", "0097", "0107"]
+    assert config["resolved"]["model_info"]["train_scale"] == 0.5  # --image-size 32 on 64-px tiles
+    weights = config["resolved"]["class_weights"]
+    assert len(weights) == 7 and weights[UNKNOWN] == 0 and max(weights) > 1  # median frequency
 
     rows = read_history(run)
     assert list(rows[0]) == list(HISTORY_COLUMNS)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     for row in rows:
         assert 0 <= float(row["val_miou"]) <= 1 and float(row["loss"]) > 0 and float(row["seconds"]) > 0
-        assert float(row["lr"]) == pytest.approx(1e-4)
+        assert float(row["lr"]) == pytest.approx(1e-3)
 
     for name in ("last.keras", "best.keras"):
         model = keras.saving.load_model(run / name)
         assert model.output_shape[-1] == 7
+        assert read_model_info(run / name).train_scale == 0.5
     assert read_checkpoint_state(run / "last.keras")["epoch"] == 2
     best_state = read_checkpoint_state(run / "best.keras")
     assert best_state["val_miou"] == pytest.approx(max(float(r["val_miou"]) for r in rows))
@@ -73,13 +64,46 @@ def test_run_directory_has_every_artefact(two_epoch_run, tiles):
         # satellite, ground truth, epoch 1 and epoch 2 side by side under their labels
         assert montage.shape == (64 + LABEL_HEIGHT, 4 * 64 + 3 * GAP, 3)
     assert list((run / "tensorboard").rglob("events.out.tfevents*"))
+    assert not list(run.rglob(".*.tmp-*"))
 
 
-def test_resume_continues_history_and_optimizer(two_epoch_run, tmp_path):
-    run = tmp_path / "run"
+def test_predict_with_defaults_reproduces_validation_exactly(trained_run, tiles, tmp_path):
+    """predict.py on the run (defaults: its own scale) gives best.keras's recorded val_miou to the digit,
+    and that epoch's tracked masks byte for byte."""
+    out = tmp_path / "pred"
+    assert predict.main(["--model", str(trained_run), "--input", str(tiles[1]), "--output", str(out), "-q"]) == 0
+    confusion, _ = evaluate_folders(tiles[1], out)
+    state = read_checkpoint_state(trained_run / "best.keras")
+    assert f"{confusion.mean_iou():f}" == f"{state['val_miou']:f}"
+    epoch = state["epoch"]
+    for tile_id in ("0008", "0097", "0107"):
+        tracked = trained_run / "tracked" / tile_id / f"epoch_{epoch:03d}.png"
+        assert (out / f"{tile_id}_mask.png").read_bytes() == tracked.read_bytes()
+
+
+def test_val_loss_is_the_training_loss(trained_run, tiles):
+    """The last epoch's val_loss = the compiled loss (median weights as pixel weights, Unknown ignored)
+    of last.keras on the validation tiles, at the tiles' own size."""
+    from fcn.checkpoints import load_model
+    from fcn.engine import Predictor
+
+    weights = np.array(json.loads((trained_run / "config.json").read_text())["resolved"]["class_weights"], np.float32)
+    predictor = Predictor(load_model(trained_run / "last.keras"))
+    loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=UNKNOWN)
+    total, pixels = 0.0, 0
+    for pair in find_pairs(tiles[1]):
+        rgb, labels = read_pair(pair)
+        probs = predictor.predict_probs(rgb)
+        total += float(loss(labels[None], probs[None], sample_weight=weights[labels][None])) * labels.size
+        pixels += labels.size
+    assert float(read_history(trained_run)[-1]["val_loss"]) == pytest.approx(total / pixels, rel=1e-4)
+
+
+def test_resume_continues_history_and_optimizer(trained_run, tmp_path):
     import shutil
 
-    shutil.copytree(two_epoch_run, run)
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
     before = keras.saving.load_model(run / "last.keras").optimizer.iterations.numpy()
     assert train.main(["--resume", str(run), "--epochs", "3", "--verbose", "0"]) == 0
     rows = read_history(run)
@@ -90,64 +114,61 @@ def test_resume_continues_history_and_optimizer(two_epoch_run, tmp_path):
     assert len(json.loads((run / "config.json").read_text())["resumed"]) == 1
 
 
-def test_resume_drops_a_history_row_the_checkpoint_does_not_hold(two_epoch_run, tmp_path):
+def test_resume_drops_a_history_row_the_checkpoint_does_not_hold(trained_run, tmp_path):
     import shutil
 
     run = tmp_path / "run"
-    shutil.copytree(two_epoch_run, run)
+    shutil.copytree(trained_run, run)
     with open(run / "history.csv", "a") as handle:  # as if killed after the row, before last.keras
         handle.write("3,0.1,0.1,0.5,0,0,0,0,0,0,0.0001,1.0\n")
     assert train.main(["--resume", str(run), "--epochs", "2", "--verbose", "0"]) == 0
     assert [int(r["epoch"]) for r in read_history(run)] == [1, 2]
 
 
-def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    model.compile("adam", "mse")
-    path = tmp_path / "last.keras"
-    save_checkpoint(model, path, {"epoch": 1})
-
-    def dying_save(self, filepath, *args, **kwargs):
-        Path(filepath).write_bytes(b"PK\x03\x04 half a zip")
-        raise KeyboardInterrupt  # killed mid-write
-
-    monkeypatch.setattr(keras.Model, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(model, path, {"epoch": 2})
-    monkeypatch.undo()
-    assert read_checkpoint_state(path) == {"epoch": 1}
-    keras.saving.load_model(path)
-    assert [p.name for p in tmp_path.iterdir()] == ["last.keras"]
+# ---------------------------------------------------------------- the recipe flags
 
 
-def test_nan_loss_stops_without_saving(tmp_path):
-    def nan_loss(y_true, y_pred):
-        return keras.ops.mean(y_pred) * float("nan")
-
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    model.compile("adam", nan_loss)
-    stop = StopControl()
-    model.fit(np.ones((8, 3)), np.ones((8, 1)), batch_size=2, epochs=3, verbose=0,
-              callbacks=[stop, RunCheckpoint(tmp_path, stop)])
-    assert stop.nan_at == (1, 1)
-    assert not (tmp_path / "last.keras").exists()
-
-
-def test_corrupt_training_tile_is_reported_before_training(tiles, tmp_path, capsys):
-    import shutil
-
-    train_dir = tmp_path / "train"
-    shutil.copytree(tiles[0], train_dir)
-    bad = sorted(train_dir.glob("*_sat.jpg"))[2]
-    bad.write_bytes(b"not a jpeg at all")
+def test_recipe_flags_all_take_effect(tiles, tmp_path):
     run = tmp_path / "run"
-    from fcn.errors import run_cli
+    argv = tiny_train_args(*tiles, run, "--epochs", "2", "--crop", "32", "--scale-aug", "0.8", "1.25", "--cache",
+                           "--color-aug", "0.2", "--lr", "1e-3", "--lr-schedule", "cosine", "--warmup", "0.2",
+                           "--encoder-lr-mult", "0.1", "--ema", "0.5")
+    assert train.main(argv) == 0
+    rates = [float(r["lr"]) for r in read_history(run)]
+    # cosine after a warm-up of 20 % of the 4 steps: below the peak and falling to 1 % of it at the end
+    assert rates[0] > rates[1] == pytest.approx(1e-5) and max(rates) <= 1e-3
+    model = keras.saving.load_model(run / "last.keras")
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.MultiOptimizer)
+    encoder, head = optimizer.optimizers
+    assert float(encoder.learning_rate) == pytest.approx(0.1 * float(head.learning_rate))
+    assert all(o.use_ema and o.ema_momentum == 0.5 for o in optimizer.optimizers)
+    assert int(optimizer.iterations) == 4
+    config = json.loads((run / "config.json").read_text())["args"]
+    assert config["crop"] == 32 and config["scale_aug"] == [0.8, 1.25] and config["cache"] is True
 
-    code = run_cli(train.main, base_args((train_dir, tiles[1]), run, "--epochs", "1"))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert len(err) == 1 and bad.name in err[0]
-    assert not (run / "last.keras").exists()
+
+def test_seed_recipe_restores_the_studys_settings():
+    args = train.parse_args(["--recipe", "seed", "--train-dir", "t", "--val-dir", "v"])
+    for key, value in train.SEED_RECIPE.items():
+        assert getattr(args, key) == value
+    assert train.parse_args(["--recipe", "seed", "--lr", "3e-4"]).lr == 3e-4  # given flags still win
+
+
+def test_demo_makes_its_own_data_and_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "DEMO_DATA", {"n_train": 8, "n_val": 4, "size": 64})  # the demo's path, smaller
+    run = tmp_path / "demo"
+    argv = ["--demo", "--out", str(run), "--epochs", "1", "--width", str(TINY_WIDTH), "--weights", "none", "--verbose", "0"]
+    assert train.main(argv) == 0
+    assert len(find_pairs(run / "data" / "train")) == train.DEMO_DATA["n_train"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["args"]["model"] == "fcn8s" and config["args"]["batch_size"] == 8  # the demo's defaults
+    assert config["args"]["epochs"] == 1  # ...unless given
+    assert config["resolved"]["model_info"]["tile_gsd"] is None  # synthetic tiles have no ground resolution
+    assert (run / "tracked" / "0008.png").is_file()
+
+
+# ---------------------------------------------------------------- small pieces
 
 
 def test_help_documents_every_flag_with_defaults(capsys):
@@ -155,9 +176,10 @@ def test_help_documents_every_flag_with_defaults(capsys):
         train.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for flag in ("--epochs", "--batch-size", "--lr", "--weights", "--image-size", "--crop", "--track", "--resume",
-                 "--seed", "--demo", "--precision", "--strategy", "--jit-compile"):
+                 "--seed", "--demo", "--precision", "--strategy", "--jit-compile", "--gsd", "--lr-schedule",
+                 "--warmup", "--encoder-lr-mult", "--ema", "--color-aug", "--recipe", "--width"):
         assert flag in text
-    assert "(default: 40)" in text and "(default: 0.0001)" in text
+    assert "(default: 40)" in text and "multiple of 32" in text
 
 
 def test_summary_prints_the_architecture(capsys):
@@ -170,10 +192,3 @@ def test_default_track_ids_fall_back_to_first_validation_ids():
     assert train.pick_tracked_ids("0008,0097,0107", ["0001", "0097"], "val") == ["0097"]
     with pytest.raises(train.InputError, match="0005"):
         train.pick_tracked_ids("0005", ["0001"], "val")
-
-
-def test_a_new_run_refuses_a_directory_that_holds_one(two_epoch_run, tiles):
-    before = (two_epoch_run / "history.csv").read_text()
-    with pytest.raises(train.InputError, match="--resume"):
-        train.main(base_args(tiles, two_epoch_run, "--epochs", "1"))
-    assert (two_epoch_run / "history.csv").read_text() == before

@@ -72,20 +72,26 @@ def test_no_source_lists_the_three_remedies(offline, monkeypatch):
 
 
 def test_weights_from_a_path(tmp_path):
-    source = build_model("fcn16s", input_shape=(64, 64, 3), weights=None, paper_init=False)
+    source = build_model("fcn16s", input_shape=(64, 64, 3), weights=None, paper_init=False, width=1 / 16)
     path = tmp_path / "trained.weights.h5"
     source.save_weights(path)
-    loaded = build_model("fcn16s", input_shape=(None, None, 3), weights=str(path))
+    loaded = build_model("fcn16s", input_shape=(None, None, 3), weights=str(path), width=1 / 16)
     np.testing.assert_array_equal(loaded.get_layer("score").kernel.numpy(), source.get_layer("score").kernel.numpy())
 
 
 def test_missing_weights_file_is_a_user_error(tmp_path):
     with pytest.raises(InputError, match="nope.weights.h5"):
-        build_model("fcn32s", input_shape=(64, 64, 3), weights=str(tmp_path / "nope.weights.h5"))
+        build_model("fcn32s", input_shape=(64, 64, 3), weights=str(tmp_path / "nope.weights.h5"), width=1 / 16)
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path):
     path = tmp_path / "fcn32s.weights.h5"
-    build_model("fcn32s", input_shape=(64, 64, 3), weights=None).save_weights(path)
-    with pytest.raises(InputError, match="fcn32s.weights.h5"):
-        build_model("fcn8s", input_shape=(64, 64, 3), weights=str(path))
+    build_model("fcn32s", input_shape=(64, 64, 3), weights=None, width=1 / 16).save_weights(path)
+    with pytest.raises(InputError, match="fcn32s.weights.h5") as caught:
+        build_model("fcn8s", input_shape=(64, 64, 3), weights=str(path), width=1 / 16)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 400  # no kernel dumped
+
+
+def test_imagenet_weights_need_the_full_width():
+    with pytest.raises(InputError, match="block1_conv1"):
+        weights.load_imagenet_encoder(build_model("fcn32s", input_shape=(64, 64, 3), weights=None, width=1 / 16))

@@ -1,0 +1,52 @@
+"""Small builders shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fcn.palette import NUM_CLASSES
+
+# A tiny FCN: the real architecture (every layer, every skip) at 1/16 of the width; it builds and
+# runs in milliseconds. The full-width models are checked by the seed-parity tests only.
+TINY_WIDTH = 1 / 16
+
+
+def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def conv_softmax_model(kernel_size: int, num_classes: int = NUM_CLASSES, seed: int = 0):
+    """Conv (kernel_size x kernel_size, same padding) + softmax on RGB 0-255, any input size.
+
+    With kernel size 1 it is translation- and flip-equivariant with a one-pixel receptive field, so
+    sliding windows and TTA must reproduce its whole-image output to float precision.
+    """
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 64)(inputs)
+    x = keras.layers.Conv2D(
+        num_classes,
+        kernel_size,
+        padding="same",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=1.0 / kernel_size, seed=seed),
+        bias_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=seed + 1),
+    )(x)
+    return keras.Model(inputs, keras.layers.Softmax()(x))
+
+
+def tiny_fcn(name: str = "fcn8s", seed: int = 0, **kwargs):
+    """A randomly initialised tiny FCN whose outputs vary with the input (no zero score layers)."""
+    import keras
+
+    from fcn.models import build_model
+
+    keras.utils.set_random_seed(seed)
+    options = dict(input_shape=(None, None, 3), weights=None, paper_init=False, width=TINY_WIDTH)
+    return build_model(name, **{**options, **kwargs})
+
+
+def tiny_train_args(train_dir, val_dir, out, *extra) -> list[str]:
+    """train.py arguments for a tiny FCN8s on the synthetic tiles (seconds per epoch)."""
+    return ["--model", "fcn8s", "--train-dir", str(train_dir), "--val-dir", str(val_dir), "--out", str(out),
+            "--weights", "none", "--width", str(TINY_WIDTH), "--batch-size", "4", "--verbose", "0", *map(str, extra)]
