@@ -246,6 +246,14 @@ def resize_image_tf(image, size):
     )
 
 
+def resize_tile_tf(image, size):
+    """:func:`resize_image_tf`, rounded back to uint8: how training (``--image-size``) and prediction
+    (``scale``) resize a tile, so that both see the same pixels."""
+    import tensorflow as tf
+
+    return tf.cast(tf.clip_by_value(tf.round(resize_image_tf(image, size)), 0, 255), tf.uint8)
+
+
 def resize_mask_tf(mask, size: tuple[int, int]):
     """Nearest-neighbour resize of an (H, W) class map: labels are never blended."""
     import tensorflow as tf
@@ -432,20 +440,7 @@ def make_dataset(
     if drop_remainder is None:
         drop_remainder = training and len(pairs) >= batch_size
 
-    def load(image_path, mask_path):
-        image = decode_image_tf(image_path)
-        mask = decode_mask_tf(mask_path)
-        if resize_to is not None:
-            # Tiles already at the size skip the (antialiased, hence not free) resize.
-            same_size = tf.reduce_all(tf.equal(tf.shape(mask), resize_to))
-            image = tf.cond(
-                same_size,
-                lambda: image,
-                lambda: tf.cast(tf.clip_by_value(tf.round(resize_image_tf(image, resize_to)), 0, 255), tf.uint8),
-            )
-            mask = tf.cond(same_size, lambda: mask, lambda: resize_mask_tf(mask, resize_to))
-        return image, mask
-
+    load = _tile_loader(resize_to)
     autotune = tf.data.AUTOTUNE
     ds = tf.data.Dataset.from_tensor_slices(
         ([str(p.image_path) for p in pairs], [str(p.mask_path) for p in pairs])
@@ -470,11 +465,34 @@ def make_dataset(
 
         ds = ds.map(augment, num_parallel_calls=autotune, deterministic=True)
 
-    out_hw = crop or resize_to
-    batch_dim = batch_size if drop_remainder else None
+    to_model_types = _batch_converter(crop or resize_to, batch_size if drop_remainder else None, class_weights)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=True)
+    ds = ds.map(to_model_types, num_parallel_calls=autotune, deterministic=True)
+    return ds.prefetch(autotune)
+
+
+def _tile_loader(resize_to):
+    """tf.data map function: file paths -> (uint8 tile, uint8 class map), resized when asked."""
+    import tensorflow as tf
+
+    def load(image_path, mask_path):
+        image = decode_image_tf(image_path)
+        mask = decode_mask_tf(mask_path)
+        if resize_to is not None:
+            # Tiles already at the size skip the (antialiased, hence not free) resize.
+            same_size = tf.reduce_all(tf.equal(tf.shape(mask), resize_to))
+            image = tf.cond(same_size, lambda: image, lambda: resize_tile_tf(image, resize_to))
+            mask = tf.cond(same_size, lambda: mask, lambda: resize_mask_tf(mask, resize_to))
+        return image, mask
+
+    return load
+
+
+def _batch_converter(out_hw, batch_dim, class_weights):
+    """tf.data map function: a uint8 batch (4x less copying) -> the model's types, with pixel weights."""
+    import tensorflow as tf
 
     def to_model_types(images, masks):
-        # Batched as uint8 (4x less copying), converted once per batch.
         images = tf.cast(images, tf.float32)
         labels = tf.cast(masks, tf.int32)
         if out_hw is not None:
@@ -484,9 +502,7 @@ def make_dataset(
             return images, labels
         return images, labels, tf.gather(tf.constant(class_weights, tf.float32), labels)
 
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=True)
-    ds = ds.map(to_model_types, num_parallel_calls=autotune, deterministic=True)
-    return ds.prefetch(autotune)
+    return to_model_types
 
 
 # --------------------------------------------------------------------------------------------

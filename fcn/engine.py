@@ -302,9 +302,9 @@ class Predictor:
         size = self.working_size(*original_size)
         if size == original_size:
             return original_size, rgb.astype(np.float32, copy=False)
-        from .data import resize_image_tf  # the same resize as training's --image-size
+        from .data import resize_tile_tf  # the same resize as training's --image-size
 
-        return original_size, np.clip(resize_image_tf(rgb, size).numpy(), 0.0, 255.0)
+        return original_size, resize_tile_tf(rgb, size).numpy().astype(np.float32)
 
     def _run_group(self, group, probabilities: bool) -> Iterator[np.ndarray]:
         """One model call for same-size images that each fit in one tile."""

@@ -62,20 +62,25 @@ def _number(text: str, kind: type):
     return value
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _checked(kind: type, accept: Callable, requirement: str, name: str) -> Callable[[str], int | float]:
+    """An argparse ``type=`` function: parse ``kind`` and refuse values ``accept`` rejects."""
+
+    def check(text: str):
+        value = _number(text, kind)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {value}")
+        return value
+
+    check.__name__ = name
+    check.__doc__ = f"A {'whole number' if kind is int else 'finite number'} that is {requirement}."
+    return check
 
 
-def non_negative_int(text: str) -> int:
-    """A whole number >= 0."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+positive_int = _checked(int, lambda v: v >= 1, "at least 1", "positive_int")
+non_negative_int = _checked(int, lambda v: v >= 0, "at least 0", "non_negative_int")
+positive_float = _checked(float, lambda v: v > 0, "positive", "positive_float")
+non_negative_float = _checked(float, lambda v: v >= 0, "at least 0", "non_negative_float")
+fraction = _checked(float, lambda v: 0 <= v < 1, "in [0, 1)", "fraction")
 
 
 def multiple_of_32(text: str) -> int:
@@ -83,28 +88,4 @@ def multiple_of_32(text: str) -> int:
     value = positive_int(text)
     if value % 32:
         raise argparse.ArgumentTypeError(f"must be a multiple of 32, got {value} (try {max(32, round(value / 32) * 32)})")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0."""
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A number in [0, 1)."""
-    value = _number(text, float)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {value}")
     return value
