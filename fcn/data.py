@@ -547,6 +547,7 @@ def median_frequency_weights(
     num_classes: int = NUM_CLASSES,
     *,
     ignore_unknown: bool = True,
+    power: float = 1.0,
 ) -> np.ndarray:
     """Median-frequency class balancing weights (Eigen & Fergus, 2015).
 
@@ -561,6 +562,7 @@ def median_frequency_weights(
         masks: training pairs (masks read from disk) or (H, W) integer label arrays.
         num_classes: number of classes.
         ignore_unknown: treat Unknown as described above; False treats it like any class.
+        power: raise the weights to this power (0.5: a softer balancing, "sqrt-median").
 
     Returns:
         float32 array of length ``num_classes``.
@@ -572,5 +574,5 @@ def median_frequency_weights(
     weights = np.zeros(num_classes, np.float64)
     if counted.any():
         freq = class_pixels[counted] / pixels_with_class[counted]
-        weights[counted] = np.median(freq) / freq
+        weights[counted] = (np.median(freq) / freq) ** power
     return weights.astype(np.float32)

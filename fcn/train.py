@@ -80,8 +80,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="learning rate of the ImageNet encoder relative to --lr")
     recipe.add_argument("--ema", type=fraction, default=0.0, help="momentum of a moving average of the weights, used for "
                         "validation and checkpoints (0: off)")
-    recipe.add_argument("--class-weights", choices=("none", "median"), default="none",
-                        help="loss weights per class: median-frequency balancing from the training masks")
+    recipe.add_argument("--class-weights", choices=("none", "median", "sqrt-median"), default="none",
+                        help="loss weights per class: median-frequency balancing from the training masks (sqrt-median: "
+                        "its square root, a softer balancing)")
     recipe.add_argument("--ignore-unknown", action="store_true", help="leave Unknown pixels out of the loss")
     recipe.add_argument("--scale-aug", type=positive_float, nargs=2, metavar=("LO", "HI"),
                         help="random training rescale range, e.g. 0.75 1.25")
@@ -208,8 +209,9 @@ def _train(args, run: RunDirectory, train_pairs, val_tiles, tracked_ids) -> int:
     strategy = runtime.make_strategy(args.strategy)
     policy = runtime.resolve_precision(args.precision)
     class_weights = None
-    if args.class_weights == "median":
-        class_weights = [float(w) for w in median_frequency_weights(train_pairs)]
+    if args.class_weights in ("median", "sqrt-median"):
+        power = 0.5 if args.class_weights == "sqrt-median" else 1.0
+        class_weights = [float(w) for w in median_frequency_weights(train_pairs, power=power)]
     info = ModelInfo(model=args.model, train_scale=training_scale(args.image_size, max(image_size(train_pairs[0].image_path))),
                      tile_gsd=args.gsd)
 

@@ -402,6 +402,7 @@ def test_median_frequency_weights_on_toy_masks():
     # forest (12 of 32 pixels) < urban (13 of 32, the median: weight 1) < water (21 of 32)
     assert weights[3] > weights[0] > weights[4]
     np.testing.assert_allclose(weights[0], 1.0)
+    np.testing.assert_allclose(median_frequency_weights(masks, power=0.5), np.sqrt(weights), rtol=1e-6)  # sqrt-median
 
 
 def test_median_frequency_weights_with_unknown_counted_and_from_files(tmp_path):
