@@ -21,7 +21,7 @@ How :func:`predict_scene` walks a scene. The in-memory path (:meth:`fcn.predict.
 resizes the whole image to the working size (``scale``), cuts it into ``tile`` x ``tile`` windows
 overlapping by at least ``overlap`` (:func:`fcn.predict.window_starts`), blends the windows' softmax
 with :func:`fcn.predict.window_profile` weights, resizes the probabilities back and takes the argmax.
-A scene of at most ``whole_max_pixels`` runs exactly that way. A larger one runs the *same* windows,
+A scene of at most ``whole_max_pixels`` (3072²) runs exactly that way. A larger one runs the *same* windows,
 one window row at a time:
 
 1. each window's pixels are resampled from a source window read with the resampling kernel's
@@ -70,8 +70,10 @@ STATS_SIDE = 1024  # longest side of the decimated read that gives those percent
 MASK_BLOCK = 512  # tile side of the output GeoTIFF
 GDAL_CACHE_BYTES = 128 * 2**20  # GDAL's block cache (default 5 % of RAM) while a scene runs
 # A scene of at most this many pixels (source and working) runs through Predictor.predict_classes
-# whole: exactly the JPEG path, ~36 bytes per pixel at peak (float32 probabilities + argmax).
-WHOLE_MAX_PIXELS = 4096 * 4096
+# whole: exactly the JPEG path (a 2448² DeepGlobe tile included). That path holds the image, its
+# full-size float32 probabilities and their argmax at once (measured: 6.4 GiB peak for 8192² at scale
+# 0.209), so larger scenes stream (2.2-2.4 GiB for 16,384² and 32,768²).
+WHOLE_MAX_PIXELS = 3072 * 3072
 FORWARD_CHUNK_PIXELS = 16 * 2**20  # source pixels resampled at once into a window
 BACK_CHUNK_BYTES = 64 * 2**20  # float32 probabilities resized back to source rows at once
 TRIANGLE_RADIUS = 1.0  # support of the bilinear ("triangle") kernel, in output pixels
@@ -1001,9 +1003,10 @@ def write_overlay_preview(scene: Scene, mask_path: str | os.PathLike, out_path: 
 
     from .predict import OVERLAY_JPEG_QUALITY, overlay_image
 
-    rgb, _ = scene.read_preview(max_side)
-    with rasterio.open(mask_path) as mask:
-        classes = mask.read(1, out_shape=rgb.shape[:2], resampling=Resampling.nearest)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # the decimated read decodes every source tile
+        rgb, _ = scene.read_preview(max_side)
+        with rasterio.open(mask_path) as mask:
+            classes = mask.read(1, out_shape=rgb.shape[:2], resampling=Resampling.nearest)
     nodata = classes == NODATA_CLASS
     blended = overlay_image(rgb, np.where(nodata, UNKNOWN, classes).astype(np.uint8))
     blended[nodata] = rgb[nodata] // 2
