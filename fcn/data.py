@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from collections import deque
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from .errors import InputError
-from .images import image_size as read_image_size
 from .images import MASK_SUFFIX, SAT_SUFFIX, read_mask, read_rgb
+from .images import image_size as read_image_size
 from .palette import NUM_CLASSES, UNKNOWN, rgb_to_class_tf
 
 # The validation tiles whose masks the course study shows (training tracks them when present).
@@ -249,9 +250,14 @@ def resize_image_tf(image, size):
 def resize_tile_tf(image, size):
     """:func:`resize_image_tf`, rounded back to uint8: how training (``--image-size``) and prediction
     (``scale``) resize a tile, so that both see the same pixels."""
+    return round_to_uint8_tf(resize_image_tf(image, size))
+
+
+def round_to_uint8_tf(image):
+    """Float pixels rounded (half to even), clipped to 0-255 and cast to uint8."""
     import tensorflow as tf
 
-    return tf.cast(tf.clip_by_value(tf.round(resize_image_tf(image, size)), 0, 255), tf.uint8)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
 def resize_mask_tf(mask, size: tuple[int, int]):
@@ -569,7 +575,7 @@ def median_frequency_weights(
     """
     class_pixels, pixels_with_class = class_pixel_counts(masks, num_classes)
     counted = class_pixels > 0
-    if ignore_unknown and UNKNOWN < num_classes:
+    if ignore_unknown and num_classes > UNKNOWN:
         counted[UNKNOWN] = False
     weights = np.zeros(num_classes, np.float64)
     if counted.any():

@@ -22,7 +22,8 @@ backend reads the model's current weights.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Iterator, Protocol
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -131,6 +132,51 @@ def window_profile(window: int, ramp: int, ramp_start: bool, ramp_end: bool) -> 
     return profile
 
 
+class WindowGrid(NamedTuple):
+    """The sliding windows over an image of ``height`` x ``width`` working pixels (see :func:`window_grid`).
+
+    Attributes:
+        window: (height, width) of every window (multiples of 32).
+        rows, cols: start offsets of the windows along each axis.
+        row_weights, col_weights: per start, the window's blending profile along that axis.
+    """
+
+    window: tuple[int, int]
+    rows: list[int]
+    cols: list[int]
+    row_weights: list[np.ndarray]
+    col_weights: list[np.ndarray]
+
+    @property
+    def windows(self) -> list[tuple[int, int]]:
+        """(row index, column index) of every window, row by row."""
+        return [(i, j) for i in range(len(self.rows)) for j in range(len(self.cols))]
+
+    def weight(self, i: int, j: int) -> np.ndarray:
+        """(window height, window width) blending weights of window (i, j)."""
+        return np.outer(self.row_weights[i], self.col_weights[j])
+
+
+def window_grid(height: int, width: int, tile: int, overlap: int) -> WindowGrid:
+    """The windows that cover a working image larger than one tile, and their blending weights.
+
+    An axis longer than ``tile`` is cut into ``tile`` windows overlapping by at least ``overlap``
+    (:func:`window_starts`); an axis that fits runs whole, reflect-padded to the next multiple of 32,
+    so the windows cover ``max(side, window)`` pixels of the padded image along each axis.
+    """
+    window_h = tile if height > tile else padded_side(height)
+    window_w = tile if width > tile else padded_side(width)
+    rows = window_starts(max(height, window_h), window_h, overlap)
+    cols = window_starts(max(width, window_w), window_w, overlap)
+    return WindowGrid(
+        window=(window_h, window_w),
+        rows=rows,
+        cols=cols,
+        row_weights=[window_profile(window_h, overlap, i > 0, i < len(rows) - 1) for i in range(len(rows))],
+        col_weights=[window_profile(window_w, overlap, j > 0, j < len(cols) - 1) for j in range(len(cols))],
+    )
+
+
 def _reflect_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Pad an (h, w, C) array at the bottom and right to (height, width) by reflection."""
     pad_h, pad_w = height - image.shape[0], width - image.shape[1]
@@ -221,6 +267,18 @@ class Predictor:
         self.tta = bool(tta)
         self.batch_size = int(batch_size)
         self.num_classes = int(self.backend.num_classes)
+
+    def replace(self, **changes) -> Predictor:
+        """A predictor sharing this one's backend (no new model function) with some options changed.
+
+        Args:
+            changes: any of ``scale``, ``tile``, ``overlap``, ``tta``, ``batch_size``.
+        """
+        options = dict(scale=self.scale, tile=self.tile, overlap=self.overlap, tta=self.tta, batch_size=self.batch_size)
+        unknown = set(changes) - set(options)
+        if unknown:
+            raise TypeError(f"unknown predictor options: {', '.join(sorted(unknown))}")
+        return Predictor(self.backend, **{**options, **changes})
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities of a padded batch, averaged over the 8 dihedral transforms with ``tta``."""
@@ -319,25 +377,19 @@ class Predictor:
     def _sliding_window(self, work: np.ndarray) -> np.ndarray:
         """Blended (h, w, C) probabilities of a working image larger than one tile."""
         height, width = work.shape[:2]
-        # An axis that fits in one tile runs whole (padded); a longer one is cut into tile windows.
-        window_h = self.tile if height > self.tile else padded_side(height)
-        window_w = self.tile if width > self.tile else padded_side(width)
+        grid = window_grid(height, width, self.tile, self.overlap)
+        window_h, window_w = grid.window
         padded = _reflect_pad(work, max(height, window_h), max(width, window_w))
-        rows = window_starts(padded.shape[0], window_h, self.overlap)
-        cols = window_starts(padded.shape[1], window_w, self.overlap)
-        row_profiles = [window_profile(window_h, self.overlap, i > 0, i < len(rows) - 1) for i in range(len(rows))]
-        col_profiles = [window_profile(window_w, self.overlap, j > 0, j < len(cols) - 1) for j in range(len(cols))]
-        windows = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
-
+        windows = grid.windows
         total = np.zeros(padded.shape[:2] + (self.num_classes,), dtype=np.float32)
         weight_sum = np.zeros(padded.shape[:2], dtype=np.float32)
         for first in range(0, len(windows), self.batch_size):
             chunk = windows[first : first + self.batch_size]
-            batch = np.stack([padded[rows[i] : rows[i] + window_h, cols[j] : cols[j] + window_w] for i, j in chunk])
+            batch = np.stack([padded[grid.rows[i] : grid.rows[i] + window_h, grid.cols[j] : grid.cols[j] + window_w] for i, j in chunk])
             probs = self._forward(batch)
             for (i, j), window_probs in zip(chunk, probs):
-                weight = np.outer(row_profiles[i], col_profiles[j])
-                area = (slice(rows[i], rows[i] + window_h), slice(cols[j], cols[j] + window_w))
+                weight = grid.weight(i, j)
+                area = (slice(grid.rows[i], grid.rows[i] + window_h), slice(grid.cols[j], grid.cols[j] + window_w))
                 total[area] += window_probs * weight[..., None]
                 weight_sum[area] += weight
         return (total / weight_sum[..., None])[:height, :width]

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 EXIT_USER_ERROR = 2
 
@@ -89,3 +88,14 @@ def multiple_of_32(text: str) -> int:
     if value % 32:
         raise argparse.ArgumentTypeError(f"must be a multiple of 32, got {value} (try {max(32, round(value / 32) * 32)})")
     return value
+
+
+def band_numbers(text: str) -> tuple[int, ...]:
+    """Raster bands as ``R,G,B`` (three numbers) or one grey band, counted from 1: ``3,2,1``, ``4``."""
+    try:
+        bands = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes band numbers such as 1,2,3, got {text!r}") from None
+    if len(bands) not in (1, 3) or min(bands) < 1:
+        raise argparse.ArgumentTypeError(f"takes 3 band numbers (R,G,B) or 1 (grey), counted from 1, got {text!r}")
+    return bands

@@ -9,6 +9,7 @@ from .palette import PALETTE
 LABEL_HEIGHT = 16
 GAP = 4
 OVERLAY_ALPHA = 0.45
+OVERLAY_JPEG_QUALITY = 90  # overlays are JPEGs: photos with soft colours
 BOUNDARY_RGB = (255, 0, 0)  # pure red is no class colour, so boundaries never look like a class
 
 

@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fcn"
 HEAVY = {"tensorflow", "keras"}
 # Modules that command lines import before any work, or that must start instantly.
 LIGHT_MODULES = {"palette", "errors", "files", "lazy", "images", "metrics", "evaluate", "checkpoints", "rundir", "data",
-                 "runtime", "train", "predict", "engine", "synthetic", "scoring", "report", "deepglobe", "figures"}
+                 "runtime", "train", "predict", "engine", "synthetic", "scoring", "report", "deepglobe", "figures",
+                 "geo", "scenes", "areas"}
 
 
 def module_level_imports(path: Path) -> set[str]:
