@@ -162,7 +162,16 @@ def window_grid(height: int, width: int, tile: int, overlap: int) -> WindowGrid:
 
     An axis longer than ``tile`` is cut into ``tile`` windows overlapping by at least ``overlap``
     (:func:`window_starts`); an axis that fits runs whole, reflect-padded to the next multiple of 32,
-    so the windows cover ``max(side, window)`` pixels of the padded image along each axis.
+    so the windows cover ``max(side, window)`` pixels of the padded image along each axis. The
+    in-memory sliding window and the streamed scenes of :mod:`fcn.scenes` both walk this grid.
+
+    Args:
+        height, width: working image size (after ``scale``, before padding).
+        tile: window side (a multiple of 32).
+        overlap: minimum overlap of neighbouring windows, also the blending ramp length.
+
+    Returns:
+        The :class:`WindowGrid`.
     """
     window_h = tile if height > tile else padded_side(height)
     window_w = tile if width > tile else padded_side(width)

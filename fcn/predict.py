@@ -28,7 +28,7 @@ import numpy as np
 
 from .areas import check_stats_path, class_areas, count_classes, write_stats
 from .checkpoints import ModelInfo, load_model, model_info, read_model_info, resolve_model_path
-from .engine import DEFAULT_TILE, Predictor
+from .engine import DEFAULT_TILE, Predictor, window_grid
 from .errors import (
     ArgumentParser,
     InputError,
@@ -432,11 +432,13 @@ def predict_scenes(predictor: Predictor, plans: Sequence[ScenePlan], args, fail:
         job = plan.job
         scene_predictor = predictor.replace(scale=plan.scale)
         batch = scene_batch_size(scene_predictor)
-        capped = f", {batch} window{'s' * (batch != 1)} per model call" if batch != scene_predictor.batch_size else ""
         try:
             with open_scene(job.image, bands=args.bands, value_range=args.value_range) as scene:
+                windows = len(window_grid(*scene_predictor.working_size(scene.height, scene.width), scene_predictor.tile,
+                                          scene_predictor.overlap).windows)
+                capped = f", {batch} window{'s' * (batch != 1)} per model call" if batch < min(windows, args.batch_size) else ""
                 print(f"{job.image.name}: {scene.height}x{scene.width} px, predicting at scale {plan.scale:.4g} "
-                      f"({plan.reason}){capped}", flush=True)
+                      f"({plan.reason}), {windows} window{'s' * (windows != 1)}{capped}", flush=True)
                 result = predict_scene(scene_predictor, scene, job.mask, verbose=0 if args.quiet else 1)
                 if job.overlay is not None:
                     write_overlay_preview(scene, job.mask, job.overlay)

@@ -428,10 +428,12 @@ def _stream_scene(predictor: Predictor, scene: Scene, fill, emit, verbose: int) 
         nonlocal band_sum, band_weight
         top, left = rows[i], cols[j]
         needed = top + block_h - band_top
-        if len(band_sum) < needed:
-            extra = needed - len(band_sum)
-            band_sum = np.concatenate([band_sum, np.zeros((extra, work_w, classes_n), np.float32)])
-            band_weight = np.concatenate([band_weight, np.zeros((extra, work_w), np.float32)])
+        if len(band_sum) < needed:  # grown in place of a concatenation: one band-sized buffer, not two
+            grown_sum = np.zeros((needed, work_w, classes_n), np.float32)
+            grown_sum[: len(band_sum)] = band_sum
+            grown_weight = np.zeros((needed, work_w), np.float32)
+            grown_weight[: len(band_weight)] = band_weight
+            band_sum, band_weight = grown_sum, grown_weight
         weight = grid.weight(i, j)[:block_h, :block_w]
         area = (slice(top - band_top, top - band_top + block_h), slice(left, left + block_w))
         band_sum[area] += probs * weight[..., None]
@@ -441,9 +443,10 @@ def _stream_scene(predictor: Predictor, scene: Scene, fill, emit, verbose: int) 
         """Working rows below ``stop`` are final: normalise them, emit the source rows they settle."""
         nonlocal band_sum, band_weight, band_top, done, done_top, next_row
         count = stop - band_top
-        final = band_sum[:count] / band_weight[:count, :, None]
-        band_sum, band_weight, band_top = band_sum[count:].copy(), band_weight[count:].copy(), stop
+        final = band_sum[:count]
+        final /= band_weight[:count, :, None]  # normalised in place (the band's largest buffer)
         done = np.concatenate([done, final]) if len(done) else final
+        band_sum, band_weight, band_top = band_sum[count:].copy(), band_weight[count:].copy(), stop
         if not resized:
             out_stop = stop
         elif last:

@@ -16,12 +16,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from helpers import conv_softmax_model, random_image  # noqa: E402
-
 from fcn.checkpoints import ModelInfo  # noqa: E402
 from fcn.engine import DIHEDRAL, KerasBackend, Predictor, window_profile, window_starts  # noqa: E402
 from fcn.palette import NUM_CLASSES  # noqa: E402
-
+from helpers import conv_softmax_model, random_image  # noqa: E402
 
 # ---------------------------------------------------------------- geometry
 
@@ -269,3 +267,15 @@ def test_any_backend_object_runs_through_the_same_engine(pixel_model):
     options = dict(scale=0.7, tile=64, overlap=16, tta=True)
     expected = Predictor(KerasBackend(pixel_model), **options).predict_probs(image)
     np.testing.assert_allclose(Predictor(NumpyBackend(), **options).predict_probs(image), expected, atol=1e-5)
+
+
+def test_replace_shares_the_backend_and_changes_only_what_is_asked(pixel_model):
+    predictor = Predictor(pixel_model, tile=64, overlap=8, batch_size=3)
+    other = predictor.replace(scale=0.5, batch_size=1)
+    assert other.backend is predictor.backend
+    assert (other.scale, other.batch_size, other.tile, other.overlap, other.tta) == (0.5, 1, 64, 8, False)
+    assert predictor.scale == 1.0 and predictor.batch_size == 3
+    with pytest.raises(TypeError, match="colour"):
+        predictor.replace(colour=1)
+    with pytest.raises(ValueError, match="scale"):
+        predictor.replace(scale=0)

@@ -6,15 +6,13 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 
-from helpers import conv_softmax_model, random_image  # noqa: E402
-
-from fcn.checkpoints import ModelInfo, load_model, resolve_model_path, save_checkpoint  # noqa: E402
+from fcn.checkpoints import ModelInfo, load_model, save_checkpoint  # noqa: E402
 from fcn.engine import Predictor  # noqa: E402
 from fcn.errors import InputError, run_cli  # noqa: E402
 from fcn.images import read_mask, tile_id  # noqa: E402
 from fcn.palette import PALETTE  # noqa: E402
 from fcn.predict import list_input_images, main, mask_name, overlay_name, plan_jobs  # noqa: E402
-
+from helpers import conv_softmax_model, random_image  # noqa: E402
 
 # ---------------------------------------------------------------- names and folders
 
@@ -182,3 +180,24 @@ def test_cli_reads_16_bit_pngs_scaled_not_saturated(tmp_path, saved_model, capsy
     as_8_bit = np.repeat((grey16 >> 8).astype(np.uint8)[..., None], 3, axis=-1)
     expected = Predictor(load_model(saved_model)).predict_classes(as_8_bit)
     np.testing.assert_array_equal(read_mask(tmp_path / "out" / "deep_mask.png"), expected)
+
+
+def test_cli_predicts_one_file_and_tabulates_its_classes(tmp_path, capsys):
+    path = tmp_path / "model.keras"
+    save_checkpoint(conv_softmax_model(3, seed=4), path, {}, ModelInfo(model="test", train_scale=0.5, tile_gsd=1.2))
+    inputs = write_tiles(tmp_path / "in", {"a.png": (48, 40), "b.png": (40, 40)})
+    code, out, err = run(["--model", path, "--input", inputs / "a.png", "--output", tmp_path / "out", "--input-gsd", "0.3",
+                          "--stats", tmp_path / "tables" / "stats.csv", "-q"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_mask.png"]  # b.png was not asked for
+    mask = read_mask(tmp_path / "out" / "a_mask.png")
+    lines = (tmp_path / "tables" / "stats.csv").read_text().splitlines()
+    assert lines[0] == "input,class_index,name,pixels,fraction,area_m2,area_ha" and len(lines) == 1 + len(PALETTE)
+    for line in lines[1:]:
+        name, index, _, pixels, fraction, area_m2, _ = line.split(",")
+        count = int((mask == int(index)).sum())
+        assert name == "a.png" and int(pixels) == count
+        assert float(fraction) == pytest.approx(count / (48 * 40), abs=1e-6) and float(area_m2) == pytest.approx(count * 0.09, abs=0.01)
+    (inputs / "notes.txt").write_text("x")
+    code, _, err = run(["--model", path, "--input", inputs / "notes.txt", "--output", tmp_path / "out2"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "notes.txt" in err and not (tmp_path / "out2").exists()
