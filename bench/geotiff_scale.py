@@ -1,16 +1,23 @@
 """GeoTIFF scenes at scale: bounded memory, speed and agreement against the in-memory path.
 
     python bench/geotiff_scale.py --deepglobe DIR --model MODEL.keras|RUN_DIR|fcn8s --scratch /tmp/geo-bench
-        [--sizes 16384,32768] [--pixel-size 0.5] [--model-gsd 2.39 | --scale F] [--region 8192]
-        [--tile 1024] [--overlap N] [--batch-size 1] [--same-answer-only] [--json FILE]
+        [--sizes 16384,32768] [--pixel-size 0.5] [--tile-gsd M] [--scale F] [--region 8192]
+        [--tile 1024] [--overlap N] [--batch-size 4] [--no-batch-cap] [--same-answer-only] [--json FILE]
 
-1. **Scenes.** Builds ``--sizes`` square RGB GeoTIFFs in ``--scratch`` (UTM 33N, ``--pixel-size`` m
+1. **Same answer.** Each DeepGlobe tile is written as a 0.5 m UTM GeoTIFF (the very pixels of its
+   JPEG) and ``fcn-predict`` (:func:`fcn.predict.main`) runs three times: on the GeoTIFFs at the
+   automatic scale (pixel size / the model's training ground sample distance), and on the JPEGs with
+   ``--scale`` of that very number and with ``--input-gsd 0.5``. The masks are compared pixel by
+   pixel. A checkpoint that predates ``ModelInfo`` (no ground sample distance inside) is copied into
+   ``--scratch`` with its info completed by ``--tile-gsd`` (its training tiles' metres per pixel).
+2. **Scenes.** Builds ``--sizes`` square RGB GeoTIFFs in ``--scratch`` (UTM 33N, ``--pixel-size`` m
    pixels, 512-px tiles, JPEG-compressed): mosaics of the DeepGlobe tiles under their 8 flips and
    rotations, written one band of tile rows at a time (kept between runs).
-2. **Scene path.** Each scene runs through :func:`fcn.geo.predict_scene` in its own process
+3. **Scene path.** Each scene runs through :func:`fcn.scenes.predict_scene` in its own process
    (reading, inference and writing the class-map GeoTIFF all timed), which reports its peak RSS
-   (``VmHWM``) and seconds per megapixel.
-3. **In-memory path.** The top-left ``--region`` x ``--region`` pixels of the largest scene are read into
+   (``VmHWM``) and seconds per megapixel. The window batch is capped as ``fcn-predict`` caps it
+   (:data:`fcn.scenes.SCENE_BATCH_PIXELS`) unless ``--no-batch-cap``.
+4. **In-memory path.** The top-left ``--region`` x ``--region`` pixels of the largest scene are read into
    memory and predicted by ``Predictor.predict_classes`` alone (reading excluded from its time): what
    ``fcn-predict`` does to a decoded JPEG, at the same scale. Agreement is the share of equal argmax
    pixels with (a) the scene's class map on that region (different window grids, and the region's
@@ -18,17 +25,11 @@
    source pixels along those edges) and (b) the region written as its own GeoTIFF and run through
    predict_scene, streamed: what streaming itself changes. The speed ratio comes from (b) too: one
    process alternates the in-memory path and the streamed path on the region ``--repeats`` times
-   (medians), the fairest comparison a shared machine allows; the scenes' own seconds per
-   megapixel against the in-memory child are also reported, but come from runs at different times.
-4. **Same answer.** Each DeepGlobe tile written as a 0.5 m UTM GeoTIFF runs through predict_scene
-   with the automatic scale of a model trained on course tiles at their native size (0.5 /
-   ``fcn.geo.COURSE_TILE_GSD_M`` = 512/1224) and is compared with ``fcn-predict`` on the JPEG at
-   ``--scale`` 512/1224 (that very number) and at ``--scale 0.418`` (the rounded figure the README
-   quotes: a 1023² instead of 1024² working image).
+   (medians), the fairest comparison a shared machine allows.
 
-The default scale is ``--pixel-size / --model-gsd`` = 0.5 / 2.39 = 0.209: the scale the study's
-FCN8s (trained at 256 px, i.e. 2.39 m/px) should see 0.5 m pixels at. ``--model fcn8s`` builds an
-untrained FCN8s (same speed and memory) for smoke runs.
+The default scale is ``--pixel-size`` / the model's training ground sample distance (0.5 / 2.39 =
+0.209 for the study's FCN8s, trained on course tiles at 256 px). ``--model fcn8s`` builds an
+untrained FCN8s (same speed and memory) for smoke runs; give it ``--scale``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fcn import geo  # noqa: E402
+from fcn.checkpoints import INFO_ENTRY, ModelInfo, read_model_info, resolve_model_path  # noqa: E402
+from fcn.scenes import SCENE_BATCH_PIXELS, predict_scene  # noqa: E402
 
 DEEPGLOBE_SIDE = 2448
 UTM_33N = "EPSG:32633"
@@ -120,7 +123,8 @@ def write_tile_geotiff(path: Path, rgb: np.ndarray, pixel_size: float) -> None:
 
 
 def make_predictor(args):
-    from fcn.predict import Predictor, load_model
+    from fcn.checkpoints import load_model
+    from fcn.engine import Predictor
 
     if args.model in ("fcn8s", "fcn16s", "fcn32s"):
         from fcn.models import build_model
@@ -133,14 +137,18 @@ def make_predictor(args):
     return predictor
 
 
+def batch_cap(args) -> int | None:
+    return None if args.no_batch_cap else SCENE_BATCH_PIXELS
+
+
 def child_scene(args) -> dict:
     predictor = make_predictor(args)
     with geo.open_scene(args.input) as scene:
-        result = geo.predict_scene(predictor, scene, args.output, verbose=0)
+        result = predict_scene(predictor, scene, args.output, max_batch_pixels=batch_cap(args), verbose=0)
         megapixels = scene.height * scene.width / 1e6
     return {
         "seconds": result.seconds, "megapixels": megapixels, "seconds_per_mp": result.seconds / megapixels,
-        "windows": result.windows, "whole": result.whole, "peak_rss_gib": peak_rss_gib(),
+        "windows": result.windows, "batch_size": result.batch_size, "whole": result.whole, "peak_rss_gib": peak_rss_gib(),
     }
 
 
@@ -170,7 +178,7 @@ def child_speed(args) -> dict:
             start = time.perf_counter()
             predictor.predict_classes(rgb)
             memory.append(time.perf_counter() - start)
-            result = geo.predict_scene(predictor, scene, args.output, whole_max_pixels=0, verbose=0)
+            result = predict_scene(predictor, scene, args.output, whole_max_pixels=0, max_batch_pixels=batch_cap(args), verbose=0)
             streamed.append(result.seconds)
     in_memory_s, streamed_s = float(np.median(memory)), float(np.median(streamed))
     return {
@@ -189,6 +197,8 @@ def run_child(kind: str, args, **overrides) -> dict:
     for key in ("model", "scale", "tile", "overlap", "batch_size", "input", "output", "region", "repeats"):
         if options.get(key) is not None:
             command += [f"--{key.replace('_', '-')}", str(options[key])]
+    if options.get("no_batch_cap"):
+        command.append("--no-batch-cap")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -207,42 +217,65 @@ def read_mask_region(path: Path, side: int) -> np.ndarray:
         return src.read(1, window=Window(0, 0, side, side))
 
 
+def model_with_info(args, scratch: Path) -> tuple[str, ModelInfo]:
+    """The model file to predict with, and its info; a checkpoint without a ground sample distance
+    is copied into ``scratch`` with ``--tile-gsd`` added to its info (as training writes it now)."""
+    import shutil
+    import zipfile
+
+    path = resolve_model_path(args.model)
+    info = read_model_info(path)
+    if info.tile_gsd is not None:
+        return str(path), info
+    if args.tile_gsd is None:
+        raise SystemExit(f"{path} does not record its training tiles' ground sample distance: give --tile-gsd")
+    info = ModelInfo(model=info.model, train_scale=info.train_scale, tile_gsd=args.tile_gsd)
+    copy = scratch / f"{path.parent.name}-{path.stem}-with-info.keras"
+    shutil.copyfile(path, copy)
+    with zipfile.ZipFile(copy, "a") as archive:
+        archive.writestr(INFO_ENTRY, json.dumps(info.to_dict()))
+    print(f"{path}: no ground sample distance inside; predicting with {copy} ({info})", flush=True)
+    return str(copy), info
+
+
 def same_answer(args, scratch: Path) -> list[dict]:
-    """GeoTIFF path at the automatic scale against fcn-predict on the JPEG."""
+    """fcn-predict on GeoTIFFs at the automatic scale against fcn-predict on the JPEGs."""
     from fcn.images import read_mask, read_rgb
     from fcn.predict import main as predict_main
 
+    model, info = model_with_info(args, scratch)
     tiles = sorted(Path(args.deepglobe).glob("*_sat.jpg"))
-    auto_scale = geo.scale_for_gsd(0.5, geo.COURSE_TILE_GSD_M)
+    auto_scale = 0.5 / info.model_gsd  # what fcn-predict derives from the GeoTIFFs' 0.5 m pixels
     folder = scratch / "same-answer"
-    jpegs = folder / "jpeg"
-    jpegs.mkdir(parents=True, exist_ok=True)
-    rows = []
+    jpegs, tifs = folder / "jpeg", folder / "tif"
+    for sub in (jpegs, tifs):
+        sub.mkdir(parents=True, exist_ok=True)
     for jpeg in tiles:
         link = jpegs / jpeg.name
         if not link.exists():
             link.symlink_to(jpeg.resolve())
-    for label, scale in (("512/1224", auto_scale), ("0.418", 0.418)):
-        out = folder / f"png-{label.replace('/', '_')}"
-        code = predict_main(["--model", args.model, "--input", str(jpegs), "--output", str(out), "--scale", repr(scale), "--tile", str(args.tile), "-q"])
-        assert code == 0
-    from fcn.predict import Predictor, load_model
+        write_tile_geotiff(tifs / (jpeg.stem + ".tif"), read_rgb(jpeg), 0.5)
+    common = ["--model", model, "--tile", str(args.tile), "--batch-size", str(args.batch_size), "-q"]
+    runs = {  # name: (input folder, extra flags)
+        "tif_auto": (tifs, []),
+        "jpeg_scale": (jpegs, ["--scale", repr(auto_scale)]),
+        "jpeg_input_gsd": (jpegs, ["--input-gsd", "0.5"]),
+    }
+    for name, (inputs, flags) in runs.items():
+        argv = [*common, "--input", str(inputs), "--output", str(folder / f"out-{name}"), *flags]
+        print(f"fcn-predict {' '.join(argv)}", flush=True)
+        assert predict_main(argv) == 0, name
+    import rasterio
 
-    predictor = Predictor(load_model(args.model), tile=args.tile)
+    rows = []
     for jpeg in tiles:
-        tif = folder / (jpeg.stem + ".tif")
-        write_tile_geotiff(tif, read_rgb(jpeg), 0.5)
-        with geo.open_scene(tif) as scene:
-            scale, reason = geo.scene_scale(scene, model_gsd_m=geo.COURSE_TILE_GSD_M)
-            result = geo.predict_scene(predictor, scene, folder / geo.scene_mask_name(tif), scale=scale, verbose=0)
-        import rasterio
-
-        with rasterio.open(result.mask) as src:
+        with rasterio.open(folder / "out-tif_auto" / geo.scene_mask_name(jpeg)) as src:
             classes = src.read(1)
-        row = {"tile": jpeg.name, "auto_scale": scale, "reason": reason, "whole": result.whole}
-        for label in ("512/1224", "0.418"):
-            png = read_mask(folder / f"png-{label.replace('/', '_')}" / jpeg.name.replace("_sat.jpg", "_mask.png"))
-            row[f"differing_pixels_vs_jpeg_scale_{label}"] = int((png != classes).sum())
+        png_name = jpeg.name.replace("_sat.jpg", "_mask.png")
+        row = {"tile": jpeg.name, "auto_scale": auto_scale, "pixels": int(classes.size)}
+        for name in ("jpeg_scale", "jpeg_input_gsd"):
+            png = read_mask(folder / f"out-{name}" / png_name)
+            row[f"differing_pixels_tif_auto_vs_{name}"] = int((png != classes).sum())
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -255,12 +288,14 @@ def main(argv=None) -> int:
     parser.add_argument("--scratch", default="/tmp/fcn-geotiff-bench", help="folder for the scenes and masks (default %(default)s)")
     parser.add_argument("--sizes", default="16384,32768", help="scene sides (default %(default)s)")
     parser.add_argument("--pixel-size", type=float, default=0.5, help="scene pixel size in metres (default %(default)s)")
-    parser.add_argument("--model-gsd", type=float, default=2.39, help="the model's GSD in m/px (default %(default)s: trained at 256 px)")
-    parser.add_argument("--scale", type=float, default=None, help="inference scale (default: --pixel-size / --model-gsd)")
+    parser.add_argument("--tile-gsd", type=float, default=None,
+                        help="training tiles' m/px for a checkpoint that does not record it (course tiles: 1.195)")
+    parser.add_argument("--scale", type=float, default=None, help="inference scale (default: --pixel-size / the model's training m/px)")
     parser.add_argument("--region", type=int, default=8192, help="side of the in-memory comparison region (default %(default)s)")
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--overlap", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=1, help="windows per model call (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=4, help="windows per model call (default %(default)s, fcn-predict's)")
+    parser.add_argument("--no-batch-cap", action="store_true", help="run --batch-size windows per call even beyond fcn-predict's cap")
     parser.add_argument("--same-answer-only", action="store_true", help="only the DeepGlobe tile comparison")
     parser.add_argument("--scenes-only", action="store_true", help="only build and run the scenes (no in-memory comparison)")
     parser.add_argument("--skip-same-answer", action="store_true")
@@ -270,8 +305,6 @@ def main(argv=None) -> int:
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.scale is None:
-        args.scale = geo.scale_for_gsd(args.pixel_size, args.model_gsd)
     if args.child:
         result = {"scene": child_scene, "memory": child_memory, "speed": child_speed}[args.child](args)
         print(json.dumps(result))
@@ -279,6 +312,11 @@ def main(argv=None) -> int:
 
     scratch = Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
+    if args.scale is None:
+        if args.model in ("fcn8s", "fcn16s", "fcn32s"):
+            raise SystemExit("an untrained model has no training ground sample distance: give --scale")
+        args.model, info = model_with_info(args, scratch)
+        args.scale = args.pixel_size / info.model_gsd
     report: dict = {"scale": args.scale, "tile": args.tile, "batch_size": args.batch_size, "model": args.model, "load_average_start": os.getloadavg()}
     print(f"scale {args.scale:.4f}, tile {args.tile}, batch {args.batch_size}; load average {os.getloadavg()}", flush=True)
     if not args.skip_same_answer and args.model not in ("fcn8s", "fcn16s", "fcn32s"):

@@ -341,8 +341,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlap", type=non_negative_int, default=None, metavar="N", help="minimum overlap of sliding windows in pixels (default: tile / 8)")
     parser.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations (8x slower)")
     parser.add_argument("--batch-size", type=positive_int, default=4, metavar="N",
-                        help="images or windows per model call (default 4; for GeoTIFF scenes at most 2 windows of 1024² "
-                        "or the same pixels in smaller tiles, to bound memory)")
+                        help="images or windows per model call (default 4; GeoTIFF scenes: at most 1 window of 1024², or the "
+                        "same pixels in smaller windows, to bound memory)")
     parser.add_argument("--overlay", metavar="DIR", help="also write <id>_overlay.jpg: the image blended with its mask, class "
                         "boundaries in red (for GeoTIFF scenes, downsampled to at most 4096 px a side)")
     parser.add_argument("--bands", type=band_numbers, default=None, metavar="R,G,B",

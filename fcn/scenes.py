@@ -46,9 +46,11 @@ from .palette import NUM_CLASSES
 # whole: exactly the JPEG path. That path holds the image, its full-size float32 probabilities and
 # their argmax at once (measured: 6.4 GiB peak for 8192² at scale 0.209), so larger scenes stream.
 WHOLE_MAX_PIXELS = 3072 * 3072
-# Model input pixels per backend call for scenes (windows x tile², x4 with TTA): 2 windows of 1024²,
-# 8 of 512². At batch 4 of 1024² windows a full-width FCN8s peaked at 3.8 GiB; see the README.
-SCENE_BATCH_PIXELS = 2 * 1024 * 1024
+# Model input pixels per backend call for scenes (windows x tile², x4 with TTA): 1 window of 1024²,
+# 4 of 512². Peak RSS of a full-width FCN8s on a 32,768² scene at scale 0.209 (bench/geotiff_scale.py):
+# 2.45 GiB with 1 window of 1024² per call, 2.9-3.0 GiB with 2; on 8192², 2.15 / 2.75 / 3.93 GiB with
+# 1 / 2 / 4. The cap keeps scenes under 3 GiB.
+SCENE_BATCH_PIXELS = 1024 * 1024
 FORWARD_CHUNK_PIXELS = 16 * 2**20  # source pixels resampled at once into a window
 BACK_CHUNK_BYTES = 32 * 2**20  # float32 probabilities resized back to source rows at once (x3 while resizing)
 TRIANGLE_RADIUS = 1.0  # support of the bilinear ("triangle") kernel, in pixels (widened when shrinking)

@@ -144,9 +144,9 @@ def test_streamed_scene_skips_nodata_windows_with_the_same_answer(tmp_path, tiny
 
 
 def test_scene_window_batch_is_capped_by_pixels(tiny_fcn8s):
-    assert scene_batch_size(Predictor(tiny_fcn8s, tile=1024, batch_size=4)) == 2
-    assert scene_batch_size(Predictor(tiny_fcn8s, tile=512, batch_size=16)) == 8
-    assert scene_batch_size(Predictor(tiny_fcn8s, tile=1024, batch_size=4, tta=True)) == 1
+    assert scene_batch_size(Predictor(tiny_fcn8s, tile=1024, batch_size=4)) == 1
+    assert scene_batch_size(Predictor(tiny_fcn8s, tile=512, batch_size=8)) == 4
+    assert scene_batch_size(Predictor(tiny_fcn8s, tile=512, batch_size=4, tta=True)) == 1
     assert scene_batch_size(Predictor(tiny_fcn8s, tile=256, batch_size=3)) == 3
     assert scene_batch_size(Predictor(tiny_fcn8s, tile=1024, batch_size=4), None) == 4
 
