@@ -38,6 +38,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from .backends import artefact_format, open_backend
 from .errors import InputError, run_cli
 from .images import MASK_SUFFIX, SAT_SUFFIX, list_images, read_rgb, write_image_atomic, write_mask
 from .palette import NUM_CLASSES, PALETTE
@@ -122,28 +123,47 @@ def _reflect_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
 DIHEDRAL = tuple((t, r, c) for t in (False, True) for r in (False, True) for c in (False, True))
 
 
-def _transform(batch, transpose: bool, flip_rows: bool, flip_cols: bool):
-    import tensorflow as tf
-
+def _transform(batch, transpose: bool, flip_rows: bool, flip_cols: bool, xp):
+    """Apply one dihedral transform to an NHWC batch; ``xp`` is numpy or tensorflow (its ``transpose``)."""
     if transpose:
-        batch = tf.transpose(batch, (0, 2, 1, 3))
+        batch = xp.transpose(batch, (0, 2, 1, 3))
     if flip_rows:
-        batch = tf.reverse(batch, axis=[1])
+        batch = batch[:, ::-1]
     if flip_cols:
-        batch = tf.reverse(batch, axis=[2])
+        batch = batch[:, :, ::-1]
     return batch
 
 
-def _untransform(batch, transpose: bool, flip_rows: bool, flip_cols: bool):
-    import tensorflow as tf
-
+def _untransform(batch, transpose: bool, flip_rows: bool, flip_cols: bool, xp):
+    """Invert :func:`_transform`."""
     if flip_cols:
-        batch = tf.reverse(batch, axis=[2])
+        batch = batch[:, :, ::-1]
     if flip_rows:
-        batch = tf.reverse(batch, axis=[1])
+        batch = batch[:, ::-1]
     if transpose:
-        batch = tf.transpose(batch, (0, 2, 1, 3))
+        batch = xp.transpose(batch, (0, 2, 1, 3))
     return batch
+
+
+def _dihedral_mean(batch, count, call, concat, xp):
+    """Softmax averaged over the 8 dihedral transforms of ``batch`` (``count`` images).
+
+    Two calls of 4x the batch: the four flips keep the shape, the four transposed variants swap
+    height and width (not stackable with the others for non-square inputs). Written once for both
+    engines: TensorFlow tensors inside the Keras model's tf.function, numpy arrays around a backend.
+    """
+    total = 0.0
+    for transpose in (False, True):
+        variants = [t for t in DIHEDRAL if t[0] == transpose]
+        probs = call(concat([_transform(batch, *t, xp) for t in variants]))
+        for k, variant in enumerate(variants):
+            total += _untransform(probs[k * count : (k + 1) * count], *variant, xp)
+    return total / len(DIHEDRAL)
+
+
+def is_backend(model) -> bool:
+    """True for an exported-model backend (:mod:`fcn.backends`), False for a Keras model."""
+    return not hasattr(model, "output_shape") and callable(model) and hasattr(model, "num_classes")
 
 
 # ---------------------------------------------------------------- the inference engine
@@ -154,8 +174,9 @@ class Predictor:
 
     Args:
         model: a Keras model mapping RGB 0-255 float32 (B, H, W, 3) to softmax (B, H, W, C), for
-            sides that are multiples of 32. A model built with a fixed input size also works: the
-            compiled function has a shape-free signature.
+            sides that are multiples of 32 (a model built with a fixed input size also works: the
+            compiled function has a shape-free signature); or an exported-model backend from
+            :mod:`fcn.backends` (``num_classes`` and a numpy ``__call__`` with the same contract).
         scale: resize factor applied before inference (1.0: none). The output always has the input's
             size.
         tile: window side in pixels (a multiple of 32); larger working images (after ``scale``) run
@@ -187,31 +208,33 @@ class Predictor:
         self.overlap = int(overlap)
         self.tta = bool(tta)
         self.batch_size = int(batch_size)
-        self.num_classes = int(model.output_shape[-1])
+        self.num_classes = int(model.num_classes) if is_backend(model) else int(model.output_shape[-1])
         self._forward = self._compile()
 
-    def _compile(self):
+    def _compile(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The function from a float32 (B, H, W, 3) numpy batch to (B, H, W, C) float32 numpy probabilities."""
+        model, tta = self.model, self.tta
+        if is_backend(model):
+            def call(batch):
+                return np.asarray(model(batch), dtype=np.float32)
+
+            if not tta:
+                return call
+            return lambda batch: _dihedral_mean(batch, len(batch), call, lambda parts: np.concatenate(parts, axis=0), np)
+
         import tensorflow as tf
 
-        model, tta = self.model, self.tta
-
         def forward(batch):
+            def call(images):
+                return tf.cast(model(images, training=False), tf.float32)
+
             if not tta:
-                return tf.cast(model(batch, training=False), tf.float32)
-            # Two model calls of 4x the batch: the four flips keep the shape, the four transposed
-            # variants swap height and width (not stackable with the others for non-square inputs).
-            count = tf.shape(batch)[0]
-            total = 0.0
-            for transpose in (False, True):
-                variants = [t for t in DIHEDRAL if t[0] == transpose]
-                stacked = tf.concat([_transform(batch, *t) for t in variants], axis=0)
-                probs = tf.cast(model(stacked, training=False), tf.float32)
-                for k, variant in enumerate(variants):
-                    total += _untransform(probs[k * count : (k + 1) * count], *variant)
-            return total / len(DIHEDRAL)
+                return call(batch)
+            return _dihedral_mean(batch, tf.shape(batch)[0], call, lambda parts: tf.concat(parts, axis=0), tf)
 
         # Shape-free signature: traced once, whatever the image, window or batch size.
-        return tf.function(forward, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        compiled = tf.function(forward, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        return lambda batch: compiled(batch).numpy()
 
     # ------------------------------------------------------------ public API
 
@@ -288,7 +311,7 @@ class Predictor:
             return
         height, width = group[0][1].shape[:2]
         batch = np.stack([_reflect_pad(work, padded_side(height), padded_side(width)) for _, work in group])
-        probs = self._forward(batch).numpy()[:, :height, :width]
+        probs = self._forward(batch)[:, :height, :width]
         for (original_size, _), image_probs in zip(group, probs):
             yield self._finish(image_probs, original_size, probabilities)
 
@@ -310,7 +333,7 @@ class Predictor:
         for first in range(0, len(windows), self.batch_size):
             chunk = windows[first : first + self.batch_size]
             batch = np.stack([padded[rows[i] : rows[i] + window_h, cols[j] : cols[j] + window_w] for i, j in chunk])
-            probs = self._forward(batch).numpy()
+            probs = self._forward(batch)
             for (i, j), window_probs in zip(chunk, probs):
                 weight = np.outer(row_profiles[i], col_profiles[j])
                 area = (slice(rows[i], rows[i] + window_h), slice(cols[j], cols[j] + window_w))
@@ -681,7 +704,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         description="Predict a palette mask <id>_mask.png for every .jpg/.jpeg/.png image of a folder "
         "(xxxx_sat.jpg -> xxxx_mask.png; files *_mask.png are skipped). Any image size.",
     )
-    parser.add_argument("--model", required=True, metavar="MODEL", help="a .keras file, or a run directory (its best.keras, else last.keras)")
+    parser.add_argument("--model", required=True, metavar="MODEL", help="a .keras file, a run directory (its best.keras, else last.keras), or an exported model "
+                        "(fcn-export): .onnx (ONNX Runtime, pip install 'fcn[onnx]'), .tflite, or a SavedModel directory")
     parser.add_argument("--input", required=True, metavar="DIR", help="folder of images")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the masks (created; must not be the input folder)")
     parser.add_argument("--scale", type=float, default=1.0, metavar="F", help="resize images by F before inference; masks keep the input size (default 1)")
@@ -694,7 +718,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default=None,
-        help="compute dtype policy (default: as saved; auto: mixed_float16 on tensor-core GPUs, float32 on CPU)",
+        help="compute dtype policy (default: as saved; auto: mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with avx512_bf16/amx_bf16, float32 elsewhere)",
     )
     parser.add_argument("--workers", type=int, default=None, metavar="N", help=f"reader/writer threads (default {default_workers()})")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -717,12 +741,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--batch-size and --workers must be at least 1")
 
     # Every check that can fail runs before the model is loaded.
-    model_path = resolve_model_path(args.model, note=_to_stderr)
+    exported = artefact_format(args.model) is not None
+    if exported:
+        if not Path(args.model).exists():
+            raise InputError(f"{args.model}: no such exported model")
+        if args.precision not in (None, "auto", "float32"):
+            raise InputError(f"--precision {args.precision}: {args.model} is an exported float32 model; precision applies to .keras models")
+    else:
+        model_path = resolve_model_path(args.model, note=_to_stderr)
     jobs = plan_jobs(args.input, args.output, args.overlay)
     prepare_output_folder(args.output, "--output")
     if args.overlay is not None:
         prepare_output_folder(args.overlay, "--overlay")
-    model = load_model(model_path, precision=args.precision)
+    if exported:
+        model = open_backend(args.model)
+        if model.num_classes != NUM_CLASSES:
+            raise InputError(f"{args.model}: model predicts {model.num_classes} classes, the palette has {NUM_CLASSES}")
+    else:
+        model = load_model(model_path, precision=args.precision)
 
     predictor = Predictor(model, scale=args.scale, tile=args.tile, overlap=args.overlap, tta=args.tta, batch_size=args.batch_size)
     report = predict_folder(predictor, jobs, workers=args.workers, verbose=0 if args.quiet else 1)
