@@ -145,7 +145,7 @@ def main(argv=None) -> int:
             continue
         parity = totals[fmt].result()
         verdict = "pass" if parity.ok else "FAIL"
-        print(f"| {fmt} | {entry['seconds']:.1f} | {entry['peak_rss_gib']:.2f} GiB | {parity.max_abs_diff:.2e} | {worst_tile[fmt][1]} | "
+        print(f"| {fmt} | {entry['seconds']:.1f} | {entry['peak_rss_gib']:.2f} GiB | {parity.max_abs_diff:.2e} | {worst_tile[fmt][1] or '—'} | "
               f"{100 * parity.argmax_agreement:.4f} % | {parity.pixels} | {verdict} |")
         results["formats"][fmt] = {**entry, "max_abs_diff": parity.max_abs_diff, "argmax_agreement": parity.argmax_agreement,
                                    "pixels": parity.pixels, "worst_tile": worst_tile[fmt][1], "pass": parity.ok}

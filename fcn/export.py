@@ -340,8 +340,8 @@ def export_model(
     artefact at ``output`` is replaced only then).
 
     Args:
-        model: a Keras model mapping float32 RGB 0-255 (B, H, W, 3) to (B, H, W, C) probabilities, with
-            a float32 dtype policy (load it with ``fcn.predict.load_model(path, precision="float32")``).
+        model: a Keras model mapping float32 RGB 0-255 (B, H, W, 3) to (B, H, W, C) probabilities; a
+            model under a mixed policy is exported as its float32 copy.
         output: artefact path: a directory for ``saved_model``, a file for ``onnx`` / ``litert``
             (conventionally ``.onnx`` / ``.tflite``, which :func:`fcn.backends.open_backend` relies on).
         format: one of :data:`FORMATS`.
@@ -363,6 +363,9 @@ def export_model(
             import tf2onnx  # noqa: F401
         except ImportError as err:
             raise InputError(f"--format onnx needs {err.name}: {EXPORT_EXTRA_HINT}") from None
+    from .predict import with_precision
+
+    model = with_precision(model, "float32")  # Keras exports float32 policies only (ONNX); parity is stated in float32
     _quiet_converters()
     metadata = artefact_metadata(model, format, model_info=model_info, source=source)
     start = time.perf_counter()

@@ -126,6 +126,17 @@ def test_metadata_travels_with_the_artefact(artefacts, fmt):
         assert result.metadata_path == result.path.with_name(result.path.name + ".json")
 
 
+def test_a_mixed_precision_model_is_exported_in_float32(model, tmp_path):
+    from fcn.predict import with_precision
+
+    pytest.importorskip("onnxruntime")
+    half = with_precision(model, "mixed_bfloat16")
+    assert half.get_layer(index=3).compute_dtype == "bfloat16"
+    result = export_model(half, tmp_path / "m.onnx", "onnx")
+    batch = rgb_batch(1, 64, 96)
+    assert compare_probabilities(model.predict_on_batch(batch), backends.open_backend(result.path)(batch)).ok
+
+
 def test_onnx_input_and_output_names(artefacts):
     import onnxruntime
 
