@@ -17,7 +17,7 @@ an upper bound and the report shows how many epochs each model got. A run direct
 ``last.keras`` is resumed up to ``--epochs`` instead of restarted.
 
 Precision: the default is train.py's ``auto`` (mixed_float16 on tensor-core GPUs; on CPUs
-mixed_bfloat16 where the CPU has avx512_bf16 or amx_bf16, float32 elsewhere). On an AVX2-only AMD EPYC
+mixed_bfloat16 where the CPU has amx_bf16, float32 elsewhere). On an AVX2-only AMD EPYC
 ``mixed_bfloat16`` made a VGG16-FCN8s training step about 10x slower than float32; on Sapphire Rapids
 (AMX) it is about 1.9x faster. ``--precision float32`` overrides the rule.
 

@@ -705,7 +705,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         "(xxxx_sat.jpg -> xxxx_mask.png; files *_mask.png are skipped). Any image size.",
     )
     parser.add_argument("--model", required=True, metavar="MODEL", help="a .keras file, a run directory (its best.keras, else last.keras), or an exported model "
-                        "(fcn-export): .onnx (ONNX Runtime, pip install 'fcn[onnx]'), .tflite, or a SavedModel directory")
+                        "(fcn-export): .onnx (ONNX Runtime, pip install 'fcn[onnx]'), .tflite, or a SavedModel directory. On CPU "
+                        "a .keras model is as fast as ONNX Runtime in float32 and ~1.9x faster in bfloat16 on AMX CPUs")
     parser.add_argument("--input", required=True, metavar="DIR", help="folder of images")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the masks (created; must not be the input folder)")
     parser.add_argument("--scale", type=float, default=1.0, metavar="F", help="resize images by F before inference; masks keep the input size (default 1)")
@@ -718,7 +719,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default=None,
-        help="compute dtype policy (default: as saved; auto: mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with avx512_bf16/amx_bf16, float32 elsewhere)",
+        help="compute dtype policy (default: as saved; auto: mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with amx_bf16, float32 elsewhere)",
     )
     parser.add_argument("--workers", type=int, default=None, metavar="N", help=f"reader/writer threads (default {default_workers()})")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

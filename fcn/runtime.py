@@ -10,8 +10,12 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 
 
-# CPU feature flags (as /proc/cpuinfo spells them) that give bfloat16 arithmetic in hardware.
+# CPU feature flags (as /proc/cpuinfo spells them) for bfloat16 arithmetic in hardware.
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# The ones where mixed_bfloat16 beats float32 with TensorFlow 2.21's oneDNN: AMX only. With AVX512-BF16
+# alone (oneDNN capped at avx512_core_bf16 on a Sapphire Rapids, i.e. what Cooper Lake and Zen 4 run),
+# FCN8s trained at 0.7-0.9x and predicted at 0.6-0.7x the float32 speed (docs/BENCHMARKS.md).
+AUTO_BF16_CPU_FLAGS = ("amx_bf16",)
 
 
 def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
@@ -37,14 +41,15 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
     return frozenset()
 
 
-def has_native_bf16(flags: Iterable[str] | None = None) -> bool:
-    """True when the CPU computes bfloat16 in hardware (AVX512-BF16 or AMX-BF16).
+def has_native_bf16(flags: Iterable[str] | None = None, *, required: Iterable[str] = NATIVE_BF16_CPU_FLAGS) -> bool:
+    """True when the CPU computes bfloat16 in hardware (any of ``required`` among its flags).
 
     Args:
         flags: CPU feature flags (None: :func:`cpu_flags` of this machine).
+        required: the flags that count (default: AVX512-BF16 or AMX-BF16).
     """
     flags = cpu_flags() if flags is None else {flag.lower() for flag in flags}
-    return any(flag in flags for flag in NATIVE_BF16_CPU_FLAGS)
+    return any(flag in flags for flag in required)
 
 
 def auto_precision(gpu_capabilities: Sequence[tuple[int, int]], flags: Iterable[str]) -> str:
@@ -56,22 +61,22 @@ def auto_precision(gpu_capabilities: Sequence[tuple[int, int]], flags: Iterable[
 
     Returns:
         ``mixed_float16`` when some GPU has tensor cores (compute capability >= 7.0); otherwise
-        ``mixed_bfloat16`` on a CPU with native bfloat16, else ``float32``.
+        ``mixed_bfloat16`` on a CPU with AMX-BF16 (:data:`AUTO_BF16_CPU_FLAGS`), else ``float32``.
     """
     if any(tuple(capability) >= (7, 0) for capability in gpu_capabilities):
         return "mixed_float16"
-    return "mixed_bfloat16" if has_native_bf16(flags) else "float32"
+    return "mixed_bfloat16" if has_native_bf16(flags, required=AUTO_BF16_CPU_FLAGS) else "float32"
 
 
 def resolve_precision(precision: str, *, flags: Iterable[str] | None = None) -> str:
     """Turn ``auto`` into a concrete Keras dtype policy name.
 
     ``auto`` is ``mixed_float16`` on a GPU with compute capability >= 7.0 (tensor cores). Without
-    one it follows the CPU: ``mixed_bfloat16`` where the CPU has native bfloat16 (``avx512_bf16`` or
-    ``amx_bf16`` in its flags: Cooper Lake and later Xeons, AMD Zen 4 and later; on Sapphire Rapids
-    FCN8s trains and predicts about 1.9x faster than in float32), ``float32`` elsewhere: AVX2-only
-    CPUs train about 10x slower in bfloat16 (docs/BENCHMARKS.md). Any other value is returned as given,
-    so an explicit ``float32`` always overrides the rule.
+    one it follows the CPU: ``mixed_bfloat16`` where the CPU has AMX-BF16 (``amx_bf16`` in its
+    flags: Sapphire Rapids and later Xeons), where FCN8s trains and predicts about 1.9x faster than
+    in float32 on an idle machine; ``float32`` elsewhere: with AVX512-BF16 alone bfloat16 is slower
+    than float32 (0.6-0.9x), and AVX2-only CPUs train about 10x slower in it (docs/BENCHMARKS.md). Any
+    other value is returned as given, so an explicit ``float32`` always overrides the rule.
 
     Args:
         precision: one of :data:`PRECISIONS`.

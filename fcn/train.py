@@ -54,7 +54,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout after fc_1 and fc_2")
     parser.add_argument("--cache", action="store_true", help="keep decoded training tiles in memory")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto = mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with native bf16 (avx512_bf16/amx_bf16), float32 elsewhere")
+                        help="auto = mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with AMX-BF16 (amx_bf16), float32 elsewhere")
     parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
                         help="XLA; auto = Keras's rule (on for GPUs, off on CPU)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",

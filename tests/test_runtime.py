@@ -31,14 +31,15 @@ EPYC_ROME_FLAGS = "fpu vme sse2 avx avx2 fma bmi2 sha_ni"
     "flags, expected",
     [
         (SAPPHIRE_RAPIDS_FLAGS, "mixed_bfloat16"),
-        ("sse2 avx2 avx512f avx512_bf16", "mixed_bfloat16"),  # Cooper Lake / Zen 4: AVX512-BF16 only
         ("sse2 avx2 amx_bf16 amx_tile", "mixed_bfloat16"),  # AMX-BF16 alone
+        # Cooper Lake / Zen 4: AVX512-BF16 without AMX, where bfloat16 measured slower than float32.
+        ("sse2 avx2 avx512f avx512_bf16", "float32"),
         (EPYC_ROME_FLAGS, "float32"),
         ("sse2 avx2 avx512f avx512_vnni amx_int8", "float32"),  # AVX-512 and AMX without bf16
         ("", "float32"),  # no flags known (macOS, Windows, unreadable /proc/cpuinfo)
     ],
 )
-def test_auto_precision_on_cpu_follows_native_bf16(flags, expected):
+def test_auto_precision_on_cpu_follows_amx_bf16(flags, expected):
     assert runtime.auto_precision([], flags.split()) == expected
     # GPU rule unchanged: tensor cores win whatever the CPU; older GPUs leave the choice to the CPU.
     assert runtime.auto_precision([(8, 0)], flags.split()) == "mixed_float16"
@@ -52,6 +53,7 @@ def test_cpu_flags_read_from_cpuinfo_text():
     )
     assert runtime.cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16", "amx_bf16"}
     assert runtime.has_native_bf16(runtime.cpu_flags(cpuinfo))
+    assert runtime.has_native_bf16(["avx512_bf16"]) and not runtime.has_native_bf16(["avx512_bf16"], required=["amx_bf16"])
     # ARM lists "Features", not "flags": no x86 bf16 flags, so float32.
     assert runtime.cpu_flags("processor\t: 0\nFeatures\t: fp asimd bf16\n") == frozenset()
     assert runtime.cpu_flags("") == frozenset()
