@@ -14,7 +14,7 @@ STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 # The ones where mixed_bfloat16 beats float32 with TensorFlow 2.21's oneDNN: AMX only. With AVX512-BF16
 # alone (oneDNN capped at avx512_core_bf16 on a Sapphire Rapids, i.e. what Cooper Lake and Zen 4 run),
-# FCN8s trained at 0.7-0.9x and predicted at 0.6-0.7x the float32 speed (docs/BENCHMARKS.md).
+# FCN8s trained at 0.7-0.9x and predicted at 0.6-0.9x the float32 speed (docs/BENCHMARKS.md).
 AUTO_BF16_CPU_FLAGS = ("amx_bf16",)
 
 
