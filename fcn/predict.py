@@ -22,11 +22,13 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from .checkpoints import load_model, model_info, resolve_model_path
+from .backends import artefact_format
+from .checkpoints import load_model, resolve_model_path
 from .engine import DEFAULT_TILE, Predictor
 from .errors import ArgumentParser, InputError, multiple_of_32, non_negative_int, positive_float, positive_int, run_cli
 from .figures import overlay_image
 from .images import MASK_SUFFIX, list_images, read_rgb, tile_id, write_image_atomic, write_mask
+from .palette import NUM_CLASSES
 from .runtime import PRECISIONS
 
 OVERLAY_JPEG_QUALITY = 90
@@ -258,7 +260,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         description="Predict a palette mask <id>_mask.png for every .jpg/.jpeg/.png image of a folder "
         "(xxxx_sat.jpg -> xxxx_mask.png; files *_mask.png are skipped). Any image size.",
     )
-    parser.add_argument("--model", required=True, metavar="MODEL", help="a .keras file, or a run directory (its best.keras, else last.keras)")
+    parser.add_argument("--model", required=True, metavar="MODEL", help="a .keras file, a run directory (its best.keras, "
+                        "else last.keras), or a model exported by fcn-export (.onnx, .tflite, SavedModel directory)")
     parser.add_argument("--input", required=True, metavar="DIR", help="folder of images")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the masks (created; must not be the input folder)")
     scale = parser.add_mutually_exclusive_group()
@@ -294,18 +297,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"--overlap must be smaller than --tile={args.tile}, got {args.overlap}")
 
     # Every check that can fail runs before the model is loaded.
-    model_path = resolve_model_path(args.model, note=_to_stderr)
+    exported = artefact_format(args.model) is not None
+    if exported:
+        model_path = Path(args.model)
+        if not model_path.exists():
+            raise InputError(f"{model_path}: no such exported model")
+        if args.precision not in (None, "auto", "float32"):
+            raise InputError(f"--precision {args.precision}: {model_path} is an exported float32 model; "
+                             "precision applies to .keras models")
+    else:
+        model_path = resolve_model_path(args.model, note=_to_stderr)
     jobs = plan_jobs(args.input, args.output, args.overlay)
     prepare_output_folder(args.output, "--output")
     if args.overlay is not None:
         prepare_output_folder(args.overlay, "--overlay")
-    model = load_model(model_path, precision=args.precision)
+    model = open_model(model_path, exported, args.precision)
     try:
         predictor = Predictor(model, scale=args.scale, input_gsd=args.input_gsd, tile=args.tile, overlap=args.overlap,
                               tta=args.tta, batch_size=args.batch_size)
     except ValueError as err:
         raise InputError(f"{model_path}: {err}") from None
-    print(f"predicting at scale {predictor.scale:.4g} ({scale_reason(args, model)})", flush=True)
+    print(f"predicting at scale {predictor.scale:.4g} ({scale_reason(args, predictor)})", flush=True)
     report = predict_folder(predictor, jobs, workers=args.workers, verbose=0 if args.quiet else 1)
     summary = (
         f"wrote {len(report.written)} mask{'s' * (len(report.written) != 1)} to {args.output} in "
@@ -317,9 +329,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2 if report.failed else 0
 
 
-def scale_reason(args, model) -> str:
+def open_model(path: Path, exported: bool, precision: str | None):
+    """A ``.keras`` model (with its ModelInfo), or an exported artefact as a backend (:mod:`fcn.backends`).
+
+    Raises:
+        InputError: the model cannot be opened or does not predict the palette's classes.
+    """
+    if not exported:
+        return load_model(path, precision=precision)
+    from .backends import open_backend
+
+    backend = open_backend(path)
+    if backend.num_classes != NUM_CLASSES:
+        raise InputError(f"{path}: model predicts {backend.num_classes} classes, the palette has {NUM_CLASSES}")
+    return backend
+
+
+def scale_reason(args, predictor: Predictor) -> str:
     """Why the predictor runs at its scale, for the line predict.py prints."""
-    info = model_info(model)
+    info = predictor.backend.info
     if args.scale is not None:
         return "--scale"
     if args.input_gsd is not None:
