@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from fcn.export import FORMATS, PARITY_MAX_ABS_DIFF, PARITY_MIN_ARGMAX_AGREEMENT, SUFFIX, ParityAccumulator  # noqa: E402
 from fcn.images import read_rgb  # noqa: E402
-from fcn.predict import list_input_images, padded_side  # noqa: E402
+from fcn.engine import padded_side  # noqa: E402
+from fcn.predict import list_input_images  # noqa: E402
 
 
 def export_in_subprocess(model: str, fmt: str, output: Path) -> dict:
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     images = list_input_images(args.data)[: args.limit]
 
     from fcn.backends import open_backend
-    from fcn.predict import load_model, resolve_model_path
+    from fcn.checkpoints import load_model, resolve_model_path
 
     model_path = resolve_model_path(args.model)
     with tempfile.TemporaryDirectory(prefix="export-parity-") as tmp:

@@ -5,9 +5,9 @@
                                [--engines tf_float32,tf_mixed_bfloat16,onnxruntime] [--json FILE]
 
 1. Speed. The first ``rounds x round-tiles`` tiles of ``--data`` are decoded into memory once. Each
-   engine is a :class:`fcn.predict.Predictor` (same batch size, scale 1: the tiles' own size, 512x512
+   engine is a :class:`fcn.engine.Predictor` (same batch size, scale 1: the tiles' own size, 512x512
    for the course tiles) around, respectively, the Keras model in float32, the same model cast to
-   mixed_bfloat16 (:func:`fcn.predict.with_precision`), and the model exported to ONNX run by ONNX
+   mixed_bfloat16 (:func:`fcn.checkpoints.with_precision`), and the model exported to ONNX run by ONNX
    Runtime (:class:`fcn.backends.OnnxBackend`). All run in this one process, one after the other
    within each round, the order rotating from round to round, so background load hits them alike;
    the figure is images/s of ``predict_many`` (padding, inference, argmax; no disk I/O), median over
@@ -40,14 +40,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from fcn.images import MASK_SUFFIX, read_mask, read_rgb  # noqa: E402
 from fcn.metrics import ConfusionMatrix  # noqa: E402
-from fcn.predict import Predictor, list_input_images, tile_id  # noqa: E402
+from fcn.engine import Predictor  # noqa: E402
+from fcn.images import tile_id  # noqa: E402
+from fcn.predict import list_input_images  # noqa: E402
 
 ENGINES = ("tf_float32", "tf_mixed_bfloat16", "onnxruntime")
 
 
 def make_engines(model, onnx_path: Path | None, names, **predictor_kwargs) -> dict:
     from fcn.backends import OnnxBackend
-    from fcn.predict import with_precision
+    from fcn.checkpoints import with_precision
 
     engines = {}
     for name in names:
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
 
     from export_parity import export_in_subprocess
 
-    from fcn.predict import load_model, resolve_model_path
+    from fcn.checkpoints import load_model, resolve_model_path
     from fcn.runtime import cpu_flags, resolve_precision
 
     model_path = resolve_model_path(args.model)

@@ -45,11 +45,10 @@ REPO = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
 
+from fcn import MODEL_NAMES  # noqa: E402  (TensorFlow-free)
 from fcn.errors import InputError, run_cli  # noqa: E402
 
 DEFAULT_MODELS = ("fcn32s", "fcn8s")
-# fcn.models.MODEL_NAMES, not imported: that would load TensorFlow in this supervising process.
-KNOWN_MODELS = ("fcn32s", "fcn16s", "fcn8s")
 DEFAULT_VAL_IDS = "0160-0199,0008,0097,0107"
 SPLIT_MARKER = ".fcn-quality-split"
 POLL_SECONDS = 5.0
@@ -285,9 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(ours)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in models if m not in KNOWN_MODELS]
+    unknown = [m for m in models if m not in MODEL_NAMES]
     if not models or unknown:
-        parser.error(f"--models: unknown {', '.join(unknown) or 'empty list'}; valid: {', '.join(KNOWN_MODELS)}")
+        parser.error(f"--models: unknown {', '.join(unknown) or 'empty list'}; valid: {', '.join(MODEL_NAMES)}")
     if args.data and (args.train_dir or args.val_dir):
         parser.error("give either --data (with --val-ids) or --train-dir and --val-dir, not both")
     if args.val_ids and not args.data:

@@ -130,7 +130,7 @@ def test_metadata_travels_with_the_artefact(artefacts, fmt):
 
 
 def test_a_mixed_precision_model_is_exported_in_float32(model, tmp_path):
-    from fcn.predict import with_precision
+    from fcn.checkpoints import with_precision
 
     pytest.importorskip("onnxruntime")
     half = with_precision(model, "mixed_bfloat16")
@@ -167,7 +167,8 @@ def test_compare_probabilities_counts_disagreements():
 def test_predictor_runs_an_onnx_backend_like_the_keras_model(artefacts, model):
     backend = backends.open_backend(artefacts["onnx"].path)
     image = rgb_batch(1, 150, 110, seed=3)[0].astype(np.uint8)  # padded, scaled and windowed
-    for kwargs in ({}, {"tta": True}, {"scale": 0.7, "tile": 64, "overlap": 16, "batch_size": 3}):
+    assert Predictor(backend).scale == MODEL_INFO["train_scale"]  # the artefact's own scale by default
+    for kwargs in ({"scale": 1.0}, {"scale": 1.0, "tta": True}, {"scale": 0.7, "tile": 64, "overlap": 16, "batch_size": 3}):
         expected = Predictor(model, **kwargs).predict_probs(image)
         got = Predictor(backend, **kwargs).predict_probs(image)
         assert got.shape == image.shape[:2] + (NUM_CLASSES,)
@@ -182,8 +183,10 @@ def test_predict_cli_with_an_onnx_model(artefacts, model_file, tmp_path):
     for i, (h, w) in enumerate([(64, 64), (70, 90)]):
         Image.fromarray(rgb_batch(1, h, w, seed=i)[0].astype(np.uint8)).save(images / f"{i:04d}_sat.png")
     keras_out, onnx_out = tmp_path / "keras", tmp_path / "onnx"
-    assert run_cli(predict_main, ["--model", str(model_file), "--input", str(images), "--output", str(keras_out), "-q"]) == 0
-    argv = ["--model", str(artefacts["onnx"].path), "--input", str(images), "--output", str(onnx_out), "-q", "--tta"]
+    # The .keras file here carries no ModelInfo (scale 1) while the artefact records 0.5: compare at scale 0.5.
+    argv = ["--input", str(images), "-q", "--scale", "0.5"]
+    assert run_cli(predict_main, ["--model", str(model_file), "--output", str(keras_out), *argv]) == 0
+    argv = ["--model", str(artefacts["onnx"].path), "--input", str(images), "--output", str(onnx_out), "-q", "--scale", "0.5", "--tta"]
     assert run_cli(predict_main, argv) == 0
     assert run_cli(predict_main, argv[:-1] + ["--output", str(tmp_path / "plain")]) == 0
     for name in ("0000_mask.png", "0001_mask.png"):
@@ -204,12 +207,18 @@ def test_predict_cli_refuses_a_precision_for_an_exported_model(artefacts, tmp_pa
 
 def test_export_command_writes_and_checks_the_artefact(model_file, tmp_path, capsys):
     pytest.importorskip("ai_edge_litert")
+    from fcn.checkpoints import save_checkpoint
+
+    checkpoint = tmp_path / "best.keras"  # a checkpoint carries its run's scale and ground resolution
+    save_checkpoint(keras.saving.load_model(model_file), checkpoint, {"epoch": 1}, ModelInfo("tiny", 0.5, 1.2))
     output = tmp_path / "out" / "model.tflite"  # the folder is created
-    argv = ["--model", str(model_file), "--format", "litert", "--output", str(output), "--info", "train_scale=0.5", "--info", "note=demo"]
+    argv = ["--model", str(checkpoint), "--format", "litert", "--output", str(output), "--info", "note=demo"]
     assert run_cli(main, argv) == 0
     out = capsys.readouterr().out
     assert "exported" in out and "parity vs Keras" in out and "(ok)" in out
-    assert read_metadata(output)["model_info"] == {"train_scale": 0.5, "note": "demo"}
+    stored = read_metadata(output)["model_info"]
+    assert ModelInfo.from_dict(stored) == ModelInfo("tiny", 0.5, 1.2) and stored["model_gsd"] == pytest.approx(2.4)
+    assert stored["note"] == "demo"
     # Exporting again replaces the artefact; no temporary file is left behind.
     assert run_cli(main, argv + ["--no-check"]) == 0
     assert sorted(p.name for p in output.parent.iterdir()) == ["model.tflite", "model.tflite.json"]
