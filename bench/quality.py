@@ -16,10 +16,10 @@ running one could not end within the budget, judged by the last epoch's wall tim
 an upper bound and the report shows how many epochs each model got. A run directory that already holds
 ``last.keras`` is resumed up to ``--epochs`` instead of restarted.
 
-Precision: the default is train.py's ``auto`` (float32 on CPUs, mixed_float16 on tensor-core GPUs).
-On this project's 2-core AMD EPYC (AVX2, no AVX512-BF16/AMX) ``mixed_bfloat16`` made a VGG16-FCN8s
-training step several times slower than float32, so it is not the CPU default here; CPUs with AMX or
-AVX512-BF16 (Sapphire Rapids and later) may gain from ``--precision mixed_bfloat16``.
+Precision: the default is train.py's ``auto`` (mixed_float16 on tensor-core GPUs; on CPUs
+mixed_bfloat16 where the CPU has amx_bf16, float32 elsewhere). On an AVX2-only AMD EPYC
+``mixed_bfloat16`` made a VGG16-FCN8s training step about 10x slower than float32; on Sapphire Rapids
+(AMX) it is about 1.9x faster. ``--precision float32`` overrides the rule.
 
 ``--data DIR --val-ids SPEC`` makes the split from one folder of tiles: the ids in SPEC (``A-B`` ranges
 take the ids that exist, single ids must exist) go to validation, all other tiles to training. Tiles are
@@ -45,11 +45,10 @@ REPO = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
 
+from fcn import MODEL_NAMES  # noqa: E402  (TensorFlow-free)
 from fcn.errors import InputError, run_cli  # noqa: E402
 
 DEFAULT_MODELS = ("fcn32s", "fcn8s")
-# fcn.models.MODEL_NAMES, not imported: that would load TensorFlow in this supervising process.
-KNOWN_MODELS = ("fcn32s", "fcn16s", "fcn8s")
 DEFAULT_VAL_IDS = "0160-0199,0008,0097,0107"
 SPLIT_MARKER = ".fcn-quality-split"
 POLL_SECONDS = 5.0
@@ -264,7 +263,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=256, help="train at N x N (0: native size; default 256 for CPUs)")
     parser.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
     parser.add_argument("--precision", default="auto", choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
-                        help="train.py --precision (default auto: float32 on CPUs, see below)")
+                        help="train.py --precision (default auto: see below)")
     parser.add_argument("--weights", default="imagenet", help="encoder init (default imagenet)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--no-report", action="store_true", help="train only")
@@ -285,9 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(ours)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in models if m not in KNOWN_MODELS]
+    unknown = [m for m in models if m not in MODEL_NAMES]
     if not models or unknown:
-        parser.error(f"--models: unknown {', '.join(unknown) or 'empty list'}; valid: {', '.join(KNOWN_MODELS)}")
+        parser.error(f"--models: unknown {', '.join(unknown) or 'empty list'}; valid: {', '.join(MODEL_NAMES)}")
     if args.data and (args.train_dir or args.val_dir):
         parser.error("give either --data (with --val-ids) or --train-dir and --val-dir, not both")
     if args.val_ids and not args.data:

@@ -187,9 +187,9 @@ def training_model(model_name: str, precision: str, jit: bool):
     from fcn import runtime, train
 
     argv = ["--model", model_name, "--weights", "none", "--precision", precision, "--jit-compile", "on" if jit else "off"]
-    args = train.get_args_parser().parse_args(argv)
+    args = train.parse_args(argv)
     policy = runtime.resolve_precision(precision)
-    return train.build_training_model(args, policy, class_weights=None), policy
+    return train.build_training_model(args, policy, epoch_steps=1), policy
 
 
 def _timed(call) -> float:
@@ -365,6 +365,7 @@ def train_end_to_end_figures(train_dir: Path, val_dir: Path, run_dir: Path, mode
     """
     from fcn import train
     from fcn.callbacks import EpochValidation, StopControl
+    from fcn.checkpoints import read_model_info
 
     argv = ["--train-dir", str(train_dir), "--val-dir", str(val_dir), "--out", str(run_dir), "--model", model_name,
             "--epochs", str(epochs), "--batch-size", str(batch_size), "--image-size", str(image_size),
@@ -377,10 +378,11 @@ def train_end_to_end_figures(train_dir: Path, val_dir: Path, run_dir: Path, mode
     with open(run_dir / "history.csv", newline="") as handle:
         epoch_s = float(list(csv.DictReader(handle))[-1]["seconds"])
 
-    args = train.get_args_parser().parse_args(argv)
+    args = train.parse_args(argv)
     train_pairs, val_tiles, _ = train.load_data(args)
     model, _ = training_model(model_name, precision, jit=False)
-    validation = EpochValidation(val_tiles, lambda m: train.validation_predictor(m, args, val_tiles), [], None, StopControl())
+    info = read_model_info(run_dir / "last.keras")
+    validation = EpochValidation(val_tiles, lambda m: train.validation_predictor(m, info, batch_size), [], None, StopControl())
     validation.set_model(model)
     validation_s = _timed(lambda: validation.on_epoch_end(0, {}))
     del model
@@ -628,7 +630,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def resolve_args(args, parser) -> None:
     """Fill defaults from FULL or QUICK and validate."""
-    from fcn.models import MODEL_NAMES
+    from fcn import MODEL_NAMES
     from fcn.runtime import PRECISIONS
 
     defaults = QUICK if args.quick else FULL

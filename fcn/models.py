@@ -103,6 +103,18 @@ def _score(x, num_classes, name, zero_init, dtype):
     return layers.Conv2D(num_classes, 1, kernel_initializer=initializer, name=name, dtype=dtype)(x)
 
 
+def _coarse_score_dtype(dtype):
+    """Dtype policy of the ``score`` layer (1x1 conv from fc_2's 4096 channels to the classes).
+
+    Under bfloat16 policies it computes in float32: with TensorFlow 2.21 on CPUs with AMX (Sapphire
+    Rapids), oneDNN's bfloat16 backward pass of a 1x1 convolution from 4096 to fewer than 16
+    channels corrupts the heap and kills the process (``malloc(): unaligned tcache chunk``;
+    4096 -> 16 and 2048 -> 7 are fine). The layer holds under 0.01 % of the model's FLOPs (1/32 of the
+    resolution), so float32 costs nothing measurable.
+    """
+    return "float32" if dtype is not None and "bfloat16" in str(dtype) else dtype
+
+
 def _upsample(x, num_classes, factor, name, bilinear_init, dtype):
     initializer = BilinearUpsampling() if bilinear_init else "glorot_uniform"
     return layers.Conv2DTranspose(
@@ -129,7 +141,7 @@ def _fcn(name, skips, input_shape, num_classes, fc1_kernel_size, paper_init, dro
     x = layers.Conv2D(fc_width, 1, activation="relu", name="fc_2", dtype=dtype)(x)
     if dropout:
         x = layers.Dropout(dropout, name="fc_2_dropout", dtype=dtype)(x)
-    x = _score(x, num_classes, "score", paper_init, dtype)
+    x = _score(x, num_classes, "score", paper_init, _coarse_score_dtype(dtype))
     stride = 32
     for pool_name, pool in (("pool4", pool4), ("pool3", pool3))[: len(skips)]:
         x = _upsample(x, num_classes, 2, f"upscore_to_{pool_name}", paper_init, dtype)

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .areas import check_stats_path, class_areas, count_classes, write_stats
+from .backends import artefact_format
 from .checkpoints import ModelInfo, load_model, model_info, read_model_info, resolve_model_path
 from .engine import DEFAULT_TILE, Predictor, window_grid
 from .errors import (
@@ -50,6 +51,7 @@ from .geo import (
     write_overlay_preview,
 )
 from .images import IMAGE_SUFFIXES, MASK_SUFFIX, read_rgb, tile_id, write_image_atomic, write_mask
+from .palette import NUM_CLASSES
 from .runtime import PRECISIONS
 from .scenes import predict_scene, scene_batch_size, scene_scale
 
@@ -326,7 +328,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         "(xxxx_sat.jpg -> xxxx_mask.png; files *_mask.png are skipped), any size, and a class-map GeoTIFF "
         "<id>_mask.tif for every .tif/.tiff scene (window by window, georeferenced like the input).",
     )
-    parser.add_argument("--model", required=True, metavar="MODEL", help="a .keras file, or a run directory (its best.keras, else last.keras)")
+    parser.add_argument("--model", required=True, metavar="MODEL", help="a .keras file, a run directory (its best.keras, "
+                        "else last.keras), or a model exported by fcn-export (.onnx, .tflite, SavedModel directory)")
     parser.add_argument("--input", required=True, metavar="PATH", help="a folder of images and GeoTIFF scenes, or one file")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the masks (created; must not be the input folder)")
     scale = parser.add_mutually_exclusive_group()
@@ -357,7 +360,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default=None,
-        help="compute dtype policy (default: as saved; auto: mixed_float16 on tensor-core GPUs, float32 on CPU)",
+        help="compute dtype policy (default: as saved; auto: mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs "
+        "with AMX-BF16, float32 elsewhere). On CPU the .keras model with auto is the fastest choice",
     )
     parser.add_argument("--workers", type=positive_int, default=None, metavar="N", help=f"reader/writer threads (default {default_workers()})")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -460,7 +464,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats_path = check_stats_path(args.stats) if args.stats is not None else None
 
     # Every check that can fail runs before the model is loaded.
-    model_path = resolve_model_path(args.model, note=_to_stderr)
+    exported = artefact_format(args.model) is not None
+    if exported:
+        model_path = Path(args.model)
+        if not model_path.exists():
+            raise InputError(f"{model_path}: no such exported model")
+        if args.precision not in (None, "auto", "float32"):
+            raise InputError(f"--precision {args.precision}: {model_path} is an exported float32 model; "
+                             "precision applies to .keras models")
+    else:
+        model_path = resolve_model_path(args.model, note=_to_stderr)
     jobs = plan_jobs(args.input, args.output, args.overlay, stats_path)
     image_jobs = [job for job in jobs if not job.is_scene]
     scene_jobs = [job for job in jobs if job.is_scene]
@@ -471,12 +484,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepare_output_folder(args.overlay, "--overlay")
     if stats_path is not None:
         prepare_output_folder(stats_path.parent, "--stats")
-    model = None
-    try:
-        info = read_model_info(model_path)
-    except Exception:  # a damaged file: load_model says what is wrong in one line
-        model = load_model(model_path, precision=args.precision)
-        info = model_info(model)
+    model, info = None, None
+    if not exported:
+        try:  # the scale rule of scenes needs it; reading it does not load TensorFlow
+            info = read_model_info(model_path)
+        except Exception:  # a damaged file: load_model says what is wrong in one line
+            info = None
+    if info is None:
+        model = open_model(model_path, exported, args.precision)
+        info = model.info if exported else model_info(model)
     if args.input_gsd is not None:
         try:
             info.scale_for(args.input_gsd)
@@ -494,14 +510,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats: dict[Path, list] | None = {} if stats_path is not None else None
     written, start, rate = 0, time.perf_counter(), ""
     if image_jobs or plans:
-        model = model if model is not None else load_model(model_path, precision=args.precision)
+        model = model if model is not None else open_model(model_path, exported, args.precision)
         try:
             predictor = Predictor(model, scale=args.scale, input_gsd=args.input_gsd, tile=args.tile, overlap=args.overlap,
                                   tta=args.tta, batch_size=args.batch_size)
         except ValueError as err:
             raise InputError(f"{model_path}: {err}") from None
         if image_jobs:
-            print(f"predicting at scale {predictor.scale:.4g} ({scale_reason(args, model)})", flush=True)
+            print(f"predicting at scale {predictor.scale:.4g} ({scale_reason(args, predictor)})", flush=True)
             report = predict_folder(predictor, image_jobs, workers=args.workers, verbose=0 if args.quiet else 1,
                                     on_error=_report_error, with_class_counts=stats is not None)
             failed.extend(report.failed)
@@ -523,9 +539,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2 if failed else 0
 
 
-def scale_reason(args, model) -> str:
+def open_model(path: Path, exported: bool, precision: str | None):
+    """A ``.keras`` model (with its ModelInfo), or an exported artefact as a backend (:mod:`fcn.backends`).
+
+    Raises:
+        InputError: the model cannot be opened or does not predict the palette's classes.
+    """
+    if not exported:
+        return load_model(path, precision=precision)
+    from .backends import open_backend
+
+    backend = open_backend(path)
+    if backend.num_classes != NUM_CLASSES:
+        raise InputError(f"{path}: model predicts {backend.num_classes} classes, the palette has {NUM_CLASSES}")
+    return backend
+
+
+def scale_reason(args, predictor: Predictor) -> str:
     """Why the predictor runs at its scale, for the line predict.py prints."""
-    info = model_info(model)
+    info = predictor.backend.info
     if args.scale is not None:
         return "--scale"
     if args.input_gsd is not None:

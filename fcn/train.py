@@ -96,7 +96,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--cache", action="store_true", help="keep decoded training tiles in memory")
     runtime.add_argument("--precision", choices=PRECISIONS, default="auto",
-                         help="auto = mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with native bf16, else float32")
+                         help="auto = mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with AMX-BF16, else float32")
     runtime.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
                          help="XLA; auto = Keras's rule (on for GPUs, off on CPU)")
     runtime.add_argument("--strategy", choices=STRATEGIES, default="auto",

@@ -38,7 +38,7 @@ def tiles(tmp_path_factory):
 
 def arguments(tiles, out, strategy):
     return ["--model", "fcn8s", "--train-dir", str(tiles[0]), "--val-dir", str(tiles[1]), "--out", str(out),
-            "--weights", "none", "--width", "0.0625", "--epochs", "1", "--batch-size", "8", "--verbose", "0",
+            "--weights", "none", "--width", "0.0625", "--epochs", "1", "--batch-size", "8", "--verbose", "0", "--precision", "float32",
             "--strategy", strategy, "--seed", "1"]
 
 

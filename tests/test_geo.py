@@ -411,3 +411,20 @@ def test_cli_without_rasterio_skips_the_geotiffs_in_one_line(tmp_path, info_mode
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and 'pip install -e ".[geo]"' in err and "x.tif and 1 other" in err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a_mask.png"]
+
+
+def test_cli_exported_model_takes_its_scale_rule_from_the_artefact(tmp_path, info_model, capsys):
+    """A SavedModel exported by fcn-export carries the run's ModelInfo: the scene's scale follows it."""
+    from fcn.checkpoints import load_model
+    from fcn.export import export_model
+
+    artefact = tmp_path / "model_savedmodel"
+    export_model(load_model(info_model), artefact, "saved_model", model_info=ModelInfo(train_scale=0.5, tile_gsd=1.2).to_dict())
+    source = rgb_tif(tmp_path / "s.tif", landscape(60, 72, seed=14), pixel=0.9)
+    outputs = {}
+    for name, model in (("keras", info_model), ("saved", artefact)):
+        code, out, err = run(["--model", model, "--input", source, "--output", tmp_path / name, "-q"], capsys)
+        assert code == 0, err
+        assert "predicting at scale 0.375 (pixel size 0.9 m from the CRS, model trained at 2.4 m/px)" in out
+        outputs[name] = read_tif(tmp_path / name / "s_mask.tif")[0]
+    assert np.mean(outputs["keras"] == outputs["saved"]) > 0.999

@@ -84,6 +84,13 @@ def test_mixed_precision_keeps_float32_softmax():
     assert model.get_layer("block3_conv1").kernel.dtype == "float32"
     out = model(np.zeros((1, 64, 64, 3), "float32"))
     assert out.dtype == "float32"
+    # The 4096 -> 7 score conv stays float32 under bfloat16 (oneDNN's AMX bf16 backward of that shape
+    # corrupts the heap, see models._coarse_score_dtype); the skip scores and upsamplings do not.
+    assert model.get_layer("score").compute_dtype == "float32"
+    assert model.get_layer("score_pool4").compute_dtype == "bfloat16"
+    assert model.get_layer("upscore_to_pool4").compute_dtype == "bfloat16"
+    half = build_model("fcn32s", input_shape=(64, 64, 3), weights=None, dtype_policy="mixed_float16")
+    assert half.get_layer("score").compute_dtype == "float16"
 
 
 def test_keras_file_round_trip(tmp_path):

@@ -95,7 +95,7 @@ def test_cli_run_directory_falls_back_to_last(tmp_path, saved_model, capsys):
     assert code == 0, err
     assert "last.keras" in err and "scale 0.5 (--scale)" in out
     image = np.asarray(Image.open(inputs / "a.png").convert("RGB"))
-    expected = Predictor(load_model(run_dir / "last.keras"), tta=True, scale=0.5).predict_classes(image)
+    expected = Predictor(load_model(run_dir / "last.keras", precision="auto"), tta=True, scale=0.5).predict_classes(image)
     np.testing.assert_array_equal(read_mask(tmp_path / "out" / "a_mask.png"), expected)
 
 

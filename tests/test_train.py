@@ -158,7 +158,8 @@ def test_seed_recipe_restores_the_studys_settings():
 def test_demo_makes_its_own_data_and_trains(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "DEMO_DATA", {"n_train": 8, "n_val": 4, "size": 64})  # the demo's path, smaller
     run = tmp_path / "demo"
-    argv = ["--demo", "--out", str(run), "--epochs", "1", "--width", str(TINY_WIDTH), "--weights", "none", "--verbose", "0"]
+    argv = ["--demo", "--out", str(run), "--epochs", "1", "--width", str(TINY_WIDTH), "--weights", "none", "--verbose", "0",
+            "--precision", "float32"]
     assert train.main(argv) == 0
     assert len(find_pairs(run / "data" / "train")) == train.DEMO_DATA["n_train"]
     config = json.loads((run / "config.json").read_text())

@@ -1,0 +1,80 @@
+"""Summarise training runs as the recipe study's table (docs/RESULTS.md).
+
+    python bench/runs_table.py NAME=RUN_DIR [NAME=RUN_DIR ...] [--after 6] [--json FILE]
+
+Per run, from its ``history.csv``: the mean validation mIoU of the last three evaluations, the best,
+the per-class IoU of the last epoch, the largest drop between consecutive evaluations after epoch
+``--after`` (the "swing"), the training minutes, and the number of epochs. Runs given as
+``NAME=DIR1,DIR2`` (several seeds) are averaged, with the spread of the last-three means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fcn.errors import InputError, run_cli  # noqa: E402
+from fcn.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
+
+IOU_COLUMNS = [f"iou_{CLASS_NAMES[c]}" for c in SCORED_CLASSES]
+
+
+def summarise(run_dir: Path, after: int) -> dict:
+    """The figures of one run directory."""
+    path = run_dir / "history.csv"
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+    if not rows:
+        raise InputError(f"{path}: no epoch recorded")
+    miou = [float(r["val_miou"]) for r in rows]
+    drops = [miou[i - 1] - miou[i] for i in range(1, len(miou)) if int(rows[i]["epoch"]) > after]
+    return {
+        "epochs": len(rows),
+        "last3": statistics.mean(miou[-3:]),
+        "best": max(miou),
+        "worst_drop": max(drops, default=0.0),
+        "minutes": sum(float(r["seconds"]) for r in rows) / 60,
+        "last_iou": [float(rows[-1][c]) for c in IOU_COLUMNS],
+        "curve": miou,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR[,RUN_DIR...]")
+    parser.add_argument("--after", type=int, default=6, help="count drops between evaluations after this epoch")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    table = {}
+    for spec in args.runs:
+        name, _, dirs = spec.partition("=")
+        if not dirs:
+            raise InputError(f"{spec}: expected NAME=RUN_DIR")
+        table[name] = [summarise(Path(d), args.after) for d in dirs.split(",")]
+    header = ("| run | seeds | mean of last 3 | best | " + " | ".join(CLASS_NAMES[c] for c in SCORED_CLASSES)
+              + f" | largest drop after epoch {args.after} | minutes |")
+    print(header)
+    print("|---|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|")
+    for name, runs in table.items():
+        last3 = [r["last3"] for r in runs]
+        spread = f" ± {statistics.stdev(last3):.3f}" if len(runs) > 1 else ""
+        ious = [statistics.mean(r["last_iou"][c] for r in runs) for c in range(len(SCORED_CLASSES))]
+        print(f"| {name} | {len(runs)} | {statistics.mean(last3):.3f}{spread} | {statistics.mean(r['best'] for r in runs):.3f} | "
+              + " | ".join(f"{v:.3f}" for v in ious)
+              + f" | {max(r['worst_drop'] for r in runs):.3f} | {statistics.mean(r['minutes'] for r in runs):.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
