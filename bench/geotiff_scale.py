@@ -93,9 +93,20 @@ def build_mosaic(path: Path, side: int, tiles: list[np.ndarray], pixel_size: flo
     count = -(-side // DEEPGLOBE_SIDE)
     choice = rng.integers(0, len(variants), (count, count))
     profile = dict(
-        driver="GTiff", height=side, width=side, count=3, dtype="uint8", crs=UTM_33N,
-        transform=from_origin(500_000, 4_000_000, pixel_size, pixel_size), tiled=True, blockxsize=512,
-        blockysize=512, compress="jpeg", jpeg_quality=90, photometric="ycbcr", bigtiff="IF_SAFER",
+        driver="GTiff",
+        height=side,
+        width=side,
+        count=3,
+        dtype="uint8",
+        crs=UTM_33N,
+        transform=from_origin(500_000, 4_000_000, pixel_size, pixel_size),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="jpeg",
+        jpeg_quality=90,
+        photometric="ycbcr",
+        bigtiff="IF_SAFER",
     )
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
@@ -113,8 +124,17 @@ def write_tile_geotiff(path: Path, rgb: np.ndarray, pixel_size: float) -> None:
     from rasterio.transform import from_origin
 
     with rasterio.open(
-        path, "w", driver="GTiff", height=rgb.shape[0], width=rgb.shape[1], count=3, dtype="uint8", crs=UTM_33N,
-        transform=from_origin(500_000, 4_000_000, pixel_size, pixel_size), tiled=True, compress="deflate",
+        path,
+        "w",
+        driver="GTiff",
+        height=rgb.shape[0],
+        width=rgb.shape[1],
+        count=3,
+        dtype="uint8",
+        crs=UTM_33N,
+        transform=from_origin(500_000, 4_000_000, pixel_size, pixel_size),
+        tiled=True,
+        compress="deflate",
     ) as dst:
         dst.write(rgb.transpose(2, 0, 1))
 
@@ -147,8 +167,13 @@ def child_scene(args) -> dict:
         result = predict_scene(predictor, scene, args.output, max_batch_pixels=batch_cap(args), verbose=0)
         megapixels = scene.height * scene.width / 1e6
     return {
-        "seconds": result.seconds, "megapixels": megapixels, "seconds_per_mp": result.seconds / megapixels,
-        "windows": result.windows, "batch_size": result.batch_size, "whole": result.whole, "peak_rss_gib": peak_rss_gib(),
+        "seconds": result.seconds,
+        "megapixels": megapixels,
+        "seconds_per_mp": result.seconds / megapixels,
+        "windows": result.windows,
+        "batch_size": result.batch_size,
+        "whole": result.whole,
+        "peak_rss_gib": peak_rss_gib(),
     }
 
 
@@ -161,7 +186,12 @@ def child_memory(args) -> dict:
     seconds = time.perf_counter() - start
     np.save(args.output, classes)
     megapixels = rgb.shape[0] * rgb.shape[1] / 1e6
-    return {"seconds": seconds, "megapixels": megapixels, "seconds_per_mp": seconds / megapixels, "peak_rss_gib": peak_rss_gib()}
+    return {
+        "seconds": seconds,
+        "megapixels": megapixels,
+        "seconds_per_mp": seconds / megapixels,
+        "peak_rss_gib": peak_rss_gib(),
+    }
 
 
 def child_speed(args) -> dict:
@@ -178,15 +208,22 @@ def child_speed(args) -> dict:
             start = time.perf_counter()
             predictor.predict_classes(rgb)
             memory.append(time.perf_counter() - start)
-            result = predict_scene(predictor, scene, args.output, whole_max_pixels=0, max_batch_pixels=batch_cap(args), verbose=0)
+            result = predict_scene(
+                predictor, scene, args.output, whole_max_pixels=0, max_batch_pixels=batch_cap(args), verbose=0
+            )
             streamed.append(result.seconds)
     in_memory_s, streamed_s = float(np.median(memory)), float(np.median(streamed))
     return {
-        "megapixels": megapixels, "repeats": args.repeats, "in_memory_seconds": memory, "streamed_seconds": streamed,
-        "in_memory_seconds_per_mp": in_memory_s / megapixels, "streamed_seconds_per_mp": streamed_s / megapixels,
+        "megapixels": megapixels,
+        "repeats": args.repeats,
+        "in_memory_seconds": memory,
+        "streamed_seconds": streamed,
+        "in_memory_seconds_per_mp": in_memory_s / megapixels,
+        "streamed_seconds_per_mp": streamed_s / megapixels,
         "streamed_speed_vs_in_memory": in_memory_s / streamed_s,
         # The fastest run of each is the least disturbed by other jobs.
-        "streamed_speed_vs_in_memory_best_runs": min(memory) / min(streamed), "windows": result.windows,
+        "streamed_speed_vs_in_memory_best_runs": min(memory) / min(streamed),
+        "windows": result.windows,
     }
 
 
@@ -284,23 +321,48 @@ def same_answer(args, scratch: Path) -> list[dict]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deepglobe", help="folder with the DeepGlobe *_sat.jpg tiles")
-    parser.add_argument("--model", required=True, help="a .keras file, a run directory, or fcn8s/fcn16s/fcn32s (untrained)")
-    parser.add_argument("--scratch", default="/tmp/fcn-geotiff-bench", help="folder for the scenes and masks (default %(default)s)")
+    parser.add_argument(
+        "--model", required=True, help="a .keras file, a run directory, or fcn8s/fcn16s/fcn32s (untrained)"
+    )
+    parser.add_argument(
+        "--scratch", default="/tmp/fcn-geotiff-bench", help="folder for the scenes and masks (default %(default)s)"
+    )
     parser.add_argument("--sizes", default="16384,32768", help="scene sides (default %(default)s)")
-    parser.add_argument("--pixel-size", type=float, default=0.5, help="scene pixel size in metres (default %(default)s)")
-    parser.add_argument("--tile-gsd", type=float, default=None,
-                        help="training tiles' m/px for a checkpoint that does not record it (course tiles: 1.195)")
-    parser.add_argument("--scale", type=float, default=None, help="inference scale (default: --pixel-size / the model's training m/px)")
-    parser.add_argument("--region", type=int, default=8192, help="side of the in-memory comparison region (default %(default)s)")
+    parser.add_argument(
+        "--pixel-size", type=float, default=0.5, help="scene pixel size in metres (default %(default)s)"
+    )
+    parser.add_argument(
+        "--tile-gsd",
+        type=float,
+        default=None,
+        help="training tiles' m/px for a checkpoint that does not record it (course tiles: 1.195)",
+    )
+    parser.add_argument(
+        "--scale", type=float, default=None, help="inference scale (default: --pixel-size / the model's training m/px)"
+    )
+    parser.add_argument(
+        "--region", type=int, default=8192, help="side of the in-memory comparison region (default %(default)s)"
+    )
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--overlap", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=4, help="windows per model call (default %(default)s, fcn-predict's)")
-    parser.add_argument("--no-batch-cap", action="store_true", help="run --batch-size windows per call even beyond fcn-predict's cap")
+    parser.add_argument(
+        "--batch-size", type=int, default=4, help="windows per model call (default %(default)s, fcn-predict's)"
+    )
+    parser.add_argument(
+        "--no-batch-cap", action="store_true", help="run --batch-size windows per call even beyond fcn-predict's cap"
+    )
     parser.add_argument("--same-answer-only", action="store_true", help="only the DeepGlobe tile comparison")
-    parser.add_argument("--scenes-only", action="store_true", help="only build and run the scenes (no in-memory comparison)")
+    parser.add_argument(
+        "--scenes-only", action="store_true", help="only build and run the scenes (no in-memory comparison)"
+    )
     parser.add_argument("--skip-same-answer", action="store_true")
     parser.add_argument("--json", help="write every figure to this file")
-    parser.add_argument("--repeats", type=int, default=2, help="alternated runs of each path in the speed comparison (default %(default)s)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="alternated runs of each path in the speed comparison (default %(default)s)",
+    )
     parser.add_argument("--child", choices=("scene", "memory", "speed"), help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -317,8 +379,16 @@ def main(argv=None) -> int:
             raise SystemExit("an untrained model has no training ground sample distance: give --scale")
         args.model, info = model_with_info(args, scratch)
         args.scale = args.pixel_size / info.model_gsd
-    report: dict = {"scale": args.scale, "tile": args.tile, "batch_size": args.batch_size, "model": args.model, "load_average_start": os.getloadavg()}
-    print(f"scale {args.scale:.4f}, tile {args.tile}, batch {args.batch_size}; load average {os.getloadavg()}", flush=True)
+    report: dict = {
+        "scale": args.scale,
+        "tile": args.tile,
+        "batch_size": args.batch_size,
+        "model": args.model,
+        "load_average_start": os.getloadavg(),
+    }
+    print(
+        f"scale {args.scale:.4f}, tile {args.tile}, batch {args.batch_size}; load average {os.getloadavg()}", flush=True
+    )
     if not args.skip_same_answer and args.model not in ("fcn8s", "fcn16s", "fcn32s"):
         report["same_answer"] = same_answer(args, scratch)
     if args.same_answer_only:
@@ -334,7 +404,10 @@ def main(argv=None) -> int:
         if not path.exists():
             start = time.perf_counter()
             build_mosaic(path, side, tiles, args.pixel_size)
-            print(f"built {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"built {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
         scenes[side] = path
     del tiles
 
@@ -370,7 +443,9 @@ def main(argv=None) -> int:
         "alternated_speed": speed,
         "agreement_streamed_region_vs_in_memory": float((region_streamed == in_memory).mean()),
         "agreement_scene_vs_in_memory": float((from_scene == in_memory).mean()),
-        "agreement_scene_vs_in_memory_without_edge_band": float((from_scene[inner, inner] == in_memory[inner, inner]).mean()),
+        "agreement_scene_vs_in_memory_without_edge_band": float(
+            (from_scene[inner, inner] == in_memory[inner, inner]).mean()
+        ),
         "edge_band_px": band,
     }
     for figures in report["scenes"].values():

@@ -69,11 +69,17 @@ def class_areas(input_name: str, class_counts: Sequence[int], pixel_area_m2: flo
     rows = []
     for index, pixels in enumerate(counts.tolist()):
         area = pixels * pixel_area_m2 if pixel_area_m2 is not None else None
-        rows.append(ClassArea(
-            input=input_name, class_index=index, name=CLASS_NAMES[index], pixels=pixels,
-            fraction=pixels / valid if valid else 0.0, area_m2=area,
-            area_ha=area / M2_PER_HECTARE if area is not None else None,
-        ))
+        rows.append(
+            ClassArea(
+                input=input_name,
+                class_index=index,
+                name=CLASS_NAMES[index],
+                pixels=pixels,
+                fraction=pixels / valid if valid else 0.0,
+                area_m2=area,
+                area_ha=area / M2_PER_HECTARE if area is not None else None,
+            )
+        )
     return rows
 
 
@@ -99,10 +105,17 @@ def format_stats(areas: Sequence[ClassArea], json_format: bool = False) -> str:
     out = csv.writer(buffer, lineterminator="\n")
     out.writerow(STATS_FIELDS)
     for row in areas:
-        out.writerow([
-            row.input, row.class_index, row.name, row.pixels, f"{row.fraction:.6f}",
-            "" if row.area_m2 is None else f"{row.area_m2:.2f}", "" if row.area_ha is None else f"{row.area_ha:.4f}",
-        ])
+        out.writerow(
+            [
+                row.input,
+                row.class_index,
+                row.name,
+                row.pixels,
+                f"{row.fraction:.6f}",
+                "" if row.area_m2 is None else f"{row.area_m2:.2f}",
+                "" if row.area_ha is None else f"{row.area_ha:.4f}",
+            ]
+        )
     return buffer.getvalue()
 
 

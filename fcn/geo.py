@@ -208,7 +208,10 @@ class Scene:
                 else:
                     if shared_mask is None:
                         mask_shape = None if out_shape is None else tuple(out_shape)
-                        shared_mask = dataset.read_masks(band, window=window, out_shape=mask_shape, resampling=Resampling.nearest) > 0
+                        shared_mask = (
+                            dataset.read_masks(band, window=window, out_shape=mask_shape, resampling=Resampling.nearest)
+                            > 0
+                        )
                     band_valid = shared_mask
                 # GDAL's rule: a pixel is nodata when it is nodata in every band.
                 valid = band_valid if valid is None else valid | band_valid
@@ -237,7 +240,11 @@ class Scene:
         return np.stack(bands, axis=-1)
 
     def read(
-        self, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None, *, fill: Sequence[int] | None = None
+        self,
+        rows: tuple[int, int] | None = None,
+        cols: tuple[int, int] | None = None,
+        *,
+        fill: Sequence[int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Read a window as RGB uint8 and its validity mask.
 
@@ -372,11 +379,22 @@ def open_scene(
             raise InputError(f"{path}: --bands takes 3 band numbers (R,G,B) or 1 (grey), got {len(bands)}")
         for band in bands:
             if not 1 <= band <= dataset.count:
-                raise InputError(f"{path}: --bands {band} is out of range: the file has {dataset.count} band{'s' * (dataset.count != 1)}")
+                raise InputError(
+                    f"{path}: --bands {band} is out of range: the file has {dataset.count} band{'s' * (dataset.count != 1)}"
+                )
         if len({dataset.dtypes[b - 1] for b in bands}) != 1:
             raise InputError(f"{path}: --bands {','.join(map(str, bands))} have different data types")
-        return Scene(path, dataset.height, dataset.width, bands, dataset.crs, dataset.transform, dataset,
-                     _value_range=value_range, _percentiles=tuple(percentiles))
+        return Scene(
+            path,
+            dataset.height,
+            dataset.width,
+            bands,
+            dataset.crs,
+            dataset.transform,
+            dataset,
+            _value_range=value_range,
+            _percentiles=tuple(percentiles),
+        )
     except BaseException:
         dataset.close()
         raise
@@ -431,8 +449,17 @@ class MaskWriter:
         self.height, self.width = int(height), int(width)
         self.block = MASK_BLOCK if min(height, width) >= 2 * MASK_BLOCK else MASK_BLOCK // 2
         profile = dict(
-            driver="GTiff", height=self.height, width=self.width, count=1, dtype="uint8", nodata=NODATA_CLASS,
-            tiled=True, blockxsize=self.block, blockysize=self.block, compress="deflate", bigtiff="IF_SAFER",
+            driver="GTiff",
+            height=self.height,
+            width=self.width,
+            count=1,
+            dtype="uint8",
+            nodata=NODATA_CLASS,
+            tiled=True,
+            blockxsize=self.block,
+            blockysize=self.block,
+            compress="deflate",
+            bigtiff="IF_SAFER",
             photometric="palette",
         )
         if crs is not None:
@@ -518,8 +545,9 @@ class MaskWriter:
 # ---------------------------------------------------------------- overlay preview
 
 
-def write_overlay_preview(scene: Scene, mask_path: str | os.PathLike, out_path: str | os.PathLike, *,
-                          max_side: int = PREVIEW_SIDE) -> tuple[int, int]:
+def write_overlay_preview(
+    scene: Scene, mask_path: str | os.PathLike, out_path: str | os.PathLike, *, max_side: int = PREVIEW_SIDE
+) -> tuple[int, int]:
     """A JPEG of the scene blended with its class map, at most ``max_side`` px a side.
 
     The scene is averaged and the mask sampled (nearest) down to the preview size; blending and the

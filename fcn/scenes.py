@@ -59,8 +59,9 @@ TRIANGLE_RADIUS = 1.0  # support of the bilinear ("triangle") kernel, in pixels 
 # ---------------------------------------------------------------- scale
 
 
-def scene_scale(scene: Scene, info: ModelInfo, *, scale: float | None = None,
-                input_gsd: float | None = None) -> tuple[float, str]:
+def scene_scale(
+    scene: Scene, info: ModelInfo, *, scale: float | None = None, input_gsd: float | None = None
+) -> tuple[float, str]:
     """The scale a scene runs at, and the reason to print.
 
     In order: ``scale`` (``--scale``); ``input_gsd`` (``--input-gsd``) / the model's training ground
@@ -83,12 +84,16 @@ def scene_scale(scene: Scene, info: ModelInfo, *, scale: float | None = None,
     if input_gsd is not None:
         gsd, source = input_gsd, f"--input-gsd {input_gsd:g} m/px"
     elif scene.is_geographic:
-        raise InputError(f"{scene.path}: geographic CRS ({scene.crs}): pixel sizes are in degrees; "
-                         "give --input-gsd M (metres per pixel) or --scale")
+        raise InputError(
+            f"{scene.path}: geographic CRS ({scene.crs}): pixel sizes are in degrees; "
+            "give --input-gsd M (metres per pixel) or --scale"
+        )
     elif scene.crs is None:
         return info.train_scale, "no CRS: the scale the model was trained at, as for JPEG/PNG images"
     elif scene.gsd_m is None:
-        raise InputError(f"{scene.path}: CRS {scene.crs} has no linear unit; give --input-gsd M (metres per pixel) or --scale")
+        raise InputError(
+            f"{scene.path}: CRS {scene.crs} has no linear unit; give --input-gsd M (metres per pixel) or --scale"
+        )
     else:
         gsd, source = scene.gsd_m, f"pixel size {scene.gsd_m:.4g} m from the CRS"
     try:
@@ -185,7 +190,10 @@ def predict_scene(
         counts[:] += np.bincount(classes.ravel(), minlength=256)
         writer.append(classes)
 
-    with gdal_env(), MaskWriter(out_path, height=height, width=width, crs=scene.crs, transform=scene.transform) as writer:
+    with (
+        gdal_env(),
+        MaskWriter(out_path, height=height, width=width, crs=scene.crs, transform=scene.transform) as writer,
+    ):
         whole = max(height * width, work_h * work_w) <= whole_max_pixels
         if whole:
             progress = _progress(1, verbose)
@@ -336,7 +344,9 @@ class WindowedResize:
         """Input columns [lo, hi) that output columns [first, stop) read."""
         return self._span(self._cols, first, stop)
 
-    def __call__(self, region: np.ndarray, in_offset: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    def __call__(
+        self, region: np.ndarray, in_offset: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
+    ) -> np.ndarray:
         """Output rows ``rows`` x columns ``cols`` (first, stop) of the whole resize, float32 (h, w, C).
 
         Args:
@@ -404,7 +414,9 @@ def _stream_scene(predictor: Predictor, scene: Scene, fill, emit, verbose: int) 
             rgb, valid = scene.read(src_rows, src_cols, fill=fill)
             any_valid |= bool(valid.any())
             # Rounded to uint8 as the engine's resize_tile_tf rounds the whole working image.
-            parts.append(round_to_uint8(forward(rgb, (src_rows[0], src_cols[0]), (first, stop), (left, left + block_w))))
+            parts.append(
+                round_to_uint8(forward(rgb, (src_rows[0], src_cols[0]), (first, stop), (left, left + block_w)))
+            )
         return (np.concatenate(parts) if len(parts) > 1 else parts[0]), any_valid
 
     pending: deque = deque()  # (i, j, predicted) in block order, filled by feed()

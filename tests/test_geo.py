@@ -99,14 +99,18 @@ def test_streamed_windows_equal_the_in_memory_sliding_window(tmp_path, tiny_fcn8
     source = rgb_tif(tmp_path / "scene.tif", rgb)
     predictor = Predictor(tiny_fcn8s, scale=scale, tile=64, overlap=16, batch_size=3)
     with geo.open_scene(source) as scene:
-        result = predict_scene(predictor, scene, tmp_path / "m.tif", whole_max_pixels=0, max_batch_pixels=None, verbose=0)
+        result = predict_scene(
+            predictor, scene, tmp_path / "m.tif", whole_max_pixels=0, max_batch_pixels=None, verbose=0
+        )
     assert not result.whole and result.windows > 4 and result.batch_size == 3
     # Same windows, same batches, bit-identical working pixels and resizes: the very same mask.
     np.testing.assert_array_equal(read_tif(tmp_path / "m.tif")[0], predictor.predict_classes(rgb))
     assert result.class_counts.sum() == 150 * 210
 
 
-@pytest.mark.parametrize("size, work", [((150, 210), (90, 126)), ((61, 77), (80, 100)), ((64, 90), (80, 40)), ((150, 210), (31, 44))])
+@pytest.mark.parametrize(
+    "size, work", [((150, 210), (90, 126)), ((61, 77), (80, 100)), ((64, 90), (80, 40)), ((150, 210), (31, 44))]
+)
 def test_windowed_resize_equals_the_engines_whole_image_resizes_bit_for_bit(size, work):
     """Windows of the forward (uint8, resize_tile_tf) and back (probabilities) resizes, from regions."""
     import tensorflow as tf
@@ -122,7 +126,11 @@ def test_windowed_resize_equals_the_engines_whole_image_resizes_bit_for_bit(size
     whole_back = tf.image.resize(probs, size, method="bilinear", antialias=True).numpy()
     for resize, source, expected, rounded in ((forward, rgb, whole, True), (back, probs, whole_back, False)):
         out_h, out_w = expected.shape[:2]
-        for rows, cols in (((0, out_h), (0, out_w)), ((3, out_h // 2), (out_w // 3, out_w)), ((out_h - 5, out_h), (0, 7))):
+        for rows, cols in (
+            ((0, out_h), (0, out_w)),
+            ((3, out_h // 2), (out_w // 3, out_w)),
+            ((out_h - 5, out_h), (0, 7)),
+        ):
             (r0, r1), (c0, c1) = resize.source_rows(*rows), resize.source_cols(*cols)
             window = resize(source[r0:r1, c0:c1], (r0, c0), rows, cols)
             window = round_to_uint8(window) if rounded else window
@@ -178,18 +186,26 @@ def test_values_under_nodata_never_change_valid_predictions(tmp_path, tiny_fcn8s
         bands = pixels.transpose(2, 0, 1)
         if kind == "alpha":
             bands = np.concatenate([bands, (valid * 255).astype(np.uint8)[None]])
-            path = write_tif(tmp_path / f"{name}.tif", bands, colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha])
+            path = write_tif(
+                tmp_path / f"{name}.tif",
+                bands,
+                colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha],
+            )
         else:
             path = write_tif(tmp_path / f"{name}.tif", bands, mask=valid)
         predictor = Predictor(tiny_fcn8s, scale=0.8, tile=64, overlap=16)
         with geo.open_scene(path) as scene:
             assert scene.bands == (1, 2, 3)
-            predict_scene(predictor, scene, tmp_path / f"{name}_mask.tif", whole_max_pixels=0 if stream else 10**9, verbose=0)
+            predict_scene(
+                predictor, scene, tmp_path / f"{name}_mask.tif", whole_max_pixels=0 if stream else 10**9, verbose=0
+            )
         outputs.append(read_tif(tmp_path / f"{name}_mask.tif")[0])
     assert (outputs[0][~valid] == geo.NODATA_CLASS).all() and (outputs[0][valid] < NUM_CLASSES).all()
     np.testing.assert_array_equal(outputs[0], outputs[1])
     # The model does see context: the same pixels with the hidden area *valid* predict differently.
-    plain = Predictor(tiny_fcn8s, scale=0.8, tile=64, overlap=16).predict_classes(np.where(valid[..., None], rgb, 255).astype(np.uint8))
+    plain = Predictor(tiny_fcn8s, scale=0.8, tile=64, overlap=16).predict_classes(
+        np.where(valid[..., None], rgb, 255).astype(np.uint8)
+    )
     assert (plain[valid] != outputs[0][valid]).any()
 
 
@@ -198,7 +214,9 @@ def test_values_under_nodata_never_change_valid_predictions(tmp_path, tiny_fcn8s
 
 def test_uint16_bands_map_their_2nd_and_98th_percentiles_to_0_and_255(tmp_path):
     rng = np.random.default_rng(5)
-    bands = np.stack([rng.integers(1000, 3000, (80, 80)), rng.integers(0, 60000, (80, 80)), rng.integers(100, 200, (80, 80))]).astype(np.uint16)
+    bands = np.stack(
+        [rng.integers(1000, 3000, (80, 80)), rng.integers(0, 60000, (80, 80)), rng.integers(100, 200, (80, 80))]
+    ).astype(np.uint16)
     bands[:, :, :8] = 0  # nodata columns
     path = write_tif(tmp_path / "u16.tif", bands, nodata=0)
     with geo.open_scene(path) as scene:
@@ -210,10 +228,14 @@ def test_uint16_bands_map_their_2nd_and_98th_percentiles_to_0_and_255(tmp_path):
             expected = np.clip(np.rint((bands[k][:, 8:] - low) * 255 / (high - low)), 0, 255)
             np.testing.assert_allclose(rgb[:, 8:, k], expected, atol=1)
         wide = rgb[:, 8:, 1]  # 0-60000: about 2 % of the pixels clip at each end
-        assert (wide == 0).mean() == pytest.approx(0.02, abs=0.01) and (wide == 255).mean() == pytest.approx(0.02, abs=0.01)
+        assert (wide == 0).mean() == pytest.approx(0.02, abs=0.01) and (wide == 255).mean() == pytest.approx(
+            0.02, abs=0.01
+        )
     with geo.open_scene(path, value_range=(0, 60000)) as scene:
         rgb, _ = scene.read()
-        np.testing.assert_array_equal(rgb[:, 8:, 1], np.rint(bands[1][:, 8:].astype(np.float64) * 255 / 60000).astype(np.uint8))
+        np.testing.assert_array_equal(
+            rgb[:, 8:, 1], np.rint(bands[1][:, 8:].astype(np.float64) * 255 / 60000).astype(np.uint8)
+        )
     with pytest.raises(InputError, match="--value-range"):
         geo.open_scene(path, value_range=(5, 5))
 
@@ -221,7 +243,11 @@ def test_uint16_bands_map_their_2nd_and_98th_percentiles_to_0_and_255(tmp_path):
 def test_bands_follow_colour_interpretation_then_order_and_are_checked(tmp_path):
     rgb = landscape(40, 40, seed=6)
     bgrn = np.stack([rgb[..., 2], rgb[..., 1], rgb[..., 0], np.full((40, 40), 7, np.uint8)])
-    tagged = write_tif(tmp_path / "bgrn.tif", bgrn, colorinterp=[ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined])
+    tagged = write_tif(
+        tmp_path / "bgrn.tif",
+        bgrn,
+        colorinterp=[ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined],
+    )
     with geo.open_scene(tagged) as scene:
         assert scene.bands == (3, 2, 1)
         np.testing.assert_array_equal(scene.read()[0], rgb)
@@ -309,10 +335,27 @@ def test_cli_geotiff_gives_a_georeferenced_class_map_and_areas(tmp_path, info_mo
     inputs.mkdir()
     source = rgb_tif(inputs / "scene.tif", rgb, pixel=2.0, nodata=0)  # 4 m² pixels
     Image.fromarray(landscape(40, 40, seed=10)).save(inputs / "tile.png")
-    code, out, err = run(["--model", info_model, "--input", inputs, "--output", tmp_path / "out", "--overlay", tmp_path / "ov",
-                          "--stats", tmp_path / "stats.csv", "-q"], capsys)
+    code, out, err = run(
+        [
+            "--model",
+            info_model,
+            "--input",
+            inputs,
+            "--output",
+            tmp_path / "out",
+            "--overlay",
+            tmp_path / "ov",
+            "--stats",
+            tmp_path / "stats.csv",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    assert "scene.tif: 64x80 px, predicting at scale 0.8333 (pixel size 2 m from the CRS, model trained at 2.4 m/px)" in out
+    assert (
+        "scene.tif: 64x80 px, predicting at scale 0.8333 (pixel size 2 m from the CRS, model trained at 2.4 m/px)"
+        in out
+    )
     classes, profile, colormap = read_tif(tmp_path / "out" / "scene_mask.tif")
     with rasterio.open(source) as src:
         assert profile["crs"] == src.crs and profile["transform"] == src.transform
@@ -348,14 +391,41 @@ def test_cli_same_answer_geotiff_automatic_scale_and_png_at_that_scale(tmp_path,
     code, out, err = run(["--model", info_model, "--input", source, "--output", tmp_path / "tif-out", "-q"], capsys)
     assert code == 0, err
     assert f"predicting at scale {scale:.4g} (pixel size 0.9 m" in out
-    code, out, err = run(["--model", info_model, "--input", tmp_path / "png", "--output", tmp_path / "png-out", "--scale", repr(scale), "-q"], capsys)
+    code, out, err = run(
+        [
+            "--model",
+            info_model,
+            "--input",
+            tmp_path / "png",
+            "--output",
+            tmp_path / "png-out",
+            "--scale",
+            repr(scale),
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     expected = read_mask(tmp_path / "png-out" / "0001_mask.png")
     np.testing.assert_array_equal(read_tif(tmp_path / "tif-out" / "0001_mask.tif")[0], expected)
     assert len(np.unique(expected)) > 1
     # The same mask comes from --input-gsd on the PNG: one scale rule for both.
-    code, _, err = run(["--model", info_model, "--input", tmp_path / "png", "--output", tmp_path / "gsd-out", "--input-gsd", "0.9",
-                        "--stats", tmp_path / "s.json", "-q"], capsys)
+    code, _, err = run(
+        [
+            "--model",
+            info_model,
+            "--input",
+            tmp_path / "png",
+            "--output",
+            tmp_path / "gsd-out",
+            "--input-gsd",
+            "0.9",
+            "--stats",
+            tmp_path / "s.json",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     np.testing.assert_array_equal(read_mask(tmp_path / "gsd-out" / "0001_mask.png"), expected)
     areas = json.loads((tmp_path / "s.json").read_text())
@@ -377,7 +447,20 @@ def test_cli_bad_geotiffs_are_one_line_each_and_the_others_are_written(tmp_path,
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_mask.png", "good_mask.tif"]
     assert "2 inputs failed" in out
     # Given --input-gsd, the geographic scene runs.
-    code, out, err = run(["--model", info_model, "--input", inputs / "wgs84.tif", "--output", tmp_path / "out2", "--input-gsd", "1.2", "-q"], capsys)
+    code, out, err = run(
+        [
+            "--model",
+            info_model,
+            "--input",
+            inputs / "wgs84.tif",
+            "--output",
+            tmp_path / "out2",
+            "--input-gsd",
+            "1.2",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "predicting at scale 0.5 (--input-gsd 1.2 m/px" in out and (tmp_path / "out2" / "wgs84_mask.tif").is_file()
 
@@ -419,7 +502,9 @@ def test_cli_exported_model_takes_its_scale_rule_from_the_artefact(tmp_path, inf
     from fcn.export import export_model
 
     artefact = tmp_path / "model_savedmodel"
-    export_model(load_model(info_model), artefact, "saved_model", model_info=ModelInfo(train_scale=0.5, tile_gsd=1.2).to_dict())
+    export_model(
+        load_model(info_model), artefact, "saved_model", model_info=ModelInfo(train_scale=0.5, tile_gsd=1.2).to_dict()
+    )
     source = rgb_tif(tmp_path / "s.tif", landscape(60, 72, seed=14), pixel=0.9)
     outputs = {}
     for name, model in (("keras", info_model), ("saved", artefact)):
