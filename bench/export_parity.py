@@ -27,9 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fcn.engine import padded_side  # noqa: E402
 from fcn.export import FORMATS, PARITY_MAX_ABS_DIFF, PARITY_MIN_ARGMAX_AGREEMENT, SUFFIX, ParityAccumulator  # noqa: E402
 from fcn.images import read_rgb  # noqa: E402
-from fcn.engine import padded_side  # noqa: E402
 from fcn.predict import list_input_images  # noqa: E402
 
 
@@ -43,14 +43,25 @@ def export_in_subprocess(model: str, fmt: str, output: Path) -> dict:
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", code, "--model", model, "--format", fmt, "--output", str(output), "--no-check"],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)},
     )
     seconds = time.perf_counter() - start
-    stats = next((json.loads(line[2:]) for line in proc.stdout.splitlines() if line.startswith("@@")), {"rc": proc.returncode})
+    stats = next(
+        (json.loads(line[2:]) for line in proc.stdout.splitlines() if line.startswith("@@")), {"rc": proc.returncode}
+    )
     if stats.get("rc") != 0:
         error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         return {"format": fmt, "ok": False, "error": error[-1] if error else proc.stderr.strip()[-500:]}
-    return {"format": fmt, "ok": True, "seconds": seconds, "peak_rss_gib": stats["maxrss_kib"] / 2**20, "path": str(output)}
+    return {
+        "format": fmt,
+        "ok": True,
+        "seconds": seconds,
+        "peak_rss_gib": stats["maxrss_kib"] / 2**20,
+        "path": str(output),
+    }
 
 
 def load_batches(images: list[Path], batch_size: int, scale: float):
@@ -106,7 +117,15 @@ def main(argv=None) -> int:
         for fmt in formats:
             exports[fmt] = export_in_subprocess(str(model_path), fmt, out / f"{model_path.stem}{SUFFIX[fmt]}")
             entry = exports[fmt]
-            print(f"export {fmt}: " + (f"{entry['seconds']:.1f} s, peak RSS {entry['peak_rss_gib']:.2f} GiB" if entry["ok"] else entry["error"]), flush=True)
+            print(
+                f"export {fmt}: "
+                + (
+                    f"{entry['seconds']:.1f} s, peak RSS {entry['peak_rss_gib']:.2f} GiB"
+                    if entry["ok"]
+                    else entry["error"]
+                ),
+                flush=True,
+            )
 
         model = load_model(model_path, precision="float32")
         runners = {fmt: open_backend(e["path"]) for fmt, e in exports.items() if e["ok"]}
@@ -129,13 +148,21 @@ def main(argv=None) -> int:
 
     shape = f"{batch.shape[1]}x{batch.shape[2]}"
     results = {
-        "model": str(model_path), "data": str(args.data), "tiles": len(images), "input": shape, "scale": args.scale,
-        "batch_size": args.batch_size, "seconds": seconds, "load_average": [load_before[0], load_after[0]],
+        "model": str(model_path),
+        "data": str(args.data),
+        "tiles": len(images),
+        "input": shape,
+        "scale": args.scale,
+        "batch_size": args.batch_size,
+        "seconds": seconds,
+        "load_average": [load_before[0], load_after[0]],
         "thresholds": {"max_abs_diff": PARITY_MAX_ABS_DIFF, "argmax_agreement": PARITY_MIN_ARGMAX_AGREEMENT},
         "formats": {},
     }
-    print(f"\n{len(images)} tiles of {args.data} at {shape} (scale {args.scale}), batch {args.batch_size}; "
-          f"load average {load_before[0]:.2f} -> {load_after[0]:.2f}\n")
+    print(
+        f"\n{len(images)} tiles of {args.data} at {shape} (scale {args.scale}), batch {args.batch_size}; "
+        f"load average {load_before[0]:.2f} -> {load_after[0]:.2f}\n"
+    )
     print("| format | export s | export peak RSS | max abs dp | worst tile | argmax agreement | pixels | verdict |")
     print("|---|---:|---:|---:|---|---:|---:|---|")
     for fmt in formats:
@@ -146,10 +173,18 @@ def main(argv=None) -> int:
             continue
         parity = totals[fmt].result()
         verdict = "pass" if parity.ok else "FAIL"
-        print(f"| {fmt} | {entry['seconds']:.1f} | {entry['peak_rss_gib']:.2f} GiB | {parity.max_abs_diff:.2e} | {worst_tile[fmt][1] or '—'} | "
-              f"{100 * parity.argmax_agreement:.4f} % | {parity.pixels} | {verdict} |")
-        results["formats"][fmt] = {**entry, "max_abs_diff": parity.max_abs_diff, "argmax_agreement": parity.argmax_agreement,
-                                   "pixels": parity.pixels, "worst_tile": worst_tile[fmt][1], "pass": parity.ok}
+        print(
+            f"| {fmt} | {entry['seconds']:.1f} | {entry['peak_rss_gib']:.2f} GiB | {parity.max_abs_diff:.2e} | {worst_tile[fmt][1] or '—'} | "
+            f"{100 * parity.argmax_agreement:.4f} % | {parity.pixels} | {verdict} |"
+        )
+        results["formats"][fmt] = {
+            **entry,
+            "max_abs_diff": parity.max_abs_diff,
+            "argmax_agreement": parity.argmax_agreement,
+            "pixels": parity.pixels,
+            "worst_tile": worst_tile[fmt][1],
+            "pass": parity.ok,
+        }
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0 if all(e.get("pass") for e in results["formats"].values()) else 1

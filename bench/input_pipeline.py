@@ -14,8 +14,8 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -89,8 +89,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time (default 10)")
     parser.add_argument("--crop", type=int, default=None, help="random crop size (default none)")
-    parser.add_argument("--scale-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
-                        help="random scale range (default none)")
+    parser.add_argument(
+        "--scale-range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=None,
+        help="random scale range (default none)",
+    )
     parser.add_argument("--cache", action="store_true", help="cache decoded tiles in memory")
     return parser
 

@@ -14,13 +14,11 @@ Other benchmarks can ``from mean_iou_speed import compare`` (with ``bench/`` on 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
 import tempfile
 import time
-from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,6 @@ from bench.course_tool import course_tool  # noqa: E402
 from fcn.evaluate import evaluate_folders  # noqa: E402
 from fcn.images import read_mask, write_mask  # noqa: E402
 from fcn.palette import NUM_CLASSES  # noqa: E402
-
 
 # ---------------------------------------------------------------- ours
 

@@ -38,10 +38,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fcn.images import MASK_SUFFIX, read_mask, read_rgb  # noqa: E402
-from fcn.metrics import ConfusionMatrix  # noqa: E402
 from fcn.engine import Predictor  # noqa: E402
-from fcn.images import tile_id  # noqa: E402
+from fcn.images import (  # noqa: E402
+    MASK_SUFFIX,
+    read_mask,
+    read_rgb,
+    tile_id,  # noqa: E402
+)
+from fcn.metrics import ConfusionMatrix  # noqa: E402
 from fcn.predict import list_input_images  # noqa: E402
 
 ENGINES = ("tf_float32", "tf_mixed_bfloat16", "onnxruntime")
@@ -78,7 +82,12 @@ def speed(engines: dict, tiles: list[np.ndarray], rounds: int, round_tiles: int)
                 pass
             rates[name].append(len(chunk) / (time.perf_counter() - start))
         loads.append(os.getloadavg()[0])
-        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {rates[n][-1]:.2f}" for n in names) + f" img/s (load {loads[-1]:.2f})", flush=True)
+        print(
+            f"  round {r + 1}/{rounds}: "
+            + ", ".join(f"{n} {rates[n][-1]:.2f}" for n in names)
+            + f" img/s (load {loads[-1]:.2f})",
+            flush=True,
+        )
     base = names[0]
     return {
         name: {
@@ -124,13 +133,25 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a .keras file or run directory")
     parser.add_argument("--data", required=True, help="folder of tiles (with <id>_mask.png for the mIoU)")
-    parser.add_argument("--onnx", default=None, help="the model exported to ONNX (default: export it now, in a subprocess)")
-    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}; the first is the reference")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per model call, every engine (default 4, as fcn-predict)")
+    parser.add_argument(
+        "--onnx", default=None, help="the model exported to ONNX (default: export it now, in a subprocess)"
+    )
+    parser.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help=f"comma-separated subset of {','.join(ENGINES)}; the first is the reference",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=4, help="images per model call, every engine (default 4, as fcn-predict)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--round-tiles", type=int, default=8)
-    parser.add_argument("--quality-scale", type=float, default=0.5, help="scale of the agreement/mIoU pass (default 0.5)")
-    parser.add_argument("--quality-limit", type=int, default=None, help="only the first N tiles in the agreement/mIoU pass")
+    parser.add_argument(
+        "--quality-scale", type=float, default=0.5, help="scale of the agreement/mIoU pass (default 0.5)"
+    )
+    parser.add_argument(
+        "--quality-limit", type=int, default=None, help="only the first N tiles in the agreement/mIoU pass"
+    )
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -148,9 +169,14 @@ def main(argv=None) -> int:
     model_path = resolve_model_path(args.model)
     paths = list_input_images(args.data)
     results = {
-        "model": str(model_path), "data": str(args.data), "batch_size": args.batch_size, "engines": names,
-        "cpu_bf16_flags": sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"}), "precision_auto": resolve_precision("auto"),
-        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "cores": len(os.sched_getaffinity(0)),
+        "model": str(model_path),
+        "data": str(args.data),
+        "batch_size": args.batch_size,
+        "engines": names,
+        "cpu_bf16_flags": sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"}),
+        "precision_auto": resolve_precision("auto"),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "cores": len(os.sched_getaffinity(0)),
     }
     with tempfile.TemporaryDirectory(prefix="onnx-vs-tf-") as tmp:
         onnx_path = Path(args.onnx) if args.onnx else None
@@ -167,8 +193,11 @@ def main(argv=None) -> int:
             tiles = [read_rgb(p) for p in paths[:count]]
             if len(tiles) < count:
                 parser.error(f"--rounds x --round-tiles = {count} tiles, {args.data} has {len(tiles)}")
-            print(f"speed: {count} tiles of {tiles[0].shape[0]}x{tiles[0].shape[1]}, batch {args.batch_size}, scale 1, "
-                  f"{args.rounds} rounds of {args.round_tiles}", flush=True)
+            print(
+                f"speed: {count} tiles of {tiles[0].shape[0]}x{tiles[0].shape[1]}, batch {args.batch_size}, scale 1, "
+                f"{args.rounds} rounds of {args.round_tiles}",
+                flush=True,
+            )
             engines = make_engines(model, onnx_path, names, batch_size=args.batch_size, tile=1024)
             results["speed"] = speed(engines, tiles, args.rounds, args.round_tiles)
             results["speed"]["input"] = f"{tiles[0].shape[0]}x{tiles[0].shape[1]}"
@@ -185,15 +214,21 @@ def main(argv=None) -> int:
     base = names[0]
     if "speed" in results:
         s = results["speed"]
-        print(f"\nspeed at {s['input']}, batch {args.batch_size} (load average {min(s['load_average']):.2f}-{max(s['load_average']):.2f}):\n")
+        print(
+            f"\nspeed at {s['input']}, batch {args.batch_size} (load average {min(s['load_average']):.2f}-{max(s['load_average']):.2f}):\n"
+        )
         print(f"| engine | images/s (median) | rounds min-max | vs {base} (median of per-round ratios) |")
         print("|---|---:|---:|---:|")
         for name in names:
             e = s[name]
-            print(f"| {name} | {e['images_per_s']:.2f} | {min(e['rounds']):.2f}-{max(e['rounds']):.2f} | {e[f'vs_{base}']:.2f}x |")
+            print(
+                f"| {name} | {e['images_per_s']:.2f} | {min(e['rounds']):.2f}-{max(e['rounds']):.2f} | {e[f'vs_{base}']:.2f}x |"
+            )
     if "quality" in results:
         q = results["quality"]
-        print(f"\nagreement with {base} on {q['tiles']} tiles at scale {q['scale']} ({q['scored_tiles']} with masks):\n")
+        print(
+            f"\nagreement with {base} on {q['tiles']} tiles at scale {q['scale']} ({q['scored_tiles']} with masks):\n"
+        )
         print(f"| engine | argmax agreement vs {base} | course mIoU |")
         print("|---|---:|---:|")
         for name in names:

@@ -51,8 +51,11 @@ def main(argv=None) -> int:
     images = tf.constant(rng.uniform(0, 255, (args.batch_size, args.image_size, args.image_size, 3)).astype("float32"))
     labels = tf.constant(rng.integers(0, 7, (args.batch_size, args.image_size, args.image_size)).astype("int32"))
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "(not capped)")
-    print(f"{args.model}, batch {args.batch_size} at {args.image_size}px; ONEDNN_MAX_CPU_ISA {isa}; "
-          f"bf16 flags {sorted(cpu_flags() & {'avx512_bf16', 'amx_bf16'})}; auto = {resolve_precision('auto')}", flush=True)
+    print(
+        f"{args.model}, batch {args.batch_size} at {args.image_size}px; ONEDNN_MAX_CPU_ISA {isa}; "
+        f"bf16 flags {sorted(cpu_flags() & {'avx512_bf16', 'amx_bf16'})}; auto = {resolve_precision('auto')}",
+        flush=True,
+    )
 
     models = {}
     for precision in PRECISIONS:
@@ -75,25 +78,50 @@ def main(argv=None) -> int:
         this_round = {}
         for precision in order:
             model = models[precision]
-            for phase, call in (("train", lambda: model.train_on_batch(images, labels)), ("predict", lambda: model.predict_on_batch(images))):
+            for phase, call in (
+                ("train", lambda model=model: model.train_on_batch(images, labels)),
+                ("predict", lambda model=model: model.predict_on_batch(images)),
+            ):
                 measured = [rate(call) for _ in range(args.steps)]
                 rates[(precision, phase)] += measured
                 this_round[(precision, phase)] = statistics.median(measured)
         for phase in ratios:
             ratios[phase].append(this_round[("mixed_bfloat16", phase)] / this_round[("float32", phase)])
         loads.append(os.getloadavg()[0])
-        print(f"  round {r + 1}: " + ", ".join(f"{p} {ph} {v:.3f}" for (p, ph), v in this_round.items()) + f" img/s (load {loads[-1]:.2f})", flush=True)
+        print(
+            f"  round {r + 1}: "
+            + ", ".join(f"{p} {ph} {v:.3f}" for (p, ph), v in this_round.items())
+            + f" img/s (load {loads[-1]:.2f})",
+            flush=True,
+        )
 
-    print(f"\n| precision | train img/s | predict img/s |  (load average {min(loads):.2f}-{max(loads):.2f}, ONEDNN_MAX_CPU_ISA {isa})")
+    print(
+        f"\n| precision | train img/s | predict img/s |  (load average {min(loads):.2f}-{max(loads):.2f}, ONEDNN_MAX_CPU_ISA {isa})"
+    )
     print("|---|---:|---:|")
     for precision in PRECISIONS:
-        print(f"| {precision} | {statistics.median(rates[(precision, 'train')]):.3f} | {statistics.median(rates[(precision, 'predict')]):.3f} |")
-    print(f"| bf16 / fp32 (median of per-round ratios) | {statistics.median(ratios['train']):.2f}x | {statistics.median(ratios['predict']):.2f}x |")
+        print(
+            f"| {precision} | {statistics.median(rates[(precision, 'train')]):.3f} | {statistics.median(rates[(precision, 'predict')]):.3f} |"
+        )
+    print(
+        f"| bf16 / fp32 (median of per-round ratios) | {statistics.median(ratios['train']):.2f}x | {statistics.median(ratios['predict']):.2f}x |"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "model": args.model, "image_size": args.image_size, "batch_size": args.batch_size, "onednn_max_cpu_isa": isa,
-            "rates": {f"{p}/{ph}": v for (p, ph), v in rates.items()}, "ratios": ratios, "load_average": loads,
-        }, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "image_size": args.image_size,
+                    "batch_size": args.batch_size,
+                    "onednn_max_cpu_isa": isa,
+                    "rates": {f"{p}/{ph}": v for (p, ph), v in rates.items()},
+                    "ratios": ratios,
+                    "load_average": loads,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -30,9 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fcn.engine import Predictor, padded_side  # noqa: E402
 from fcn.images import read_rgb  # noqa: E402
 from fcn.palette import PALETTE  # noqa: E402
-from fcn.engine import Predictor, padded_side  # noqa: E402
 from fcn.predict import PredictionJob, mask_name, plan_jobs, predict_folder  # noqa: E402
 
 
@@ -48,7 +48,9 @@ def naive_predict(model, images: list[Path], output_dir: Path, scale: float = 1.
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
         work_h, work_w = rgb.shape[:2]
-        padded = np.pad(rgb, ((0, padded_side(work_h) - work_h), (0, padded_side(work_w) - work_w), (0, 0)), mode="reflect")
+        padded = np.pad(
+            rgb, ((0, padded_side(work_h) - work_h), (0, padded_side(work_w) - work_w), (0, 0)), mode="reflect"
+        )
         probs = model.predict(padded[None].astype("float32"), verbose=0)[0, :work_h, :work_w]
         mask = np.argmax(probs, axis=-1).astype(np.uint8)
         if scale != 1.0:
@@ -117,8 +119,8 @@ def compare(
 
 def _model(spec: str, imagenet: bool):
     from fcn import MODEL_NAMES
-    from fcn.models import build_model
     from fcn.checkpoints import load_model
+    from fcn.models import build_model
 
     if spec in MODEL_NAMES:
         return build_model(spec, input_shape=(None, None, 3), weights="imagenet" if imagenet else None)
@@ -127,7 +129,9 @@ def _model(spec: str, imagenet: bool):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="a .keras file or run directory, or fcn8s/fcn16s/fcn32s (untrained)")
+    parser.add_argument(
+        "--model", required=True, help="a .keras file or run directory, or fcn8s/fcn16s/fcn32s (untrained)"
+    )
     parser.add_argument("--imagenet", action="store_true", help="with a model name: load the ImageNet encoder")
     parser.add_argument("--input", required=True, help="folder of images")
     parser.add_argument("--scale", type=float, default=1.0)

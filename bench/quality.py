@@ -38,8 +38,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):
@@ -108,13 +108,17 @@ def _link(source: Path, target: Path) -> None:
         try:
             os.link(source, target)
         except OSError as err:
-            raise InputError(f"{target}: cannot link to {source} ({err.strerror or err}); use --train-dir/--val-dir") from None
+            raise InputError(
+                f"{target}: cannot link to {source} ({err.strerror or err}); use --train-dir/--val-dir"
+            ) from None
 
 
 def _clear_split_folder(folder: Path) -> None:
     """Empty a split folder made by an earlier call (only links and tile files, never anything else)."""
     for path in folder.iterdir():
-        if path.is_symlink() or (path.is_file() and path.name.endswith(("_sat.jpg", "_sat.jpeg", "_sat.png", "_mask.png"))):
+        if path.is_symlink() or (
+            path.is_file() and path.name.endswith(("_sat.jpg", "_sat.jpeg", "_sat.png", "_mask.png"))
+        ):
             path.unlink()
         else:
             raise InputError(f"{path}: unexpected file in the split folder; remove it or pick another --out")
@@ -176,9 +180,26 @@ def train_command(model: str, run_dir: Path, args, train_dir: Path, val_dir: Pat
     if (run_dir / "last.keras").is_file() and (run_dir / "config.json").is_file():
         return script + ["--resume", str(run_dir), "--epochs", str(args.epochs), "--verbose", "0"]
     command = script + [
-        "--model", model, "--train-dir", str(train_dir), "--val-dir", str(val_dir), "--out", str(run_dir),
-        "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--precision", args.precision,
-        "--seed", str(args.seed), "--weights", args.weights, "--verbose", "0",
+        "--model",
+        model,
+        "--train-dir",
+        str(train_dir),
+        "--val-dir",
+        str(val_dir),
+        "--out",
+        str(run_dir),
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--precision",
+        args.precision,
+        "--seed",
+        str(args.seed),
+        "--weights",
+        args.weights,
+        "--verbose",
+        "0",
     ]
     if args.image_size:
         command += ["--image-size", str(args.image_size)]
@@ -193,7 +214,9 @@ def run_training(command: Sequence[str], run_dir: Path, max_seconds: float | Non
     """
     print("$ " + " ".join(command), flush=True)
     start = time.perf_counter()
-    process = subprocess.Popen(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")})
+    process = subprocess.Popen(
+        command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    )
     stopped_for_time = False
     rows_seen, last_row_time = len(history_rows(run_dir)), start
     epoch_seconds: float | None = None
@@ -207,19 +230,32 @@ def run_training(command: Sequence[str], run_dir: Path, max_seconds: float | Non
                 epoch_seconds = (now - last_row_time) / (rows - rows_seen)
                 rows_seen, last_row_time = rows, now
                 elapsed = now - start
-                if max_seconds and not stopped_for_time and process.poll() is None and elapsed + 2 * epoch_seconds > max_seconds:
+                if (
+                    max_seconds
+                    and not stopped_for_time
+                    and process.poll() is None
+                    and elapsed + 2 * epoch_seconds > max_seconds
+                ):
                     # The running epoch is the last one that fits: train.py finishes it, saves and exits.
                     process.send_signal(signal.SIGTERM)
                     stopped_for_time = True
-                    print(f"quality: {elapsed / 60:.1f} min used, ~{epoch_seconds / 60:.1f} min per epoch: "
-                          f"the running epoch is the last within --max-minutes", flush=True)
+                    print(
+                        f"quality: {elapsed / 60:.1f} min used, ~{epoch_seconds / 60:.1f} min per epoch: "
+                        f"the running epoch is the last within --max-minutes",
+                        flush=True,
+                    )
     except KeyboardInterrupt:
         # The trainer got the same Ctrl-C: let it finish its epoch and save before leaving.
         process.wait()
         raise
     seconds = time.perf_counter() - start
-    return {"exit_code": process.returncode, "seconds": round(seconds, 1), "stopped_for_time": stopped_for_time,
-            "epochs": len(history_rows(run_dir)), "command": list(command)}
+    return {
+        "exit_code": process.returncode,
+        "seconds": round(seconds, 1),
+        "stopped_for_time": stopped_for_time,
+        "epochs": len(history_rows(run_dir)),
+        "command": list(command),
+    }
 
 
 def _minutes(seconds: float) -> str:
@@ -252,18 +288,43 @@ def get_args_parser() -> argparse.ArgumentParser:
     data.add_argument("--train-dir", type=Path, help="training tiles")
     data.add_argument("--val-dir", type=Path, help="validation tiles")
     data.add_argument("--data", type=Path, help="one folder of tiles to split with --val-ids")
-    data.add_argument("--val-ids", default=None, metavar="SPEC",
-                      help=f"validation ids for --data: ids and A-B ranges, comma-separated (default {DEFAULT_VAL_IDS})")
-    parser.add_argument("--out", type=Path, default=Path("runs/quality"), help="output folder: one run per model, "
-                        "split/, report/ (default runs/quality)")
-    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated models (default fcn32s,fcn8s)")
-    parser.add_argument("--epochs", type=int, default=40, help="epochs per model, an upper bound under --max-minutes (default 40, the study's)")
-    parser.add_argument("--max-minutes", type=float, default=30.0,
-                        help="training time budget per model; the trainer stops after the last epoch that fits (0: none; default 30)")
-    parser.add_argument("--image-size", type=int, default=256, help="train at N x N (0: native size; default 256 for CPUs)")
+    data.add_argument(
+        "--val-ids",
+        default=None,
+        metavar="SPEC",
+        help=f"validation ids for --data: ids and A-B ranges, comma-separated (default {DEFAULT_VAL_IDS})",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/quality"),
+        help="output folder: one run per model, split/, report/ (default runs/quality)",
+    )
+    parser.add_argument(
+        "--models", default=",".join(DEFAULT_MODELS), help="comma-separated models (default fcn32s,fcn8s)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=40,
+        help="epochs per model, an upper bound under --max-minutes (default 40, the study's)",
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=30.0,
+        help="training time budget per model; the trainer stops after the last epoch that fits (0: none; default 30)",
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=256, help="train at N x N (0: native size; default 256 for CPUs)"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
-                        help="train.py --precision (default auto: see below)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+        help="train.py --precision (default auto: see below)",
+    )
     parser.add_argument("--weights", default="imagenet", help="encoder init (default imagenet)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--no-report", action="store_true", help="train only")
@@ -297,8 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out
     if args.data:
         train_dir, val_dir = make_split(args.data, args.val_ids or DEFAULT_VAL_IDS, out / "split")
-        print(f"split {args.data}: {len(list(train_dir.glob('*_mask.png')))} training and "
-              f"{len(list(val_dir.glob('*_mask.png')))} validation tiles linked under {out / 'split'}", flush=True)
+        print(
+            f"split {args.data}: {len(list(train_dir.glob('*_mask.png')))} training and "
+            f"{len(list(val_dir.glob('*_mask.png')))} validation tiles linked under {out / 'split'}",
+            flush=True,
+        )
     elif args.train_dir and args.val_dir:
         train_dir, val_dir = args.train_dir, args.val_dir
     else:
@@ -310,36 +374,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dir = out / model
         budget = f"budget {args.max_minutes:g} min" if args.max_minutes else "no time budget"
         print(f"=== {model}: training ({budget}, up to {args.epochs} epochs) ===", flush=True)
-        result = run_training(train_command(model, run_dir, args, train_dir, val_dir, extra), run_dir,
-                              args.max_minutes * 60 or None)
+        result = run_training(
+            train_command(model, run_dir, args, train_dir, val_dir, extra), run_dir, args.max_minutes * 60 or None
+        )
         result["best_val_miou"] = best_val_miou(run_dir)
         results[model] = result
-        print(f"=== {model}: {result['epochs']} epoch(s) in {_minutes(result['seconds'])} total "
-              f"(exit {result['exit_code']}){', stopped by the time budget' if result['stopped_for_time'] else ''} ===",
-              flush=True)
+        print(
+            f"=== {model}: {result['epochs']} epoch(s) in {_minutes(result['seconds'])} total "
+            f"(exit {result['exit_code']}){', stopped by the time budget' if result['stopped_for_time'] else ''} ===",
+            flush=True,
+        )
         if result["exit_code"] not in (0,):
             print(f"warning: {model} training exited with code {result['exit_code']}", file=sys.stderr, flush=True)
 
     reportable = [out / m for m in models if (out / m / "best.keras").is_file()]
     report_result = None
     if not args.no_report and reportable:
-        command = [sys.executable, str(REPO / "scripts" / "report.py"), *map(str, reportable),
-                   "--out", str(out / "report"), "--json", str(out / "report" / "numbers.json")]
+        command = [
+            sys.executable,
+            str(REPO / "scripts" / "report.py"),
+            *map(str, reportable),
+            "--out",
+            str(out / "report"),
+            "--json",
+            str(out / "report" / "numbers.json"),
+        ]
         print("$ " + " ".join(command), flush=True)
         start = time.perf_counter()
         code = subprocess.call(command)
-        report_result = {"exit_code": code, "seconds": round(time.perf_counter() - start, 1), "path": str(out / "report" / "report.md")}
+        report_result = {
+            "exit_code": code,
+            "seconds": round(time.perf_counter() - start, 1),
+            "path": str(out / "report" / "report.md"),
+        }
 
-    (out / "quality.json").write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                                                  "train_extra_args": extra, "train_dir": str(train_dir), "val_dir": str(val_dir),
-                                                  "models": results, "report": report_result}, indent=2) + "\n")
+    (out / "quality.json").write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "train_extra_args": extra,
+                "train_dir": str(train_dir),
+                "val_dir": str(val_dir),
+                "models": results,
+                "report": report_result,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print("\nmodel      epochs  total time  best val mIoU")
     for model, result in results.items():
         miou = "n/a" if result["best_val_miou"] is None else f"{result['best_val_miou']:.4f}"
         print(f"{model:<10} {result['epochs']:>6}  {_minutes(result['seconds']):>10}  {miou:>13}")
     if report_result:
         print(f"report: {report_result['path']} ({_minutes(report_result['seconds'])})")
-    failed = [m for m, r in results.items() if r["exit_code"] != 0] + ([] if not report_result or report_result["exit_code"] == 0 else ["report"])
+    failed = [m for m, r in results.items() if r["exit_code"] != 0] + (
+        [] if not report_result or report_result["exit_code"] == 0 else ["report"]
+    )
     if not reportable and not args.no_report:
         print("error: no model produced best.keras; no report", file=sys.stderr)
         return 1

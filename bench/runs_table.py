@@ -60,17 +60,22 @@ def main(argv=None) -> int:
         if not dirs:
             raise InputError(f"{spec}: expected NAME=RUN_DIR")
         table[name] = [summarise(Path(d), args.after) for d in dirs.split(",")]
-    header = ("| run | seeds | mean of last 3 | best | " + " | ".join(CLASS_NAMES[c] for c in SCORED_CLASSES)
-              + f" | largest drop after epoch {args.after} | minutes |")
+    header = (
+        "| run | seeds | mean of last 3 | best | "
+        + " | ".join(CLASS_NAMES[c] for c in SCORED_CLASSES)
+        + f" | largest drop after epoch {args.after} | minutes |"
+    )
     print(header)
     print("|---|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|")
     for name, runs in table.items():
         last3 = [r["last3"] for r in runs]
         spread = f" ± {statistics.stdev(last3):.3f}" if len(runs) > 1 else ""
         ious = [statistics.mean(r["last_iou"][c] for r in runs) for c in range(len(SCORED_CLASSES))]
-        print(f"| {name} | {len(runs)} | {statistics.mean(last3):.3f}{spread} | {statistics.mean(r['best'] for r in runs):.3f} | "
-              + " | ".join(f"{v:.3f}" for v in ious)
-              + f" | {max(r['worst_drop'] for r in runs):.3f} | {statistics.mean(r['minutes'] for r in runs):.1f} |")
+        print(
+            f"| {name} | {len(runs)} | {statistics.mean(last3):.3f}{spread} | {statistics.mean(r['best'] for r in runs):.3f} | "
+            + " | ".join(f"{v:.3f}" for v in ious)
+            + f" | {max(r['worst_drop'] for r in runs):.3f} | {statistics.mean(r['minutes'] for r in runs):.1f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(table, indent=2) + "\n")
     return 0

@@ -67,10 +67,26 @@ TRAIN_FLOPS_PER_FORWARD = 3
 MATMUL_DTYPES = ("float32", "bfloat16", "float16")
 # The matmul peak that bounds each precision: mixed policies compute in their half dtype.
 PEAK_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
-FULL = {"image_size": 512, "batch_size": 8, "steps": 5, "limit": 16, "models": "fcn8s,fcn32s",
-        "matmul_sizes": (1024, 2048, 4096), "matmul_seconds": 2.0, "pipeline_seconds": 10.0}
-QUICK = {"image_size": 128, "batch_size": 2, "steps": 2, "limit": 8, "models": "fcn8s",
-         "matmul_sizes": (1024, 2048), "matmul_seconds": 1.0, "pipeline_seconds": 3.0}
+FULL = {
+    "image_size": 512,
+    "batch_size": 8,
+    "steps": 5,
+    "limit": 16,
+    "models": "fcn8s,fcn32s",
+    "matmul_sizes": (1024, 2048, 4096),
+    "matmul_seconds": 2.0,
+    "pipeline_seconds": 10.0,
+}
+QUICK = {
+    "image_size": 128,
+    "batch_size": 2,
+    "steps": 2,
+    "limit": 8,
+    "models": "fcn8s",
+    "matmul_sizes": (1024, 2048),
+    "matmul_seconds": 1.0,
+    "pipeline_seconds": 3.0,
+}
 
 
 # ---------------------------------------------------------------- machine
@@ -175,7 +191,10 @@ def matmul_peaks(sizes, seconds: float) -> dict:
         by_size = [matmul_peak(dtype, n, seconds) for n in sizes]
         measured = [entry for entry in by_size if "error" not in entry]
         best = max(measured, key=lambda entry: entry["gflops"]) if measured else dict(by_size[-1])
-        peaks[dtype] = {**best, "by_size": {str(entry["n"]): entry.get("gflops", entry.get("error")) for entry in by_size}}
+        peaks[dtype] = {
+            **best,
+            "by_size": {str(entry["n"]): entry.get("gflops", entry.get("error")) for entry in by_size},
+        }
     return peaks
 
 
@@ -186,7 +205,16 @@ def training_model(model_name: str, precision: str, jit: bool):
     """The compiled model ``fcn.train`` would train (random init), and its dtype policy."""
     from fcn import runtime, train
 
-    argv = ["--model", model_name, "--weights", "none", "--precision", precision, "--jit-compile", "on" if jit else "off"]
+    argv = [
+        "--model",
+        model_name,
+        "--weights",
+        "none",
+        "--precision",
+        precision,
+        "--jit-compile",
+        "on" if jit else "off",
+    ]
     args = train.parse_args(argv)
     policy = runtime.resolve_precision(precision)
     return train.build_training_model(args, policy, epoch_steps=1), policy
@@ -198,7 +226,9 @@ def _timed(call) -> float:
     return time.perf_counter() - start
 
 
-def bare_model_figures(model_name: str, precision: str, jit: bool, batch_size: int, image_size: int, steps: int) -> dict:
+def bare_model_figures(
+    model_name: str, precision: str, jit: bool, batch_size: int, image_size: int, steps: int
+) -> dict:
     """Train-step and forward throughput of one configuration on in-memory tensors (this process).
 
     Each phase runs one untimed call first (tracing, XLA compilation), then ``steps`` timed calls;
@@ -251,22 +281,37 @@ def bare_model_figures(model_name: str, precision: str, jit: bool, batch_size: i
     }
 
 
-def bare_model_in_subprocess(model_name: str, precision: str, jit: bool, batch_size: int, image_size: int, steps: int) -> dict:
+def bare_model_in_subprocess(
+    model_name: str, precision: str, jit: bool, batch_size: int, image_size: int, steps: int
+) -> dict:
     """:func:`bare_model_figures` in a fresh Python process, so that its peak memory is its own.
 
     Returns:
         Its dict; or the settings with ``error`` (the last lines of the child's stderr) when it failed.
     """
-    config = {"model_name": model_name, "precision": precision, "jit": jit, "batch_size": batch_size,
-              "image_size": image_size, "steps": steps}
-    child = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(config)],
-                           capture_output=True, text=True)
+    config = {
+        "model_name": model_name,
+        "precision": precision,
+        "jit": jit,
+        "batch_size": batch_size,
+        "image_size": image_size,
+        "steps": steps,
+    }
+    child = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(config)], capture_output=True, text=True
+    )
     lines = child.stdout.strip().splitlines()
     if child.returncode == 0 and lines:
         return json.loads(lines[-1])
     tail = " | ".join((child.stderr or child.stdout).strip().splitlines()[-3:])
-    return {"model": model_name, "precision": precision, "jit": jit, "batch_size": batch_size, "image_size": image_size,
-            "error": f"exit code {child.returncode}: {tail}"}
+    return {
+        "model": model_name,
+        "precision": precision,
+        "jit": jit,
+        "batch_size": batch_size,
+        "image_size": image_size,
+        "error": f"exit code {child.returncode}: {tail}",
+    }
 
 
 def add_fractions(entry: dict, peaks: dict) -> dict:
@@ -346,8 +391,16 @@ def input_pipeline_figures(train_dir: Path, image_size: int, batch_size: int, se
     return {"images_per_s": images / elapsed, "images": images, "seconds": elapsed, "tiles": len(pairs)}
 
 
-def train_end_to_end_figures(train_dir: Path, val_dir: Path, run_dir: Path, model_name: str, precision: str,
-                             batch_size: int, image_size: int, epochs: int = 3) -> dict:
+def train_end_to_end_figures(
+    train_dir: Path,
+    val_dir: Path,
+    run_dir: Path,
+    model_name: str,
+    precision: str,
+    batch_size: int,
+    image_size: int,
+    epochs: int = 3,
+) -> dict:
     """``fcn.train.main`` for ``epochs`` epochs; figures of its last epoch.
 
     The first epoch traces; the first step after the first checkpoint save stalls once for about one
@@ -367,9 +420,30 @@ def train_end_to_end_figures(train_dir: Path, val_dir: Path, run_dir: Path, mode
     from fcn.callbacks import EpochValidation, StopControl
     from fcn.checkpoints import read_model_info
 
-    argv = ["--train-dir", str(train_dir), "--val-dir", str(val_dir), "--out", str(run_dir), "--model", model_name,
-            "--epochs", str(epochs), "--batch-size", str(batch_size), "--image-size", str(image_size),
-            "--weights", "none", "--precision", precision, "--jit-compile", "off", "--verbose", "0"]
+    argv = [
+        "--train-dir",
+        str(train_dir),
+        "--val-dir",
+        str(val_dir),
+        "--out",
+        str(run_dir),
+        "--model",
+        model_name,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch_size),
+        "--image-size",
+        str(image_size),
+        "--weights",
+        "none",
+        "--precision",
+        precision,
+        "--jit-compile",
+        "off",
+        "--verbose",
+        "0",
+    ]
     log = io.StringIO()
     with redirect_stdout(log):
         code = train.main(argv)
@@ -382,7 +456,9 @@ def train_end_to_end_figures(train_dir: Path, val_dir: Path, run_dir: Path, mode
     train_pairs, val_tiles, _ = train.load_data(args)
     model, _ = training_model(model_name, precision, jit=False)
     info = read_model_info(run_dir / "last.keras")
-    validation = EpochValidation(val_tiles, lambda m: train.validation_predictor(m, info, batch_size), [], None, StopControl())
+    validation = EpochValidation(
+        val_tiles, lambda m: train.validation_predictor(m, info, batch_size), [], None, StopControl()
+    )
     validation.set_model(model)
     validation_s = _timed(lambda: validation.on_epoch_end(0, {}))
     del model
@@ -409,8 +485,9 @@ def predict_figures(tiles_dir: Path, model_name: str, precision: str, batch_size
     from fcn.runtime import resolve_precision
 
     policy = resolve_precision(precision)
-    model = build_model(model_name, input_shape=(None, None, 3), weights=None,
-                        dtype_policy=None if policy == "float32" else policy)
+    model = build_model(
+        model_name, input_shape=(None, None, 3), weights=None, dtype_policy=None if policy == "float32" else policy
+    )
     return compare(model, tiles_dir, batch_size=batch_size, tile=max(512, image_size))
 
 
@@ -437,9 +514,16 @@ def run_benchmark(args, say=print) -> dict:
 
     results: dict = {"load_average_before": load_average(), "machine": machine_info()}
     results["settings"] = {
-        "quick": args.quick, "image_size": args.image_size, "batch_size": args.batch_size, "steps": args.steps,
-        "models": args.models, "precisions": args.precisions, "jit": args.jit, "limit": args.limit,
-        "data": str(args.data) if args.data else "synthetic", "train_flops_per_forward": TRAIN_FLOPS_PER_FORWARD,
+        "quick": args.quick,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "models": args.models,
+        "precisions": args.precisions,
+        "jit": args.jit,
+        "limit": args.limit,
+        "data": str(args.data) if args.data else "synthetic",
+        "train_flops_per_forward": TRAIN_FLOPS_PER_FORWARD,
     }
 
     say(f"peak: square matmuls of n = {', '.join(map(str, args.matmul_sizes))} per dtype")
@@ -450,10 +534,14 @@ def run_benchmark(args, say=print) -> dict:
     results["bare"] = []
     for model_name in args.models:
         for precision in args.precisions:
-            for jit in ([False, True] if args.jit else [False]):
-                say(f"bare model: {model_name} {precision} xla {'on' if jit else 'off'} "
-                    f"(batch {args.batch_size} at {args.image_size} px, subprocess)")
-                entry = bare_model_in_subprocess(model_name, precision, jit, args.batch_size, args.image_size, args.steps)
+            for jit in [False, True] if args.jit else [False]:
+                say(
+                    f"bare model: {model_name} {precision} xla {'on' if jit else 'off'} "
+                    f"(batch {args.batch_size} at {args.image_size} px, subprocess)"
+                )
+                entry = bare_model_in_subprocess(
+                    model_name, precision, jit, args.batch_size, args.image_size, args.steps
+                )
                 results["bare"].append(add_fractions(entry, peaks))
                 if "error" in entry:
                     say(f"  failed: {entry['error']}")
@@ -467,8 +555,14 @@ def run_benchmark(args, say=print) -> dict:
         results["peak_memory_mb"] = primary["train_peak_rss_mb"]
 
     def bare_of(model_name, precision):
-        return next((e for e in results["bare"] if e["model"] == model_name and e.get("precision") == precision
-                     and not e["jit"] and "error" not in e), None)
+        return next(
+            (
+                e
+                for e in results["bare"]
+                if e["model"] == model_name and e.get("precision") == precision and not e["jit"] and "error" not in e
+            ),
+            None,
+        )
 
     if args.bare_only:
         results["load_average_after"] = load_average()
@@ -481,10 +575,14 @@ def run_benchmark(args, say=print) -> dict:
         train_dir, val_dir = prepare_tiles(tmp / "tiles", args.image_size, args.limit, args.data)
 
         say("input pipeline alone")
-        results["input_pipeline"] = input_pipeline_figures(train_dir, args.image_size, args.batch_size, args.pipeline_seconds)
+        results["input_pipeline"] = input_pipeline_figures(
+            train_dir, args.image_size, args.batch_size, args.pipeline_seconds
+        )
         first_bare = bare_of(model_name, resolve(args.precisions[0]))
         if first_bare:
-            results["input_pipeline"]["fraction_of_bare_train"] = results["input_pipeline"]["images_per_s"] / first_bare["train_img_s"]
+            results["input_pipeline"]["fraction_of_bare_train"] = (
+                results["input_pipeline"]["images_per_s"] / first_bare["train_img_s"]
+            )
 
         results["train_end_to_end"], results["predict_end_to_end"] = [], []
         for precision in pipeline_precisions:
@@ -492,8 +590,17 @@ def run_benchmark(args, say=print) -> dict:
             say(f"train.py end to end: {model_name} {precision}, 3 epochs")
             entry = {"model": model_name, "precision": resolve(precision)}
             try:
-                entry.update(train_end_to_end_figures(train_dir, val_dir, tmp / f"run-{precision}", model_name, precision,
-                                                      args.batch_size, args.image_size))
+                entry.update(
+                    train_end_to_end_figures(
+                        train_dir,
+                        val_dir,
+                        tmp / f"run-{precision}",
+                        model_name,
+                        precision,
+                        args.batch_size,
+                        args.image_size,
+                    )
+                )
                 if bare:
                     entry["fraction_of_bare"] = entry["train_img_s"] / bare["train_img_s"]
             except RuntimeError as err:
@@ -504,8 +611,11 @@ def run_benchmark(args, say=print) -> dict:
             gc.collect()
 
             say(f"predict.py end to end and the per-image loop: {model_name} {precision}")
-            entry = {"model": model_name, "precision": resolve(precision), **predict_figures(
-                train_dir, model_name, precision, args.batch_size, args.image_size)}
+            entry = {
+                "model": model_name,
+                "precision": resolve(precision),
+                **predict_figures(train_dir, model_name, precision, args.batch_size, args.image_size),
+            }
             if bare:
                 entry["fraction_of_bare"] = entry["cli_images_per_s"] / bare["predict_img_s"]
                 entry["naive_fraction_of_bare"] = entry["naive_images_per_s"] / bare["predict_img_s"]
@@ -543,20 +653,29 @@ def format_report(results: dict) -> str:
         + ("   [--quick: a smoke run, not a measurement]" if settings["quick"] else ""),
     ]
     if max(results["load_average_before"] or [0]) > 0.5 * machine["cpus"]:
-        lines.append("busy machine: each figure is measured at its own moment, so ratios between them (even above 1) "
-                     "partly reflect the changing load")
+        lines.append(
+            "busy machine: each figure is measured at its own moment, so ratios between them (even above 1) "
+            "partly reflect the changing load"
+        )
     lines += ["", "peak (square matmul, fastest product of any size):"]
     for dtype, peak in results["peaks"].items():
         if "error" in peak:
             lines.append(f"  {dtype:<9} n={peak['n']}: not run ({peak['error']})")
         else:
-            sizes = ", ".join(f"{n}: {v:.1f}" if isinstance(v, float) else f"{n}: failed" for n, v in peak["by_size"].items())
+            sizes = ", ".join(
+                f"{n}: {v:.1f}" if isinstance(v, float) else f"{n}: failed" for n, v in peak["by_size"].items()
+            )
             lines.append(f"  {dtype:<9} {peak['gflops']:8.1f} GFLOP/s at n={peak['n']} (best by n: {sizes})")
 
-    lines += ["", f"bare model, batch {batch} at {size}x{size}, in-memory tensors "
-              f"(train = {TRAIN_FLOPS_PER_FORWARD} x forward FLOPs; % of the compute dtype's matmul peak):"]
-    header = (f"  {'model':<7} {'precision':<15} {'xla':<4} {'GFLOP/img':>9} {'train img/s':>11} {'GFLOP/s':>8} {'%peak':>6} "
-              f"{'predict img/s':>13} {'GFLOP/s':>8} {'%peak':>6} {'peak RSS MiB':>12}")
+    lines += [
+        "",
+        f"bare model, batch {batch} at {size}x{size}, in-memory tensors "
+        f"(train = {TRAIN_FLOPS_PER_FORWARD} x forward FLOPs; % of the compute dtype's matmul peak):",
+    ]
+    header = (
+        f"  {'model':<7} {'precision':<15} {'xla':<4} {'GFLOP/img':>9} {'train img/s':>11} {'GFLOP/s':>8} {'%peak':>6} "
+        f"{'predict img/s':>13} {'GFLOP/s':>8} {'%peak':>6} {'peak RSS MiB':>12}"
+    )
     lines.append(header)
     for e in results["bare"]:
         xla = "on" if e["jit"] else "off"
@@ -570,34 +689,52 @@ def format_report(results: dict) -> str:
         )
 
     pipeline = results.get("input_pipeline", {})
-    lines += ["", f"real pipelines ({settings['models'][0]}, batch {batch} at {size}x{size}; "
-              "'vs bare' = images/s divided by the bare model's at the same settings):",
-              f"  {'path':<50} {'precision':<15} {'img/s':>9} {'vs bare':>8}"]
+    lines += [
+        "",
+        f"real pipelines ({settings['models'][0]}, batch {batch} at {size}x{size}; "
+        "'vs bare' = images/s divided by the bare model's at the same settings):",
+        f"  {'path':<50} {'precision':<15} {'img/s':>9} {'vs bare':>8}",
+    ]
     if pipeline:
-        lines.append(f"  {'input pipeline alone (decode + augment), vs train':<50} {'-':<15} "
-                     f"{pipeline['images_per_s']:>9.2f} {_fmt(pipeline.get('fraction_of_bare_train')):>8}")
+        lines.append(
+            f"  {'input pipeline alone (decode + augment), vs train':<50} {'-':<15} "
+            f"{pipeline['images_per_s']:>9.2f} {_fmt(pipeline.get('fraction_of_bare_train')):>8}"
+        )
     for e in results.get("train_end_to_end", []):
         if "error" in e:
             lines.append(f"  {'train.py epoch':<50} {e['precision']:<15} failed: {e['error'][:100]}")
             continue
-        lines.append(f"  {'train.py epoch without its validation pass':<50} {e['precision']:<15} "
-                     f"{e['train_img_s']:>9.2f} {_fmt(e.get('fraction_of_bare')):>8}")
-        lines.append(f"  {'train.py epoch as logged (incl. %.1f s validation)' % e['validation_s']:<50} "
-                     f"{e['precision']:<15} {e['train_img_s_with_validation']:>9.2f}")
+        lines.append(
+            f"  {'train.py epoch without its validation pass':<50} {e['precision']:<15} "
+            f"{e['train_img_s']:>9.2f} {_fmt(e.get('fraction_of_bare')):>8}"
+        )
+        lines.append(
+            f"  {'train.py epoch as logged (incl. %.1f s validation)' % e['validation_s']:<50} "
+            f"{e['precision']:<15} {e['train_img_s_with_validation']:>9.2f}"
+        )
     for e in results.get("predict_end_to_end", []):
-        lines.append(f"  {'predict.py folder (predict_folder), vs predict':<50} {e['precision']:<15} "
-                     f"{e['cli_images_per_s']:>9.2f} {_fmt(e.get('fraction_of_bare')):>8}")
-        lines.append(f"  {'per-image loop (model.predict one tile)':<50} {e['precision']:<15} "
-                     f"{e['naive_images_per_s']:>9.2f} {_fmt(e.get('naive_fraction_of_bare')):>8}"
-                     f"   predict.py is {e['speedup']:.2f}x faster")
+        lines.append(
+            f"  {'predict.py folder (predict_folder), vs predict':<50} {e['precision']:<15} "
+            f"{e['cli_images_per_s']:>9.2f} {_fmt(e.get('fraction_of_bare')):>8}"
+        )
+        lines.append(
+            f"  {'per-image loop (model.predict one tile)':<50} {e['precision']:<15} "
+            f"{e['naive_images_per_s']:>9.2f} {_fmt(e.get('naive_fraction_of_bare')):>8}"
+            f"   predict.py is {e['speedup']:.2f}x faster"
+        )
     miou = results.get("mean_iou")
     if miou:
-        lines += ["", f"mean IoU of {miou['num_images']} masks: fcn-mean-iou {miou['ours_s']:.3f} s, course tool way "
-                  f"{miou['course_s']:.3f} s ({miou['speedup']:.1f}x); same numbers: {'yes' if miou['agree'] else 'NO'}"]
+        lines += [
+            "",
+            f"mean IoU of {miou['num_images']} masks: fcn-mean-iou {miou['ours_s']:.3f} s, course tool way "
+            f"{miou['course_s']:.3f} s ({miou['speedup']:.1f}x); same numbers: {'yes' if miou['agree'] else 'NO'}",
+        ]
     if results.get("peak_memory_mb") is not None:
         p = results["primary"]
-        lines.append(f"peak memory of a training process ({p['model']}, {p['precision']}, batch {batch} at {size}x{size}): "
-                     f"{results['peak_memory_mb']:.0f} MiB (ru_maxrss)")
+        lines.append(
+            f"peak memory of a training process ({p['model']}, {p['precision']}, batch {batch} at {size}x{size}): "
+            f"{results['peak_memory_mb']:.0f} MiB (ru_maxrss)"
+        )
     return "\n".join(lines)
 
 
@@ -611,19 +748,33 @@ def _pct(fraction):
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, help="folder of <id>_sat.jpg + <id>_mask.png tiles (default: synthetic)")
-    parser.add_argument("--limit", type=int, help=f"training tiles taken (default {FULL['limit']}, --quick {QUICK['limit']})")
-    parser.add_argument("--quick", action="store_true", help="smoke run: small tiles, few steps, first precision for the pipelines")
+    parser.add_argument(
+        "--limit", type=int, help=f"training tiles taken (default {FULL['limit']}, --quick {QUICK['limit']})"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: small tiles, few steps, first precision for the pipelines"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure as JSON")
-    parser.add_argument("--models", help=f"comma-separated; the first one also runs the pipelines (default "
-                        f"{FULL['models']}, --quick {QUICK['models']})")
-    parser.add_argument("--precisions", help="comma-separated dtype policies (default float32,mixed_bfloat16; "
-                        "with a GPU also mixed_float16)")
+    parser.add_argument(
+        "--models",
+        help=f"comma-separated; the first one also runs the pipelines (default "
+        f"{FULL['models']}, --quick {QUICK['models']})",
+    )
+    parser.add_argument(
+        "--precisions",
+        help="comma-separated dtype policies (default float32,mixed_bfloat16; with a GPU also mixed_float16)",
+    )
     parser.add_argument("--bare-only", action="store_true", help="only the peak and the bare model (no pipelines)")
     parser.add_argument("--jit", action="store_true", help="also measure every configuration with XLA (jit_compile)")
     parser.add_argument("--batch-size", type=int, help=f"default {FULL['batch_size']}, --quick {QUICK['batch_size']}")
-    parser.add_argument("--image-size", type=int, help=f"tile side, a multiple of 32 (default {FULL['image_size']}, "
-                        f"--quick {QUICK['image_size']})")
-    parser.add_argument("--steps", type=int, help=f"timed steps per measurement (default {FULL['steps']}, --quick {QUICK['steps']})")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        help=f"tile side, a multiple of 32 (default {FULL['image_size']}, --quick {QUICK['image_size']})",
+    )
+    parser.add_argument(
+        "--steps", type=int, help=f"timed steps per measurement (default {FULL['steps']}, --quick {QUICK['steps']})"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one bare-model configuration, JSON
     return parser
 
@@ -638,7 +789,10 @@ def resolve_args(args, parser) -> None:
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
     args.matmul_sizes, args.matmul_seconds, args.pipeline_seconds = (
-        defaults["matmul_sizes"], defaults["matmul_seconds"], defaults["pipeline_seconds"])
+        defaults["matmul_sizes"],
+        defaults["matmul_seconds"],
+        defaults["pipeline_seconds"],
+    )
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.precisions is None:
         import tensorflow as tf
@@ -670,7 +824,9 @@ def main(argv=None) -> int:
         return 0
     resolve_args(args, parser)
     started = time.perf_counter()
-    results = run_benchmark(args, say=lambda line: print(f"[{time.perf_counter() - started:6.1f} s] {line}", flush=True))
+    results = run_benchmark(
+        args, say=lambda line: print(f"[{time.perf_counter() - started:6.1f} s] {line}", flush=True)
+    )
     results["wall_s"] = time.perf_counter() - started
     print()
     print(format_report(results))

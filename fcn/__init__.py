@@ -6,7 +6,7 @@ registered with it, so ``import fcn`` is all ``keras.saving.load_model("best.ker
 """
 
 from .lazy import register_with_keras
-from .palette import CLASSES, CLASS_NAMES, NUM_CLASSES, PALETTE, class_to_rgb, rgb_to_class
+from .palette import CLASS_NAMES, CLASSES, NUM_CLASSES, PALETTE, class_to_rgb, rgb_to_class
 
 # The architectures fcn.build_model knows (here, not in fcn.models, so that command lines can list
 # them without importing TensorFlow).

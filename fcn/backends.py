@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -164,7 +164,9 @@ class OnnxBackend:
         try:
             self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as err:  # onnxruntime raises its own types for missing or corrupt files
-            raise InputError(f"{self.path}: cannot load ONNX model ({err.__class__.__name__}: {_first_line(err)})") from None
+            raise InputError(
+                f"{self.path}: cannot load ONNX model ({err.__class__.__name__}: {_first_line(err)})"
+            ) from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[-1] != 3:
             raise InputError(
@@ -205,7 +207,9 @@ class SavedModelBackend:
         try:
             loaded = tf.saved_model.load(str(self.path))
         except Exception as err:
-            raise InputError(f"{self.path}: cannot load SavedModel ({err.__class__.__name__}: {_first_line(err)})") from None
+            raise InputError(
+                f"{self.path}: cannot load SavedModel ({err.__class__.__name__}: {_first_line(err)})"
+            ) from None
         if not hasattr(loaded, "serve"):
             raise InputError(f"{self.path}: SavedModel has no 'serve' endpoint (not written by Keras's Model.export)")
         self._loaded = loaded  # keeps the variables alive
@@ -246,7 +250,9 @@ class LiteRTBackend:
             key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
             self._runner = self._interpreter.get_signature_runner(key)
         except Exception as err:
-            raise InputError(f"{self.path}: cannot load LiteRT model ({err.__class__.__name__}: {_first_line(err)})") from None
+            raise InputError(
+                f"{self.path}: cannot load LiteRT model ({err.__class__.__name__}: {_first_line(err)})"
+            ) from None
         (self._input_name,) = signatures[key]["inputs"]
         (self._output_name,) = signatures[key]["outputs"]
         self.metadata = read_sidecar(self.path)

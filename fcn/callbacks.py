@@ -61,8 +61,11 @@ class StopControl(keras.callbacks.Callback):
         if self.stop_requested:
             raise KeyboardInterrupt
         self.stop_requested = True
-        print(f"\n{signal.Signals(signum).name}: finishing epoch {self._epoch} then stopping "
-              "(send it again to stop now; the last checkpoint is kept)", flush=True)
+        print(
+            f"\n{signal.Signals(signum).name}: finishing epoch {self._epoch} then stopping "
+            "(send it again to stop now; the last checkpoint is kept)",
+            flush=True,
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch + 1
@@ -104,8 +107,9 @@ class EpochValidation(keras.callbacks.Callback):
         class_weights: the per-class loss weights training uses (None: unweighted).
     """
 
-    def __init__(self, tiles, make_predictor, tracked_ids, run_dir, stop: StopControl, tensorboard_dir=None,
-                 class_weights=None):
+    def __init__(
+        self, tiles, make_predictor, tracked_ids, run_dir, stop: StopControl, tensorboard_dir=None, class_weights=None
+    ):
         super().__init__()
         self.tiles = tiles
         self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float32)
@@ -242,8 +246,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         best_epoch: the epoch that scored it.
     """
 
-    def __init__(self, run_dir, stop: StopControl, info: ModelInfo, best_so_far: float = -math.inf,
-                 best_epoch: int | None = None):
+    def __init__(
+        self, run_dir, stop: StopControl, info: ModelInfo, best_so_far: float = -math.inf, best_epoch: int | None = None
+    ):
         super().__init__()
         self.run_dir = Path(run_dir) if run_dir else None
         self.stop = stop

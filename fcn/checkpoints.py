@@ -16,9 +16,9 @@ import json
 import math
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from .errors import InputError
 from .files import atomic_path
@@ -61,19 +61,28 @@ class ModelInfo:
         if not (input_gsd > 0 and math.isfinite(input_gsd)):
             raise ValueError(f"the input's ground sample distance must be a positive number, got {input_gsd}")
         if self.model_gsd is None:
-            raise ValueError("the model does not record the ground sample distance it was trained at "
-                             "(train with --gsd); give the scale instead")
+            raise ValueError(
+                "the model does not record the ground sample distance it was trained at "
+                "(train with --gsd); give the scale instead"
+            )
         return input_gsd / self.model_gsd
 
     def to_dict(self) -> dict:
         """JSON-ready form, with the derived ``model_gsd`` and the class names and colours."""
-        return {**asdict(self), "model_gsd": self.model_gsd, "class_names": list(CLASS_NAMES),
-                "palette": PALETTE.tolist()}
+        return {
+            **asdict(self),
+            "model_gsd": self.model_gsd,
+            "class_names": list(CLASS_NAMES),
+            "palette": PALETTE.tolist(),
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelInfo":
-        return cls(model=data.get("model"), train_scale=float(data.get("train_scale", 1.0)),
-                   tile_gsd=None if data.get("tile_gsd") is None else float(data["tile_gsd"]))
+    def from_dict(cls, data: dict) -> ModelInfo:
+        return cls(
+            model=data.get("model"),
+            train_scale=float(data.get("train_scale", 1.0)),
+            tile_gsd=None if data.get("tile_gsd") is None else float(data["tile_gsd"]),
+        )
 
 
 def training_scale(image_size: int | None, tile_side: int) -> float:
@@ -139,7 +148,9 @@ def _legacy_run_info(config_path: Path) -> ModelInfo:
         from .images import image_size as header_size
 
         first = find_pairs(config["resolved"]["train_dir"])[0]
-        return ModelInfo(model=args.get("model"), train_scale=training_scale(image_size, max(header_size(first.image_path))))
+        return ModelInfo(
+            model=args.get("model"), train_scale=training_scale(image_size, max(header_size(first.image_path)))
+        )
     except (OSError, KeyError, TypeError, ValueError, IndexError, InputError):
         return ModelInfo()
 
@@ -169,14 +180,18 @@ def load_checkpoint_for_resume(run_dir: str | os.PathLike):
         state = read_checkpoint_state(last)
         model = keras.saving.load_model(last)
     except Exception as err:  # a damaged zip, or a file Keras cannot read
-        fallback = f"; {best.name} holds epoch {read_checkpoint_state(best).get('epoch', '?')}" if _readable(best) else ""
-        raise InputError(f"{last}: damaged, cannot resume from it ({err.__class__.__name__}){fallback}; "
-                         f"replace it (e.g. copy {best.name} over it) to resume from an earlier epoch") from None
+        fallback = (
+            f"; {best.name} holds epoch {read_checkpoint_state(best).get('epoch', '?')}" if _readable(best) else ""
+        )
+        raise InputError(
+            f"{last}: damaged, cannot resume from it ({err.__class__.__name__}){fallback}; "
+            f"replace it (e.g. copy {best.name} over it) to resume from an earlier epoch"
+        ) from None
     best_epoch = state.get("best_epoch")
-    if best_epoch is not None and best_epoch == state.get("epoch"):
-        if not _readable(best) or read_checkpoint_state(best).get("epoch") != best_epoch:
-            with atomic_path(best) as tmp:
-                shutil.copyfile(last, tmp)
+    best_is_last = best_epoch is not None and best_epoch == state.get("epoch")
+    if best_is_last and (not _readable(best) or read_checkpoint_state(best).get("epoch") != best_epoch):
+        with atomic_path(best) as tmp:
+            shutil.copyfile(last, tmp)
     return model, state
 
 
@@ -283,7 +298,9 @@ def with_precision(model, policy: str):
 
     from . import models  # registers the custom layers for from_config
 
-    adjustable = [layer for layer in model.layers[:-1] if not isinstance(layer, (keras.layers.InputLayer, models.CaffePreprocess))]
+    adjustable = [
+        layer for layer in model.layers[:-1] if not isinstance(layer, (keras.layers.InputLayer, models.CaffePreprocess))
+    ]
     if all(layer.dtype_policy.name == policy for layer in adjustable):
         return model
     config = model.get_config()

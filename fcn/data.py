@@ -172,8 +172,10 @@ def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     """
     rgb, labels = read_rgb(pair.image_path), read_mask(pair.mask_path)
     if rgb.shape[:2] != labels.shape:
-        raise InputError(f"{pair.mask_path}: mask is {labels.shape[0]}x{labels.shape[1]} (HxW) but its image "
-                         f"{pair.image_path.name} is {rgb.shape[0]}x{rgb.shape[1]}")
+        raise InputError(
+            f"{pair.mask_path}: mask is {labels.shape[0]}x{labels.shape[1]} (HxW) but its image "
+            f"{pair.image_path.name} is {rgb.shape[0]}x{rgb.shape[1]}"
+        )
     return rgb, labels
 
 
@@ -353,9 +355,7 @@ def _check_sizes(pairs, resize_to, crop, batch_size) -> None:
         sizes = list(pool.map(lambda p: read_image_size(p.image_path), pairs))
     for pair, (height, width) in zip(pairs, sizes):
         if must_fit_crop and (height < crop[0] or width < crop[1]):
-            raise InputError(
-                f"{pair.image_path}: tile is {height}x{width}, smaller than the {crop[0]}x{crop[1]} crop"
-            )
+            raise InputError(f"{pair.image_path}: tile is {height}x{width}, smaller than the {crop[0]}x{crop[1]} crop")
         if must_be_uniform and (height, width) != sizes[0]:
             raise InputError(
                 f"{pair.image_path}: tile is {height}x{width} but {pairs[0].image_path.name} is "
@@ -448,9 +448,7 @@ def make_dataset(
 
     load = _tile_loader(resize_to)
     autotune = tf.data.AUTOTUNE
-    ds = tf.data.Dataset.from_tensor_slices(
-        ([str(p.image_path) for p in pairs], [str(p.mask_path) for p in pairs])
-    )
+    ds = tf.data.Dataset.from_tensor_slices(([str(p.image_path) for p in pairs], [str(p.mask_path) for p in pairs]))
     if training and not cache:
         # Shuffle the file names, not decoded tiles: a buffer of the whole list costs nothing.
         ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)

@@ -24,16 +24,16 @@ import os
 import re
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from . import images as image_files
 from .errors import EXIT_USER_ERROR, ArgumentParser, InputError, fraction, positive_int, run_cli
 from .files import TEMP_MARK, write_text_atomic
-from . import images as image_files
 from .images import image_size, read_rgb, write_image_atomic, write_mask
 from .palette import rgb_to_class
 
@@ -385,8 +385,7 @@ def convert_dataset(
     pool_type: type[Executor] = {"thread": ThreadPoolExecutor, "process": ProcessPoolExecutor}[executor]
     with pool_type(max_workers=min(workers, len(pairs))) as pool:
         futures = [
-            pool.submit(convert_source, pair, split_of[pair.source_id], output_dir, params, overwrite)
-            for pair in pairs
+            pool.submit(convert_source, pair, split_of[pair.source_id], output_dir, params, overwrite) for pair in pairs
         ]
         try:
             for future in as_completed(futures):
@@ -430,21 +429,34 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="fcn-prepare-deepglobe",
         description="Cut the DeepGlobe Land Cover training release into course tiles "
-        "(OUTPUT/train, OUTPUT/validation, OUTPUT/split.json)."
+        "(OUTPUT/train, OUTPUT/validation, OUTPUT/split.json).",
     )
     parser.add_argument("--input", required=True, help="DeepGlobe folder with <id>_sat.jpg and <id>_mask.png")
     parser.add_argument("--output", required=True, help="dataset folder to write")
     parser.add_argument("--size", type=positive_int, default=DEFAULT_SIZE, help="tile side in pixels (default 512)")
-    parser.add_argument("--grid", type=positive_int, default=DEFAULT_GRID,
-                        help="cells per side of a source image (default 2)")
-    parser.add_argument("--val-fraction", type=fraction, default=DEFAULT_VAL_FRACTION,
-                        help="share of SOURCE images for validation (default 0.1)")
+    parser.add_argument(
+        "--grid", type=positive_int, default=DEFAULT_GRID, help="cells per side of a source image (default 2)"
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=fraction,
+        default=DEFAULT_VAL_FRACTION,
+        help="share of SOURCE images for validation (default 0.1)",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the split (default 0)")
-    parser.add_argument("--jpeg-quality", type=_jpeg_quality, default=DEFAULT_JPEG_QUALITY,
-                        help="JPEG quality of the tiles (default 95; the course tiles use 75)")
+    parser.add_argument(
+        "--jpeg-quality",
+        type=_jpeg_quality,
+        default=DEFAULT_JPEG_QUALITY,
+        help="JPEG quality of the tiles (default 95; the course tiles use 75)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="delete existing tiles and redo everything")
-    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
-                        help="images converted in parallel (default: CPU count)")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="images converted in parallel (default: CPU count)",
+    )
     return parser
 
 
@@ -453,8 +465,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     params = TileParameters(size=args.size, grid=args.grid, jpeg_quality=args.jpeg_quality)
     summary = convert_dataset(
-        args.input, args.output, params, val_fraction=args.val_fraction, seed=args.seed,
-        overwrite=args.overwrite, workers=args.workers,
+        args.input,
+        args.output,
+        params,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        workers=args.workers,
     )
     print(
         f"{summary.sources} source images: {summary.cells_written} tiles written, "

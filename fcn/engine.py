@@ -394,7 +394,12 @@ class Predictor:
         weight_sum = np.zeros(padded.shape[:2], dtype=np.float32)
         for first in range(0, len(windows), self.batch_size):
             chunk = windows[first : first + self.batch_size]
-            batch = np.stack([padded[grid.rows[i] : grid.rows[i] + window_h, grid.cols[j] : grid.cols[j] + window_w] for i, j in chunk])
+            batch = np.stack(
+                [
+                    padded[grid.rows[i] : grid.rows[i] + window_h, grid.cols[j] : grid.cols[j] + window_w]
+                    for i, j in chunk
+                ]
+            )
             probs = self._forward(batch)
             for (i, j), window_probs in zip(chunk, probs):
                 weight = grid.weight(i, j)
@@ -412,5 +417,3 @@ class Predictor:
         if probabilities:
             return probs.astype(np.float32, copy=False)
         return np.argmax(probs, axis=-1).astype(np.uint8)
-
-

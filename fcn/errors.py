@@ -86,7 +86,9 @@ def multiple_of_32(text: str) -> int:
     """A positive whole number divisible by 32 (five 2x poolings)."""
     value = positive_int(text)
     if value % 32:
-        raise argparse.ArgumentTypeError(f"must be a multiple of 32, got {value} (try {max(32, round(value / 32) * 32)})")
+        raise argparse.ArgumentTypeError(
+            f"must be a multiple of 32, got {value} (try {max(32, round(value / 32) * 32)})"
+        )
     return value
 
 

@@ -11,10 +11,10 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -101,9 +101,7 @@ def extra_message(extra: Sequence[Path]) -> str:
 
 
 # Flat index gt_class * 7 + pred_class of each (gt code, pred code) pair, codes = 4R + 2G + B.
-_CODE_PAIR_TO_CLASS_PAIR = (
-    CODE_TO_CLASS.astype(np.intp)[:, None] * NUM_CLASSES + CODE_TO_CLASS[None, :]
-).ravel()
+_CODE_PAIR_TO_CLASS_PAIR = (CODE_TO_CLASS.astype(np.intp)[:, None] * NUM_CLASSES + CODE_TO_CLASS[None, :]).ravel()
 
 
 def rgb_pair_counts(gt_rgb: np.ndarray, pred_rgb: np.ndarray) -> np.ndarray:

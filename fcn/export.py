@@ -36,9 +36,9 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -145,7 +145,9 @@ class ParityAccumulator:
 # ---------------------------------------------------------------- metadata
 
 
-def artefact_metadata(model, format: str, *, model_info: dict | None = None, source: str | os.PathLike | None = None) -> dict:
+def artefact_metadata(
+    model, format: str, *, model_info: dict | None = None, source: str | os.PathLike | None = None
+) -> dict:
     """The metadata stored with an exported artefact.
 
     Args:
@@ -377,12 +379,19 @@ def export_model(
             with warnings.catch_warnings(), _collect_garbage_every(0.5):
                 # Keras's tf2onnx patch probes the removed np.object, which numpy 2 warns about.
                 warnings.simplefilter("ignore", FutureWarning)
-                model.export(str(raw), format=KERAS_FORMAT[format], input_signature=_input_signature(), verbose=False,
-                             **({"opset_version": opset} if format == "onnx" and opset is not None else {}))
+                model.export(
+                    str(raw),
+                    format=KERAS_FORMAT[format],
+                    input_signature=_input_signature(),
+                    verbose=False,
+                    **({"opset_version": opset} if format == "onnx" and opset is not None else {}),
+                )
         except ImportError as err:
             raise InputError(f"--format {format} needs {err.name}: {EXPORT_EXTRA_HINT}") from None
         except Exception as err:  # the converters raise many types; the user gets the real one
-            raise InputError(f"--format {format}: export failed ({err.__class__.__name__}: {_first_line(err)})") from None
+            raise InputError(
+                f"--format {format}: export failed ({err.__class__.__name__}: {_first_line(err)})"
+            ) from None
         if format == "onnx":
             _finish_onnx(raw, staging, metadata)
         elif format == "saved_model":
@@ -412,7 +421,9 @@ def export_model(
     return ExportResult(output, metadata_path, metadata, time.perf_counter() - start)
 
 
-def check_parity(model, artefact: str | os.PathLike, sizes: Sequence[tuple[int, int]] = CHECK_SIZES, seed: int = 0) -> Parity:
+def check_parity(
+    model, artefact: str | os.PathLike, sizes: Sequence[tuple[int, int]] = CHECK_SIZES, seed: int = 0
+) -> Parity:
     """Run the artefact and the Keras model on random RGB images and compare their probabilities.
 
     Args:
@@ -461,15 +472,35 @@ def get_args_parser() -> argparse.ArgumentParser:
         "that are multiples of 32) and returns per-class probabilities, with its class names, colours and run "
         "facts attached (ONNX metadata; <output>.json for the others).",
     )
-    parser.add_argument("--model", required=True, metavar="MODEL", help="a .keras file, or a run directory (its best.keras, else last.keras)")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="saved_model (directory), onnx (.onnx file) or litert (.tflite file)")
-    parser.add_argument("--output", required=True, metavar="PATH", help="artefact path; an existing artefact there is replaced")
-    parser.add_argument("--info", action="append", default=[], metavar="KEY=VALUE",
-                        help="a fact to store besides the run's own (its scale and ground sample distance come from the "
-                        ".keras file), e.g. --info tile_gsd=0.3 (repeatable; values parsed as JSON when possible)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="MODEL",
+        help="a .keras file, or a run directory (its best.keras, else last.keras)",
+    )
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="saved_model (directory), onnx (.onnx file) or litert (.tflite file)",
+    )
+    parser.add_argument(
+        "--output", required=True, metavar="PATH", help="artefact path; an existing artefact there is replaced"
+    )
+    parser.add_argument(
+        "--info",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a fact to store besides the run's own (its scale and ground sample distance come from the "
+        ".keras file), e.g. --info tile_gsd=0.3 (repeatable; values parsed as JSON when possible)",
+    )
     parser.add_argument("--opset", type=positive_int, default=None, metavar="N", help="ONNX opset (default: tf2onnx's)")
-    parser.add_argument("--no-check", action="store_true",
-                        help="skip the parity check (artefact vs Keras on two random images; needs the format's runtime)")
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the parity check (artefact vs Keras on two random images; needs the format's runtime)",
+    )
     return parser
 
 
@@ -489,7 +520,9 @@ def main(argv: Sequence[str] | None = None, *, note: Callable[[str], None] | Non
     model = load_model(model_path, precision="float32", num_classes=NUM_CLASSES, note=note)
     model_info = {**read_model_info(model_path).to_dict(), **extra_info}  # the run's scale travels with it
     result = export_model(model, output, args.format, model_info=model_info, source=model_path, opset=args.opset)
-    where = f"{result.path}" + (f" (metadata: {result.metadata_path})" if result.metadata_path else " (metadata inside)")
+    where = f"{result.path}" + (
+        f" (metadata: {result.metadata_path})" if result.metadata_path else " (metadata inside)"
+    )
     print(f"exported {model_path} as {args.format} to {where} in {result.seconds:.1f} s", flush=True)
     if args.no_check:
         return 0
@@ -499,7 +532,10 @@ def main(argv: Sequence[str] | None = None, *, note: Callable[[str], None] | Non
         note(f"note: parity check skipped: {err}")
         return 0
     verdict = "ok" if parity.ok else "FAILED"
-    print(f"parity vs Keras on random {' and '.join(f'{h}x{w}' for h, w in CHECK_SIZES)} images: {parity} ({verdict})", flush=True)
+    print(
+        f"parity vs Keras on random {' and '.join(f'{h}x{w}' for h, w in CHECK_SIZES)} images: {parity} ({verdict})",
+        flush=True,
+    )
     if not parity.ok:
         raise InputError(
             f"{result.path}: differs from the Keras model beyond max |dp| {PARITY_MAX_ABS_DIFF:g} / "

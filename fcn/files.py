@@ -6,9 +6,9 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 TEMP_MARK = ".tmp-"
 # Crash tests: FCN_TEST_PAUSE_WRITE=NAME[@N] freezes the process at its N-th write of a file named NAME,

@@ -14,8 +14,9 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
-from typing import Callable, ContextManager
 
 
 class _OneShotFinder(importlib.abc.MetaPathFinder):
@@ -46,7 +47,9 @@ def _nothing():
     yield
 
 
-def when_imported(name: str, *, around: Callable[[], ContextManager] = _nothing, after: Callable[[], None] | None = None) -> None:
+def when_imported(
+    name: str, *, around: Callable[[], ContextManager] = _nothing, after: Callable[[], None] | None = None
+) -> None:
     """Run ``after()`` once top-level module ``name`` is imported (now if it already is), and execute
     its import inside the context ``around()``.
     """

@@ -10,7 +10,7 @@ totals); the mean IoU averages classes 0-5. All of these are sums over a confusi
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class ConfusionMatrix:
 
     # ------------------------------------------------------------------ accumulation
 
-    def update(self, gt, pred) -> "ConfusionMatrix":
+    def update(self, gt, pred) -> ConfusionMatrix:
         """Add the pixels of one or more images.
 
         Args:
@@ -68,7 +68,7 @@ class ConfusionMatrix:
         self._counts += pair_counts(gt, pred, self.num_classes)
         return self
 
-    def add_counts(self, counts) -> "ConfusionMatrix":
+    def add_counts(self, counts) -> ConfusionMatrix:
         """Add an already computed (num_classes, num_classes) count matrix (e.g. from a worker)."""
         counts = np.asarray(counts)
         if counts.shape != self._counts.shape:
@@ -76,7 +76,7 @@ class ConfusionMatrix:
         self._counts += counts.astype(np.int64, copy=False)
         return self
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add the counts of another matrix with the same classes; returns self."""
         if other.num_classes != self.num_classes:
             raise ValueError(f"cannot merge {other.num_classes} classes into {self.num_classes}")

@@ -91,7 +91,12 @@ def _vgg16_features(x, width, dtype):
     for block, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
         for conv in range(1, convs + 1):
             x = layers.Conv2D(
-                _scaled(filters, width), 3, padding="same", activation="relu", name=f"block{block}_conv{conv}", dtype=dtype
+                _scaled(filters, width),
+                3,
+                padding="same",
+                activation="relu",
+                name=f"block{block}_conv{conv}",
+                dtype=dtype,
             )(x)
         x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool", dtype=dtype)(x)
         pools.append(x)
@@ -145,7 +150,9 @@ def _fcn(name, skips, input_shape, num_classes, fc1_kernel_size, paper_init, dro
     stride = 32
     for pool_name, pool in (("pool4", pool4), ("pool3", pool3))[: len(skips)]:
         x = _upsample(x, num_classes, 2, f"upscore_to_{pool_name}", paper_init, dtype)
-        x = layers.Add(name=f"fuse_{pool_name}", dtype=dtype)([x, _score(pool, num_classes, f"score_{pool_name}", paper_init, dtype)])
+        x = layers.Add(name=f"fuse_{pool_name}", dtype=dtype)(
+            [x, _score(pool, num_classes, f"score_{pool_name}", paper_init, dtype)]
+        )
         stride //= 2
     x = _upsample(x, num_classes, stride, f"upscore_{stride}x", paper_init, dtype)
     # float32 output even under mixed precision: a float16 softmax loses small probabilities.
@@ -200,7 +207,9 @@ def build_model(
             raise ValueError(f"input sides must be multiples of 32 (or None), got {input_shape}")
     if not width > 0:
         raise ValueError(f"width must be positive, got {width}")
-    model = _fcn(name, MODELS[name], tuple(input_shape), num_classes, fc1_kernel_size, paper_init, dropout, width, dtype_policy)
+    model = _fcn(
+        name, MODELS[name], tuple(input_shape), num_classes, fc1_kernel_size, paper_init, dropout, width, dtype_policy
+    )
     if weights is not None:
         load_weights(model, weights)
     return model
@@ -232,6 +241,11 @@ def format_summary(model: keras.Model, markdown: bool = False) -> str:
     width_name = max(len("Layer (type)"), *(len(n) for n, _, _ in rows)) + 2
     width_shape = max(len("Output Shape"), *(len(s) for _, s, _ in rows)) + 2
     rule = "=" * (width_name + width_shape + 12)
-    lines = [f'Model: "{model.name}"', rule, f"{'Layer (type)':<{width_name}}{'Output Shape':<{width_shape}}{'Param #':>12}", rule]
+    lines = [
+        f'Model: "{model.name}"',
+        rule,
+        f"{'Layer (type)':<{width_name}}{'Output Shape':<{width_shape}}{'Param #':>12}",
+        rule,
+    ]
     lines += [f"{n:<{width_name}}{s:<{width_shape}}{p:>12,}" for n, s, p in rows]
     return "\n".join(lines + [rule] + totals)

@@ -76,7 +76,9 @@ def make_optimizer(
 
     if encoder_lr_mult == 1.0:
         return adam(lr, "adam")
-    optimizers = keras.optimizers.OptimizerMap(adam(lr, "head"), {ENCODER_VARIABLES: adam(lr * encoder_lr_mult, "encoder")})
+    optimizers = keras.optimizers.OptimizerMap(
+        adam(lr, "head"), {ENCODER_VARIABLES: adam(lr * encoder_lr_mult, "encoder")}
+    )
     return keras.optimizers.MultiOptimizer(optimizers)
 
 

@@ -107,9 +107,13 @@ def list_input_images(path: str | os.PathLike) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise InputError(f"{path}: no such file or folder")
-    inputs = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES and not _is_mask_file(p))
+    inputs = sorted(
+        p for p in path.iterdir() if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES and not _is_mask_file(p)
+    )
     if not inputs:
-        raise InputError(f"{path}: no .jpg/.jpeg/.png image or .tif/.tiff scene to predict (files *_mask.png/.tif are skipped)")
+        raise InputError(
+            f"{path}: no .jpg/.jpeg/.png image or .tif/.tiff scene to predict (files *_mask.png/.tif are skipped)"
+        )
     return inputs
 
 
@@ -158,7 +162,9 @@ def plan_jobs(
         claim(Path(stats_path), "--stats", "--stats")
     for image in images:
         job = PredictionJob(
-            image, output_dir / mask_name(image), Path(overlay_dir) / overlay_name(image) if overlay_dir is not None else None
+            image,
+            output_dir / mask_name(image),
+            Path(overlay_dir) / overlay_name(image) if overlay_dir is not None else None,
         )
         for target in (job.mask, job.overlay):
             if target is not None:
@@ -190,7 +196,9 @@ def _write_outputs(job: PredictionJob, class_map: np.ndarray, rgb: np.ndarray | 
         write_image_atomic(job.overlay, overlay_image(rgb, class_map), quality=OVERLAY_JPEG_QUALITY)
 
 
-def _prefetch(pool: ThreadPoolExecutor, read, jobs: Sequence[PredictionJob], depth: int) -> Iterator[tuple[PredictionJob, Future]]:
+def _prefetch(
+    pool: ThreadPoolExecutor, read, jobs: Sequence[PredictionJob], depth: int
+) -> Iterator[tuple[PredictionJob, Future]]:
     """Yield (job, future of read(job.image)) in order, keeping ``depth`` reads in flight."""
     in_flight: deque = deque()
     remaining = iter(jobs)
@@ -328,34 +336,89 @@ def get_args_parser() -> argparse.ArgumentParser:
         "(xxxx_sat.jpg -> xxxx_mask.png; files *_mask.png are skipped), any size, and a class-map GeoTIFF "
         "<id>_mask.tif for every .tif/.tiff scene (window by window, georeferenced like the input).",
     )
-    parser.add_argument("--model", required=True, metavar="MODEL", help="a .keras file, a run directory (its best.keras, "
-                        "else last.keras), or a model exported by fcn-export (.onnx, .tflite, SavedModel directory)")
-    parser.add_argument("--input", required=True, metavar="PATH", help="a folder of images and GeoTIFF scenes, or one file")
-    parser.add_argument("--output", required=True, metavar="DIR", help="folder for the masks (created; must not be the input folder)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="MODEL",
+        help="a .keras file, a run directory (its best.keras, "
+        "else last.keras), or a model exported by fcn-export (.onnx, .tflite, SavedModel directory)",
+    )
+    parser.add_argument(
+        "--input", required=True, metavar="PATH", help="a folder of images and GeoTIFF scenes, or one file"
+    )
+    parser.add_argument(
+        "--output", required=True, metavar="DIR", help="folder for the masks (created; must not be the input folder)"
+    )
     scale = parser.add_mutually_exclusive_group()
-    scale.add_argument("--scale", type=positive_float, default=None, metavar="F",
-                       help="resize inputs by F before inference; masks keep the input size (default: the scale the model "
-                       "was trained at, so inputs like its training tiles are seen as in training; for GeoTIFFs with a "
-                       "projected CRS, their pixel size / the model's training ground sample distance)")
-    scale.add_argument("--input-gsd", type=positive_float, default=None, metavar="M",
-                       help="ground sample distance of the inputs in metres per pixel (e.g. 0.5 for full DeepGlobe tiles); "
-                       "the scale becomes M / the model's training ground sample distance (needed for GeoTIFFs in degrees)")
-    parser.add_argument("--tile", type=multiple_of_32, default=DEFAULT_TILE, metavar="N", help=f"sliding-window side for larger images, multiple of 32 (default {DEFAULT_TILE})")
-    parser.add_argument("--overlap", type=non_negative_int, default=None, metavar="N", help="minimum overlap of sliding windows in pixels (default: tile / 8)")
+    scale.add_argument(
+        "--scale",
+        type=positive_float,
+        default=None,
+        metavar="F",
+        help="resize inputs by F before inference; masks keep the input size (default: the scale the model "
+        "was trained at, so inputs like its training tiles are seen as in training; for GeoTIFFs with a "
+        "projected CRS, their pixel size / the model's training ground sample distance)",
+    )
+    scale.add_argument(
+        "--input-gsd",
+        type=positive_float,
+        default=None,
+        metavar="M",
+        help="ground sample distance of the inputs in metres per pixel (e.g. 0.5 for full DeepGlobe tiles); "
+        "the scale becomes M / the model's training ground sample distance (needed for GeoTIFFs in degrees)",
+    )
+    parser.add_argument(
+        "--tile",
+        type=multiple_of_32,
+        default=DEFAULT_TILE,
+        metavar="N",
+        help=f"sliding-window side for larger images, multiple of 32 (default {DEFAULT_TILE})",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="minimum overlap of sliding windows in pixels (default: tile / 8)",
+    )
     parser.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations (8x slower)")
-    parser.add_argument("--batch-size", type=positive_int, default=4, metavar="N",
-                        help="images or windows per model call (default 4; GeoTIFF scenes: at most 1 window of 1024², or the "
-                        "same pixels in smaller windows, to bound memory)")
-    parser.add_argument("--overlay", metavar="DIR", help="also write <id>_overlay.jpg: the image blended with its mask, class "
-                        "boundaries in red (for GeoTIFF scenes, downsampled to at most 4096 px a side)")
-    parser.add_argument("--bands", type=band_numbers, default=None, metavar="R,G,B",
-                        help="GeoTIFF bands read as red, green, blue (or one grey band), counted from 1 (default: by colour "
-                        "interpretation, else the first three)")
-    parser.add_argument("--value-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                        help="GeoTIFF values mapped linearly to 0-255 (default: uint8 as it is; other types: each band's 2nd-98th "
-                        "percentiles)")
-    parser.add_argument("--stats", metavar="FILE", help="write pixels, share of valid pixels, m² and ha per input and class to "
-                        "FILE.csv or FILE.json (areas from a projected CRS, or from --input-gsd)")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="images or windows per model call (default 4; GeoTIFF scenes: at most 1 window of 1024², or the "
+        "same pixels in smaller windows, to bound memory)",
+    )
+    parser.add_argument(
+        "--overlay",
+        metavar="DIR",
+        help="also write <id>_overlay.jpg: the image blended with its mask, class "
+        "boundaries in red (for GeoTIFF scenes, downsampled to at most 4096 px a side)",
+    )
+    parser.add_argument(
+        "--bands",
+        type=band_numbers,
+        default=None,
+        metavar="R,G,B",
+        help="GeoTIFF bands read as red, green, blue (or one grey band), counted from 1 (default: by colour "
+        "interpretation, else the first three)",
+    )
+    parser.add_argument(
+        "--value-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="GeoTIFF values mapped linearly to 0-255 (default: uint8 as it is; other types: each band's 2nd-98th "
+        "percentiles)",
+    )
+    parser.add_argument(
+        "--stats",
+        metavar="FILE",
+        help="write pixels, share of valid pixels, m² and ha per input and class to "
+        "FILE.csv or FILE.json (areas from a projected CRS, or from --input-gsd)",
+    )
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -363,7 +426,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="compute dtype policy (default: as saved; auto: mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs "
         "with AMX-BF16, float32 elsewhere). On CPU the .keras model with auto is the fastest choice",
     )
-    parser.add_argument("--workers", type=positive_int, default=None, metavar="N", help=f"reader/writer threads (default {default_workers()})")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"reader/writer threads (default {default_workers()})",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -385,7 +454,9 @@ class ScenePlan:
     reason: str
 
 
-def plan_scenes(jobs: Sequence[PredictionJob], args, info: ModelInfo, fail: Callable[[Path, str], None]) -> list[ScenePlan]:
+def plan_scenes(
+    jobs: Sequence[PredictionJob], args, info: ModelInfo, fail: Callable[[Path, str], None]
+) -> list[ScenePlan]:
     """Open every scene's header, check its bands and find its scale; report the ones that cannot run.
 
     Args:
@@ -424,8 +495,13 @@ def _pixel_area(input_gsd: float | None) -> float | None:
     return None if input_gsd is None else input_gsd * input_gsd
 
 
-def predict_scenes(predictor: Predictor, plans: Sequence[ScenePlan], args, fail: Callable[[Path, str], None],
-                   stats: dict[Path, list] | None) -> int:
+def predict_scenes(
+    predictor: Predictor,
+    plans: Sequence[ScenePlan],
+    args,
+    fail: Callable[[Path, str], None],
+    stats: dict[Path, list] | None,
+) -> int:
     """Predict the planned scenes one after the other; returns how many were written.
 
     Each scene prints the scale it runs at; a scene that fails is reported through ``fail`` and the
@@ -438,11 +514,23 @@ def predict_scenes(predictor: Predictor, plans: Sequence[ScenePlan], args, fail:
         batch = scene_batch_size(scene_predictor)
         try:
             with open_scene(job.image, bands=args.bands, value_range=args.value_range) as scene:
-                windows = len(window_grid(*scene_predictor.working_size(scene.height, scene.width), scene_predictor.tile,
-                                          scene_predictor.overlap).windows)
-                capped = f", {batch} window{'s' * (batch != 1)} per model call" if batch < min(windows, args.batch_size) else ""
-                print(f"{job.image.name}: {scene.height}x{scene.width} px, predicting at scale {plan.scale:.4g} "
-                      f"({plan.reason}), {windows} window{'s' * (windows != 1)}{capped}", flush=True)
+                windows = len(
+                    window_grid(
+                        *scene_predictor.working_size(scene.height, scene.width),
+                        scene_predictor.tile,
+                        scene_predictor.overlap,
+                    ).windows
+                )
+                capped = (
+                    f", {batch} window{'s' * (batch != 1)} per model call"
+                    if batch < min(windows, args.batch_size)
+                    else ""
+                )
+                print(
+                    f"{job.image.name}: {scene.height}x{scene.width} px, predicting at scale {plan.scale:.4g} "
+                    f"({plan.reason}), {windows} window{'s' * (windows != 1)}{capped}",
+                    flush=True,
+                )
                 result = predict_scene(scene_predictor, scene, job.mask, verbose=0 if args.quiet else 1)
                 if job.overlay is not None:
                     write_overlay_preview(scene, job.mask, job.overlay)
@@ -470,8 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not model_path.exists():
             raise InputError(f"{model_path}: no such exported model")
         if args.precision not in (None, "auto", "float32"):
-            raise InputError(f"--precision {args.precision}: {model_path} is an exported float32 model; "
-                             "precision applies to .keras models")
+            raise InputError(
+                f"--precision {args.precision}: {model_path} is an exported float32 model; "
+                "precision applies to .keras models"
+            )
     else:
         model_path = resolve_model_path(args.model, note=_to_stderr)
     jobs = plan_jobs(args.input, args.output, args.overlay, stats_path)
@@ -512,20 +602,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if image_jobs or plans:
         model = model if model is not None else open_model(model_path, exported, args.precision)
         try:
-            predictor = Predictor(model, scale=args.scale, input_gsd=args.input_gsd, tile=args.tile, overlap=args.overlap,
-                                  tta=args.tta, batch_size=args.batch_size)
+            predictor = Predictor(
+                model,
+                scale=args.scale,
+                input_gsd=args.input_gsd,
+                tile=args.tile,
+                overlap=args.overlap,
+                tta=args.tta,
+                batch_size=args.batch_size,
+            )
         except ValueError as err:
             raise InputError(f"{model_path}: {err}") from None
         if image_jobs:
             print(f"predicting at scale {predictor.scale:.4g} ({scale_reason(args, predictor)})", flush=True)
-            report = predict_folder(predictor, image_jobs, workers=args.workers, verbose=0 if args.quiet else 1,
-                                    on_error=_report_error, with_class_counts=stats is not None)
+            report = predict_folder(
+                predictor,
+                image_jobs,
+                workers=args.workers,
+                verbose=0 if args.quiet else 1,
+                on_error=_report_error,
+                with_class_counts=stats is not None,
+            )
             failed.extend(report.failed)
             written += len(report.written)
             rate = f" ({report.images_per_second:.2f} images/s)"
             if stats is not None:
                 for job in report.written:
-                    stats[job.image] = class_areas(job.image.name, report.class_counts[job.image], _pixel_area(args.input_gsd))
+                    stats[job.image] = class_areas(
+                        job.image.name, report.class_counts[job.image], _pixel_area(args.input_gsd)
+                    )
         written += predict_scenes(predictor, plans, args, fail, stats)
     if stats:
         write_stats(stats_path, [row for job in jobs if job.image in stats for row in stats[job.image]])

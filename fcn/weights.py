@@ -73,7 +73,9 @@ def _download_keras_file() -> Path | None:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a firewalled cluster may drop packets silently
     try:
-        return Path(keras.utils.get_file(KERAS_NOTOP_FILE, KERAS_NOTOP_URL, cache_subdir="models", file_hash=KERAS_NOTOP_MD5))
+        return Path(
+            keras.utils.get_file(KERAS_NOTOP_FILE, KERAS_NOTOP_URL, cache_subdir="models", file_hash=KERAS_NOTOP_MD5)
+        )
     except Exception:  # no network, DNS failure, proxy refusal, hash mismatch: try the next source
         return None
     finally:
@@ -214,5 +216,7 @@ def load_weights(model, weights: str | os.PathLike) -> None:
     except Exception as err:  # Keras's messages can print whole kernels: keep the first line, shortened
         first_line = (str(err).strip().splitlines() or [""])[0]
         detail = first_line if len(first_line) <= 160 else first_line[:157] + "..."
-        raise InputError(f"{path}: does not fit {model.name} ({err.__class__.__name__}: {detail}); "
-                         "--weights takes weights of the same architecture and width") from None
+        raise InputError(
+            f"{path}: does not fit {model.name} ({err.__class__.__name__}: {detail}); "
+            "--weights takes weights of the same architecture and width"
+        ) from None

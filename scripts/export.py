@@ -1,4 +1,5 @@
 """Export a trained model: python scripts/export.py --model RUN_DIR --format onnx --output model.onnx"""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Mean IoU of predicted masks against ground truth: python scripts/mean_iou.py -g GT_DIR -p PRED_DIR"""
+
 import sys
 from pathlib import Path
 

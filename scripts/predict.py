@@ -1,4 +1,5 @@
 """Predict masks for a folder of tiles: python scripts/predict.py --model RUN_DIR --input DIR --output DIR"""
+
 import sys
 from pathlib import Path
 

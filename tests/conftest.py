@@ -24,8 +24,19 @@ def trained_run(tiles, tmp_path_factory):
     from fcn import train
 
     run = tmp_path_factory.mktemp("runs") / "run"
-    argv = tiny_train_args(*tiles, run, "--epochs", "2", "--image-size", "32", "--class-weights", "median",
-                           "--ignore-unknown", "--lr", "1e-3")
+    argv = tiny_train_args(
+        *tiles,
+        run,
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--class-weights",
+        "median",
+        "--ignore-unknown",
+        "--lr",
+        "1e-3",
+    )
     assert train.main(argv) == 0
     return run
 

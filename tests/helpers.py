@@ -48,6 +48,24 @@ def tiny_fcn(name: str = "fcn8s", seed: int = 0, **kwargs):
 
 def tiny_train_args(train_dir, val_dir, out, *extra) -> list[str]:
     """train.py arguments for a tiny FCN8s on the synthetic tiles (seconds per epoch)."""
-    return ["--model", "fcn8s", "--train-dir", str(train_dir), "--val-dir", str(val_dir), "--out", str(out),
-            "--weights", "none", "--width", str(TINY_WIDTH), "--batch-size", "4", "--precision", "float32",
-            "--verbose", "0", *map(str, extra)]
+    return [
+        "--model",
+        "fcn8s",
+        "--train-dir",
+        str(train_dir),
+        "--val-dir",
+        str(val_dir),
+        "--out",
+        str(out),
+        "--weights",
+        "none",
+        "--width",
+        str(TINY_WIDTH),
+        "--batch-size",
+        "4",
+        "--precision",
+        "float32",
+        "--verbose",
+        "0",
+        *map(str, extra),
+    ]

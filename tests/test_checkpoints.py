@@ -11,8 +11,6 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from helpers import conv_softmax_model, random_image  # noqa: E402
-
 from fcn.checkpoints import (  # noqa: E402
     INFO_ENTRY,
     ModelInfo,
@@ -26,6 +24,7 @@ from fcn.checkpoints import (  # noqa: E402
 )
 from fcn.engine import Predictor  # noqa: E402
 from fcn.errors import InputError  # noqa: E402
+from helpers import conv_softmax_model, random_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,9 +120,17 @@ def test_fcn_01_checkpoints_with_the_old_loss_still_load(tmp_path):
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     config = json.loads(members["config.json"])
-    config["compile_config"]["loss"] = {"module": None, "class_name": "SegmentationLoss", "registered_name": "fcn>SegmentationLoss",
-                                        "config": {"name": "segmentation_loss", "reduction": "sum_over_batch_size",
-                                                   "class_weights": None, "ignore_unknown": True}}
+    config["compile_config"]["loss"] = {
+        "module": None,
+        "class_name": "SegmentationLoss",
+        "registered_name": "fcn>SegmentationLoss",
+        "config": {
+            "name": "segmentation_loss",
+            "reduction": "sum_over_batch_size",
+            "class_weights": None,
+            "ignore_unknown": True,
+        },
+    }
     members["config.json"] = json.dumps(config).encode()
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in members.items():
@@ -134,8 +141,10 @@ def test_fcn_01_checkpoints_with_the_old_loss_still_load(tmp_path):
 
 
 def test_import_fcn_is_all_plain_keras_needs_to_load_a_checkpoint(trained_run):
-    code = ("import fcn, sys; assert 'keras' not in sys.modules; import keras; "
-            f"m = keras.saving.load_model({str(trained_run / 'best.keras')!r}); print(m.layers[1].__class__.__name__)")
+    code = (
+        "import fcn, sys; assert 'keras' not in sys.modules; import keras; "
+        f"m = keras.saving.load_model({str(trained_run / 'best.keras')!r}); print(m.layers[1].__class__.__name__)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "CaffePreprocess"
@@ -155,7 +164,6 @@ def test_run_directory_resolution(tmp_path):
         resolve_model_path(tmp_path / "missing.keras")
 
 
-
 def test_with_precision_changes_the_compute_dtype_but_not_the_output_layer(pixel_model):
     mixed = with_precision(pixel_model, "mixed_bfloat16")
     assert mixed.layers[2].dtype_policy.name == "mixed_bfloat16"
@@ -164,5 +172,3 @@ def test_with_precision_changes_the_compute_dtype_but_not_the_output_layer(pixel
     np.testing.assert_allclose(
         Predictor(mixed).predict_probs(image), Predictor(pixel_model).predict_probs(image), atol=0.05
     )
-
-

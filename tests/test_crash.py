@@ -22,10 +22,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from helpers import tiny_train_args  # noqa: E402
-
 from fcn.checkpoints import read_checkpoint_state  # noqa: E402
 from fcn.files import PAUSE_MARKER_ENV, PAUSE_WRITE_ENV, TEMP_MARK  # noqa: E402
+from helpers import tiny_train_args  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS, STEPS_PER_EPOCH = 3, 2  # 8 tiles, batch 4
@@ -42,8 +41,13 @@ KILLS = [
 
 def start(argv, env=None):
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *argv], env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *argv],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def kill_when_paused(process, marker: Path, timeout=240):
@@ -80,7 +84,9 @@ def test_kill_9_at_every_kind_of_moment_then_continue(tiles, tmp_path):
     argv = tiny_train_args(*tiles, run, "--epochs", EPOCHS)
     for number, (moment, pause_at, in_progress) in enumerate(KILLS):
         marker = tmp_path / f"paused-{number}"
-        kill_when_paused(start(next_command(run, argv), {PAUSE_WRITE_ENV: pause_at, PAUSE_MARKER_ENV: str(marker)}), marker)
+        kill_when_paused(
+            start(next_command(run, argv), {PAUSE_WRITE_ENV: pause_at, PAUSE_MARKER_ENV: str(marker)}), marker
+        )
         # Right after the kill: last.keras whole or absent, at most the epoch in progress lost,
         # no checkpoint lost (best.keras, once written, still there and readable).
         saved_epoch = 0

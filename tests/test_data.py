@@ -211,7 +211,7 @@ def test_training_shapes_drop_remainder_and_static_shape(tmp_path):
     assert len(got) == 2  # 5 tiles, batch 2: the incomplete batch is dropped when training
     for x, y in got:
         assert x.dtype == np.float32 and y.dtype == np.int32
-        assert 0 <= x.min() and x.max() <= 255 and x.max() > 1
+        assert x.min() >= 0 and x.max() <= 255 and x.max() > 1
         assert set(np.unique(y)) <= set(range(7))
 
 
@@ -221,7 +221,7 @@ def test_grayscale_image_expanded_to_rgb(tmp_path):
     Image.fromarray(gray, mode="L").save(tmp_path / "0001_sat.png")
     Image.fromarray(class_to_rgb(np.zeros((16, 16), np.uint8))).save(tmp_path / "0001_mask.png")
 
-    (x, _), = batches(make_dataset(find_pairs(tmp_path), batch_size=1, training=False))
+    ((x, _),) = batches(make_dataset(find_pairs(tmp_path), batch_size=1, training=False))
 
     assert x.shape == (1, 16, 16, 3)
     for channel in range(3):
@@ -235,7 +235,7 @@ def test_resize_uses_nearest_for_masks(tmp_path):
     pair = write_pair(tmp_path, "0001", rgb, classes)
 
     for size in (16, 50):
-        (x, y), = batches(make_dataset([pair], batch_size=1, training=False, image_size=size))
+        ((x, y),) = batches(make_dataset([pair], batch_size=1, training=False, image_size=size))
         assert x.shape == (1, size, size, 3) and y.shape == (1, size, size)
         # nearest neighbour: no blended label can appear (a blend of 1 and 4 would give 2 or 3)
         assert set(np.unique(y)) <= {1, 3, 4}
@@ -252,8 +252,11 @@ def test_augmentation_applies_same_flip_and_rotation_to_image_and_mask(tmp_path)
     seen = set()
     for x, y in batches(make_dataset([pair] * 48, batch_size=8, training=True, seed=1)):
         for image, label in zip(x, y):
-            matches = [k for k, (c_img, c_lab) in enumerate(candidates)
-                       if np.array_equal(image, c_img) and np.array_equal(label, c_lab)]
+            matches = [
+                k
+                for k, (c_img, c_lab) in enumerate(candidates)
+                if np.array_equal(image, c_img) and np.array_equal(label, c_lab)
+            ]
             assert matches, "image and mask were not transformed together"
             seen.add(matches[0])
     assert len(seen) >= 6  # flips and all four rotations do happen
@@ -334,9 +337,11 @@ def test_cache_gives_the_same_data(tmp_path, to_file):
 
     # Training from the cache still gets every tile, augmented and reshuffled per epoch.
     train = make_dataset(pairs, batch_size=4, training=True, cache=cache if not to_file else str(tmp_path / "c2"))
-    (_, y), = batches(train)
+    ((_, y),) = batches(train)
     tiles = [read_mask(p.mask_path) for p in pairs]
-    which = sorted(i for label in y for i, tile in enumerate(tiles) if any(np.array_equal(label, t) for t in dihedral(tile)))
+    which = sorted(
+        i for label in y for i, tile in enumerate(tiles) if any(np.array_equal(label, t) for t in dihedral(tile))
+    )
     assert which == [0, 1, 2, 3]
 
 
@@ -352,7 +357,7 @@ def test_tiles_of_different_sizes_need_image_size(tmp_path):
     pairs = [random_pair(tmp_path, "0001", rng, size=(32, 32)), random_pair(tmp_path, "0002", rng, size=(32, 40))]
     with pytest.raises(InputError, match=r"0002_sat\.png: tile is 32x40"):
         make_dataset(pairs, batch_size=2, training=False)
-    (x, _), = batches(make_dataset(pairs, batch_size=2, training=False, image_size=16))
+    ((x, _),) = batches(make_dataset(pairs, batch_size=2, training=False, image_size=16))
     assert x.shape == (2, 16, 16, 3)
 
 
@@ -459,7 +464,9 @@ def test_class_weights_become_pixel_weights_of_each_true_class(tmp_path):
     rng = np.random.default_rng(11)
     pairs = [random_pair(tmp_path, f"{i:04d}", rng) for i in range(4)]
     weights = [0.5, 2.0, 1.0, 3.0, 0.25, 1.5, 0.0]
-    images, labels, pixel_weights = next(iter(make_dataset(pairs, batch_size=4, training=True, crop=16, class_weights=weights)))
+    images, labels, pixel_weights = next(
+        iter(make_dataset(pairs, batch_size=4, training=True, crop=16, class_weights=weights))
+    )
     np.testing.assert_array_equal(pixel_weights.numpy(), np.array(weights, np.float32)[labels.numpy()])
     with pytest.raises(ValueError, match="7 class weights"):
         make_dataset(pairs, batch_size=4, training=True, class_weights=[1.0])

@@ -169,8 +169,10 @@ def test_jpeg_quality_of_the_tiles(tmp_path):
     source = make_folder(tmp_path / "dg", ["1"])
 
     def quantization(quality: int, output: Path) -> dict:
-        assert run(["--input", source, "--output", output, "--size", 16, "--val-fraction", 0,
-                    "--jpeg-quality", quality]) == 0
+        assert (
+            run(["--input", source, "--output", output, "--size", 16, "--val-fraction", 0, "--jpeg-quality", quality])
+            == 0
+        )
         return Image.open(output / "train" / "1_00_sat.jpg").quantization
 
     def reference(quality: int) -> dict:

@@ -37,16 +37,44 @@ def tiles(tmp_path_factory):
 
 
 def arguments(tiles, out, strategy):
-    return ["--model", "fcn8s", "--train-dir", str(tiles[0]), "--val-dir", str(tiles[1]), "--out", str(out),
-            "--weights", "none", "--width", "0.0625", "--epochs", "1", "--batch-size", "8", "--verbose", "0", "--precision", "float32",
-            "--strategy", strategy, "--seed", "1"]
+    return [
+        "--model",
+        "fcn8s",
+        "--train-dir",
+        str(tiles[0]),
+        "--val-dir",
+        str(tiles[1]),
+        "--out",
+        str(out),
+        "--weights",
+        "none",
+        "--width",
+        "0.0625",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--verbose",
+        "0",
+        "--precision",
+        "float32",
+        "--strategy",
+        strategy,
+        "--seed",
+        "1",
+    ]
 
 
 def launch(tiles, out, strategy, logical_devices=1, env=None):
     args = arguments(tiles, out, strategy)
     environment = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.Popen([sys.executable, "-c", LAUNCHER, str(logical_devices), *args], env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(logical_devices), *args],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def history(run):
@@ -91,11 +119,18 @@ def test_multiworker_two_local_workers_chief_writes_the_run(tiles, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     run = tmp_path / "run"
     workers = [
-        launch(tiles, run, "multiworker", env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+        launch(
+            tiles,
+            run,
+            "multiworker",
+            env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
+        )
         for i in range(2)
     ]
     outputs = [finish(w) for w in workers]
     assert "2 replica(s)" in outputs[0]
     assert [int(r["epoch"]) for r in history(run)] == [1]
     assert (run / "last.keras").is_file() and (run / "config.json").is_file()
-    assert not [p for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # no stray temporary checkpoints
+    assert not [
+        p for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"
+    ]  # no stray temporary checkpoints

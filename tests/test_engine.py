@@ -24,7 +24,9 @@ from helpers import conv_softmax_model, random_image  # noqa: E402
 # ---------------------------------------------------------------- geometry
 
 
-@pytest.mark.parametrize("side, window, overlap", [(96, 64, 32), (160, 64, 32), (1023, 512, 64), (513, 512, 0), (150, 64, 16)])
+@pytest.mark.parametrize(
+    "side, window, overlap", [(96, 64, 32), (160, 64, 32), (1023, 512, 64), (513, 512, 0), (150, 64, 16)]
+)
 def test_window_starts_cover_the_axis_with_the_overlap(side, window, overlap):
     starts = window_starts(side, window, overlap)
     assert starts[0] == 0 and starts[-1] + window == side
@@ -156,7 +158,8 @@ def test_fcn_sliding_window_blends_the_windows_outputs(tiny_fcn8s):
 def test_tile_at_least_the_image_is_exactly_whole(tiny_fcn8s):
     image = random_image(96, 64, seed=5)
     np.testing.assert_array_equal(
-        Predictor(tiny_fcn8s, tile=96, overlap=32).predict_probs(image), Predictor(tiny_fcn8s, tile=512).predict_probs(image)
+        Predictor(tiny_fcn8s, tile=96, overlap=32).predict_probs(image),
+        Predictor(tiny_fcn8s, tile=512).predict_probs(image),
     )
 
 

@@ -49,7 +49,11 @@ def test_a_bad_flag_is_one_line_and_exit_2(capsys):
         parser.parse_args(argv)
         return 0
 
-    for argv, flag in ((["--epochs", "0", "--name", "x"], "--epochs"), ([], "--name"), (["--name", "x", "--bogus"], "--bogus")):
+    for argv, flag in (
+        (["--epochs", "0", "--name", "x"], "--epochs"),
+        ([], "--name"),
+        (["--name", "x", "--bogus"], "--bogus"),
+    ):
         assert run_cli(main, argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and flag in err[0]

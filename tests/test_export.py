@@ -14,6 +14,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from fcn import backends  # noqa: E402
+from fcn.checkpoints import ModelInfo  # noqa: E402
+from fcn.engine import Predictor  # noqa: E402
 from fcn.errors import InputError, run_cli  # noqa: E402
 from fcn.export import (  # noqa: E402
     FORMATS,
@@ -29,8 +31,6 @@ from fcn.export import (  # noqa: E402
 from fcn.images import read_mask  # noqa: E402
 from fcn.models import CaffePreprocess  # noqa: E402
 from fcn.palette import CLASS_NAMES, NUM_CLASSES, PALETTE  # noqa: E402
-from fcn.checkpoints import ModelInfo  # noqa: E402
-from fcn.engine import Predictor  # noqa: E402
 from fcn.predict import main as predict_main  # noqa: E402
 
 MODEL_INFO = {"train_scale": 0.5, "tile_gsd": 1.195, "model_gsd": 2.39}
@@ -53,9 +53,13 @@ def tiny_fcn(seed=0, channels=4):
         pools.append(x)
     score = keras.layers.Conv2D(NUM_CLASSES, 1, kernel_initializer=init(10))(x)
     for k, pool in enumerate((pools[3], pools[2])):
-        up = keras.layers.Conv2DTranspose(NUM_CLASSES, 4, strides=2, padding="same", use_bias=False, kernel_initializer=init(20 + k))(score)
+        up = keras.layers.Conv2DTranspose(
+            NUM_CLASSES, 4, strides=2, padding="same", use_bias=False, kernel_initializer=init(20 + k)
+        )(score)
         score = keras.layers.Add()([up, keras.layers.Conv2D(NUM_CLASSES, 1, kernel_initializer=init(30 + k))(pool)])
-    x = keras.layers.Conv2DTranspose(NUM_CLASSES, 16, strides=8, padding="same", use_bias=False, kernel_initializer=init(40))(score)
+    x = keras.layers.Conv2DTranspose(
+        NUM_CLASSES, 16, strides=8, padding="same", use_bias=False, kernel_initializer=init(40)
+    )(score)
     return keras.Model(inputs, keras.layers.Activation("softmax", dtype="float32")(x), name="tiny_fcn")
 
 
@@ -168,7 +172,11 @@ def test_predictor_runs_an_onnx_backend_like_the_keras_model(artefacts, model):
     backend = backends.open_backend(artefacts["onnx"].path)
     image = rgb_batch(1, 150, 110, seed=3)[0].astype(np.uint8)  # padded, scaled and windowed
     assert Predictor(backend).scale == MODEL_INFO["train_scale"]  # the artefact's own scale by default
-    for kwargs in ({"scale": 1.0}, {"scale": 1.0, "tta": True}, {"scale": 0.7, "tile": 64, "overlap": 16, "batch_size": 3}):
+    for kwargs in (
+        {"scale": 1.0},
+        {"scale": 1.0, "tta": True},
+        {"scale": 0.7, "tile": 64, "overlap": 16, "batch_size": 3},
+    ):
         expected = Predictor(model, **kwargs).predict_probs(image)
         got = Predictor(backend, **kwargs).predict_probs(image)
         assert got.shape == image.shape[:2] + (NUM_CLASSES,)
@@ -186,7 +194,18 @@ def test_predict_cli_with_an_onnx_model(artefacts, model_file, tmp_path):
     # The .keras file here carries no ModelInfo (scale 1) while the artefact records 0.5: compare at scale 0.5.
     argv = ["--input", str(images), "-q", "--scale", "0.5"]
     assert run_cli(predict_main, ["--model", str(model_file), "--output", str(keras_out), *argv]) == 0
-    argv = ["--model", str(artefacts["onnx"].path), "--input", str(images), "--output", str(onnx_out), "-q", "--scale", "0.5", "--tta"]
+    argv = [
+        "--model",
+        str(artefacts["onnx"].path),
+        "--input",
+        str(images),
+        "--output",
+        str(onnx_out),
+        "-q",
+        "--scale",
+        "0.5",
+        "--tta",
+    ]
     assert run_cli(predict_main, argv) == 0
     assert run_cli(predict_main, argv[:-1] + ["--output", str(tmp_path / "plain")]) == 0
     for name in ("0000_mask.png", "0001_mask.png"):
@@ -197,7 +216,16 @@ def test_predict_cli_with_an_onnx_model(artefacts, model_file, tmp_path):
 
 
 def test_predict_cli_refuses_a_precision_for_an_exported_model(artefacts, tmp_path, capsys):
-    argv = ["--model", str(artefacts["onnx"].path), "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--precision", "mixed_bfloat16"]
+    argv = [
+        "--model",
+        str(artefacts["onnx"].path),
+        "--input",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "o"),
+        "--precision",
+        "mixed_bfloat16",
+    ]
     assert run_cli(predict_main, argv) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
 
@@ -227,11 +255,39 @@ def test_export_command_writes_and_checks_the_artefact(model_file, tmp_path, cap
 @pytest.mark.parametrize(
     "make_argv, message",
     [
-        (lambda tmp, model: ["--model", str(tmp / "nope.keras"), "--format", "onnx", "--output", str(tmp / "m.onnx")], "nope.keras"),
-        (lambda tmp, model: ["--model", str(tmp), "--format", "onnx", "--output", str(tmp / "m.onnx")], "run directory"),
+        (
+            lambda tmp, model: [
+                "--model",
+                str(tmp / "nope.keras"),
+                "--format",
+                "onnx",
+                "--output",
+                str(tmp / "m.onnx"),
+            ],
+            "nope.keras",
+        ),
+        (
+            lambda tmp, model: ["--model", str(tmp), "--format", "onnx", "--output", str(tmp / "m.onnx")],
+            "run directory",
+        ),
         (lambda tmp, model: ["--model", str(model), "--format", "onnx", "--output", str(tmp)], "is a directory"),
-        (lambda tmp, model: ["--model", str(model), "--format", "saved_model", "--output", str(tmp)], "not a SavedModel"),
-        (lambda tmp, model: ["--model", str(model), "--format", "onnx", "--output", str(tmp / "m.onnx"), "--info", "scale"], "KEY=VALUE"),
+        (
+            lambda tmp, model: ["--model", str(model), "--format", "saved_model", "--output", str(tmp)],
+            "not a SavedModel",
+        ),
+        (
+            lambda tmp, model: [
+                "--model",
+                str(model),
+                "--format",
+                "onnx",
+                "--output",
+                str(tmp / "m.onnx"),
+                "--info",
+                "scale",
+            ],
+            "KEY=VALUE",
+        ),
     ],
 )
 def test_user_mistakes_give_one_line_and_exit_2(model_file, tmp_path, capsys, make_argv, message):

@@ -24,10 +24,9 @@ def test_target_appears_whole_with_a_new_files_mode(tmp_path):
 def test_a_failed_write_keeps_the_previous_file(tmp_path):
     target = tmp_path / "config.json"
     write_text_atomic(target, "old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
 

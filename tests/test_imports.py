@@ -14,9 +14,30 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "fcn"
 HEAVY = {"tensorflow", "keras"}
 # Modules that command lines import before any work, or that must start instantly.
-LIGHT_MODULES = {"palette", "errors", "files", "lazy", "images", "metrics", "evaluate", "checkpoints", "rundir", "data",
-                 "runtime", "train", "predict", "engine", "synthetic", "scoring", "report", "deepglobe", "figures",
-                 "geo", "scenes", "areas"}
+LIGHT_MODULES = {
+    "palette",
+    "errors",
+    "files",
+    "lazy",
+    "images",
+    "metrics",
+    "evaluate",
+    "checkpoints",
+    "rundir",
+    "data",
+    "runtime",
+    "train",
+    "predict",
+    "engine",
+    "synthetic",
+    "scoring",
+    "report",
+    "deepglobe",
+    "figures",
+    "geo",
+    "scenes",
+    "areas",
+}
 
 
 def module_level_imports(path: Path) -> set[str]:
@@ -38,7 +59,11 @@ def graph() -> dict[str, set[str]]:
     modules = {p.stem: p for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     edges = {}
     for name, path in modules.items():
-        edges[name] = {m.removeprefix("fcn.") for m in module_level_imports(path) if m.startswith("fcn.") and m.removeprefix("fcn.") in modules}
+        edges[name] = {
+            m.removeprefix("fcn.")
+            for m in module_level_imports(path)
+            if m.startswith("fcn.") and m.removeprefix("fcn.") in modules
+        }
     return edges
 
 

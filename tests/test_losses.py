@@ -27,7 +27,9 @@ def pixel_crossentropy(probs, labels):
 
 def test_default_is_the_mean_pixel_crossentropy():
     probs, labels = probs_and_labels()
-    np.testing.assert_allclose(float(segmentation_loss()(labels, probs)), pixel_crossentropy(probs, labels).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(segmentation_loss()(labels, probs)), pixel_crossentropy(probs, labels).mean(), rtol=1e-5
+    )
 
 
 def test_ignore_unknown_averages_over_the_other_pixels_only():
@@ -65,5 +67,7 @@ def test_trains_inside_fit_with_the_pipelines_pixel_weights():
     zero_weights = np.zeros(labels.shape, np.float32)
     history = model.fit(images, labels, sample_weight=zero_weights, batch_size=2, epochs=1, verbose=0)
     assert history.history["loss"][0] == 0.0  # all pixels weighted 0: nothing to learn
-    history = model.fit(images, labels, sample_weight=np.ones(labels.shape, np.float32), batch_size=2, epochs=1, verbose=0)
+    history = model.fit(
+        images, labels, sample_weight=np.ones(labels.shape, np.float32), batch_size=2, epochs=1, verbose=0
+    )
     assert history.history["loss"][0] > 0

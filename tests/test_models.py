@@ -3,7 +3,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fcn.models import BilinearUpsampling, CaffePreprocess, IMAGENET_BGR_MEAN, build_model, format_summary
+from fcn.models import IMAGENET_BGR_MEAN, BilinearUpsampling, CaffePreprocess, build_model, format_summary  # noqa: E402
 
 SEED_PARAMS = {"fcn32s": 40_118_087, "fcn16s": 39_971_934, "fcn8s": 39_936_885}
 
@@ -54,7 +54,9 @@ def test_paper_init_starts_uniform_and_bilinear():
 
 
 def test_bilinear_upsampling_reproduces_a_linear_ramp_inside():
-    upsample = keras.layers.Conv2DTranspose(1, 4, strides=2, padding="same", use_bias=False, kernel_initializer=BilinearUpsampling())
+    upsample = keras.layers.Conv2DTranspose(
+        1, 4, strides=2, padding="same", use_bias=False, kernel_initializer=BilinearUpsampling()
+    )
     ramp = np.arange(8, dtype="float32")[None, :, None, None] * np.ones((1, 1, 8, 1), "float32")
     out = upsample(ramp).numpy()[0, :, 8, 0]  # a middle column: no border effect across W
     steps = np.diff(out[2:-2])
@@ -74,7 +76,9 @@ def test_fc1_kernel_size_option():
 def test_preprocess_is_bgr_minus_mean_without_parameters():
     layer = CaffePreprocess()
     rgb = np.array([[[[10.0, 20.0, 30.0]]]], "float32")
-    np.testing.assert_allclose(layer(rgb).numpy()[0, 0, 0], np.array([30.0, 20.0, 10.0]) - np.array(IMAGENET_BGR_MEAN), rtol=1e-6)
+    np.testing.assert_allclose(
+        layer(rgb).numpy()[0, 0, 0], np.array([30.0, 20.0, 10.0]) - np.array(IMAGENET_BGR_MEAN), rtol=1e-6
+    )
     assert layer.count_params() == 0
 
 

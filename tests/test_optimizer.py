@@ -61,8 +61,10 @@ def test_encoder_multiplier_gives_the_encoder_its_own_learning_rate():
     x, y = np.ones((2, 4, 4, 3), "float32"), np.zeros((2, 4, 4, 2), "float32")
     model.fit(x, y, epochs=1, verbose=0)
     # Adam's first step moves each weight by about its learning rate.
-    step = {name: np.abs(layer.kernel.numpy() - before[name]).max() for name, layer in
-            ((layer.name, layer) for layer in model.layers[1:])}
+    step = {
+        name: np.abs(layer.kernel.numpy() - before[name]).max()
+        for name, layer in ((layer.name, layer) for layer in model.layers[1:])
+    }
     assert step["block1_conv1"] == pytest.approx(1e-3, rel=0.05) and step["score"] == pytest.approx(1e-2, rel=0.05)
     assert current_learning_rate(model.optimizer) == pytest.approx(1e-2)
     assert head_optimizer(model.optimizer).name == "head"

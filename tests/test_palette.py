@@ -98,4 +98,3 @@ def test_rgb_to_class_tf_equals_numpy_on_random_arrays():
     got_batch = rgb_to_class_tf(tf.constant(batch)).numpy()
     np.testing.assert_array_equal(got_batch, np.stack([rgb_to_class(image) for image in batch]))
     np.testing.assert_array_equal(rgb_to_class_tf(tf.constant(rgba)).numpy(), rgb_to_class(rgba))
-

@@ -18,7 +18,13 @@ from helpers import conv_softmax_model, random_image  # noqa: E402
 
 
 @pytest.mark.parametrize(
-    "name, tile, mask", [("0001_sat.jpg", "0001", "0001_mask.png"), ("foo.jpg", "foo", "foo_mask.png"), ("foo.png", "foo", "foo_mask.png"), ("a_sat.jpeg", "a", "a_mask.png")]
+    "name, tile, mask",
+    [
+        ("0001_sat.jpg", "0001", "0001_mask.png"),
+        ("foo.jpg", "foo", "foo_mask.png"),
+        ("foo.png", "foo", "foo_mask.png"),
+        ("a_sat.jpeg", "a", "a_mask.png"),
+    ],
 )
 def test_naming_rules(name, tile, mask):
     assert tile_id(name) == tile
@@ -64,7 +70,10 @@ def test_cli_writes_masks_and_reports_a_broken_file(tmp_path, saved_model, capsy
     inputs = write_tiles(tmp_path / "in", sizes)
     Image.fromarray(PALETTE[np.zeros((8, 8), np.uint8)]).save(inputs / "0001_mask.png")  # skipped
     (inputs / "broken.jpg").write_bytes(b"not a jpeg at all")
-    code, out, err = run(["--model", saved_model.parent, "--input", inputs, "--output", tmp_path / "out", "--overlay", tmp_path / "ov"], capsys)
+    code, out, err = run(
+        ["--model", saved_model.parent, "--input", inputs, "--output", tmp_path / "out", "--overlay", tmp_path / "ov"],
+        capsys,
+    )
     assert code == 2
     error_lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "broken.jpg" in error_lines[0]
@@ -91,11 +100,29 @@ def test_cli_run_directory_falls_back_to_last(tmp_path, saved_model, capsys):
     run_dir.mkdir()
     (run_dir / "last.keras").write_bytes(saved_model.read_bytes())
     inputs = write_tiles(tmp_path / "in", {"a.png": (40, 40)})
-    code, out, err = run(["--model", run_dir, "--input", inputs, "--output", tmp_path / "out", "-q", "--tta", "--scale", "0.5", "--precision", "auto"], capsys)
+    code, out, err = run(
+        [
+            "--model",
+            run_dir,
+            "--input",
+            inputs,
+            "--output",
+            tmp_path / "out",
+            "-q",
+            "--tta",
+            "--scale",
+            "0.5",
+            "--precision",
+            "auto",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "last.keras" in err and "scale 0.5 (--scale)" in out
     image = np.asarray(Image.open(inputs / "a.png").convert("RGB"))
-    expected = Predictor(load_model(run_dir / "last.keras", precision="auto"), tta=True, scale=0.5).predict_classes(image)
+    expected = Predictor(load_model(run_dir / "last.keras", precision="auto"), tta=True, scale=0.5).predict_classes(
+        image
+    )
     np.testing.assert_array_equal(read_mask(tmp_path / "out" / "a_mask.png"), expected)
 
 
@@ -112,19 +139,28 @@ def test_cli_predicts_at_the_models_scale_or_the_inputs_gsd(tmp_path, capsys):
         assert f"predicting at scale {scale:g} " in out
         expected = Predictor(load_model(path), scale=scale).predict_classes(image)
         np.testing.assert_array_equal(read_mask(output / "a_mask.png"), expected)
-    assert not np.array_equal(read_mask(tmp_path / "out0.5" / "a_mask.png"), read_mask(tmp_path / "out1.0" / "a_mask.png"))
-    code, _, err = run(["--model", path, "--input", inputs, "--output", tmp_path / "x", "--scale", "1", "--input-gsd", "1"], capsys)
+    assert not np.array_equal(
+        read_mask(tmp_path / "out0.5" / "a_mask.png"), read_mask(tmp_path / "out1.0" / "a_mask.png")
+    )
+    code, _, err = run(
+        ["--model", path, "--input", inputs, "--output", tmp_path / "x", "--scale", "1", "--input-gsd", "1"], capsys
+    )
     assert code == 2 and "not allowed with" in err
 
 
 def test_cli_input_gsd_with_a_model_that_does_not_know_its_gsd(tmp_path, saved_model, capsys):
     inputs = write_tiles(tmp_path / "in", {"a.png": (40, 40)})
-    code, _, err = run(["--model", saved_model, "--input", inputs, "--output", tmp_path / "out", "--input-gsd", "0.5"], capsys)
+    code, _, err = run(
+        ["--model", saved_model, "--input", inputs, "--output", tmp_path / "out", "--input-gsd", "0.5"], capsys
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert str(saved_model) in err and "ground sample distance" in err
 
 
-@pytest.mark.parametrize("problem", ["missing model", "empty input", "missing input", "output is input", "output links to input", "output is a file"])
+@pytest.mark.parametrize(
+    "problem",
+    ["missing model", "empty input", "missing input", "output is input", "output links to input", "output is a file"],
+)
 def test_cli_refuses_before_any_work(tmp_path, saved_model, capsys, problem):
     inputs = write_tiles(tmp_path / "in", {"a.png": (40, 40)})
     model, output = saved_model, tmp_path / "out"
@@ -186,8 +222,22 @@ def test_cli_predicts_one_file_and_tabulates_its_classes(tmp_path, capsys):
     path = tmp_path / "model.keras"
     save_checkpoint(conv_softmax_model(3, seed=4), path, {}, ModelInfo(model="test", train_scale=0.5, tile_gsd=1.2))
     inputs = write_tiles(tmp_path / "in", {"a.png": (48, 40), "b.png": (40, 40)})
-    code, out, err = run(["--model", path, "--input", inputs / "a.png", "--output", tmp_path / "out", "--input-gsd", "0.3",
-                          "--stats", tmp_path / "tables" / "stats.csv", "-q"], capsys)
+    code, out, err = run(
+        [
+            "--model",
+            path,
+            "--input",
+            inputs / "a.png",
+            "--output",
+            tmp_path / "out",
+            "--input-gsd",
+            "0.3",
+            "--stats",
+            tmp_path / "tables" / "stats.csv",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_mask.png"]  # b.png was not asked for
     mask = read_mask(tmp_path / "out" / "a_mask.png")
@@ -197,7 +247,9 @@ def test_cli_predicts_one_file_and_tabulates_its_classes(tmp_path, capsys):
         name, index, _, pixels, fraction, area_m2, _ = line.split(",")
         count = int((mask == int(index)).sum())
         assert name == "a.png" and int(pixels) == count
-        assert float(fraction) == pytest.approx(count / (48 * 40), abs=1e-6) and float(area_m2) == pytest.approx(count * 0.09, abs=0.01)
+        assert float(fraction) == pytest.approx(count / (48 * 40), abs=1e-6) and float(area_m2) == pytest.approx(
+            count * 0.09, abs=0.01
+        )
     (inputs / "notes.txt").write_text("x")
     code, _, err = run(["--model", path, "--input", inputs / "notes.txt", "--output", tmp_path / "out2"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "notes.txt" in err and not (tmp_path / "out2").exists()

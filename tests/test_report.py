@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import tiny_train_args
-
 from fcn import report, scoring
 from fcn.errors import InputError, run_cli
 from fcn.images import read_rgb
 from fcn.palette import CLASS_NAMES, SCORED_CLASSES
 from fcn.synthetic import make_synthetic_dataset
+from helpers import tiny_train_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,8 +32,9 @@ def runs(tiles, trained_run, tmp_path_factory):
 
     fcn32s = tmp_path_factory.mktemp("report_runs") / "fcn32s"
     config = json.loads((trained_run / "config.json").read_text())["args"]
-    argv = tiny_train_args(*tiles, fcn32s, "--epochs", config["epochs"], "--image-size", config["image_size"],
-                           "--lr", config["lr"])
+    argv = tiny_train_args(
+        *tiles, fcn32s, "--epochs", config["epochs"], "--image-size", config["image_size"], "--lr", config["lr"]
+    )
     argv[argv.index("fcn8s")] = "fcn32s"
     assert train.main(argv) == 0
     fcn8s = tmp_path_factory.mktemp("report_runs") / "fcn8s"
@@ -132,7 +132,9 @@ def test_side_by_side_table_lists_both_runs(built):
     table = section(text, "Side by side")
     assert re.search(r"^\|\s*\| \*\*fcn32s\*\* \| \*\*fcn8s\*\* \|$", table, flags=re.M)
     mious = [f"**{run['validation']['overall']['mean_iou']:.4f}**" for run in document["runs"]]
-    assert re.search(r"^\| \*\*mIoU \(best\.keras\)\*\* \| " + r" \| ".join(map(re.escape, mious)) + r" \|$", table, flags=re.M)
+    assert re.search(
+        r"^\| \*\*mIoU \(best\.keras\)\*\* \| " + r" \| ".join(map(re.escape, mious)) + r" \|$", table, flags=re.M
+    )
     evidence = section(text, "Skip connections and class boundaries")
     assert "fcn8s minus fcn32s" in evidence and "within 3 px of a boundary" in evidence
 
@@ -173,8 +175,12 @@ def one_error_line(capsys, argv):
 
 
 def test_not_a_run_directory_from_the_script(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), str(tmp_path), "--out", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "report.py"), str(tmp_path), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1
     assert str(tmp_path) in lines[0] and "not a run directory" in lines[0]

@@ -31,10 +31,12 @@ def test_a_read_only_parent_is_refused(tmp_path):
 
 def test_second_user_of_a_directory_is_refused_while_the_first_holds_it(tmp_path):
     run = tmp_path / "run"
-    with RunDirectory(run):
-        with pytest.raises(InputError, match=r"in use by another training \(pid \d+\)"):
-            with RunDirectory(run):
-                pass
+    with (
+        RunDirectory(run),
+        pytest.raises(InputError, match=r"in use by another training \(pid \d+\)"),
+        RunDirectory(run),
+    ):
+        pass
     with RunDirectory(run, resume=True):  # released when the first one left
         pass
 
@@ -43,9 +45,8 @@ def test_a_run_with_a_completed_epoch_needs_resume(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "last.keras").write_bytes(b"x")
-    with pytest.raises(InputError, match="--resume"):
-        with RunDirectory(run):
-            pass
+    with pytest.raises(InputError, match="--resume"), RunDirectory(run):
+        pass
 
 
 def test_a_start_that_never_completed_an_epoch_is_started_again(tmp_path):
@@ -74,14 +75,12 @@ def test_temp_files_are_cleaned_on_resume_too(tmp_path):
 
 def test_a_failure_before_the_first_epoch_removes_the_directory_it_made(tmp_path):
     run = tmp_path / "new" / "run"
-    with pytest.raises(RuntimeError):
-        with RunDirectory(run):
-            (run / "config.json").write_text("{}")
-            raise RuntimeError("no epoch completed")
+    with pytest.raises(RuntimeError), RunDirectory(run):
+        (run / "config.json").write_text("{}")
+        raise RuntimeError("no epoch completed")
     assert not (tmp_path / "new").exists()
     existing = tmp_path / "existing"
     existing.mkdir()
-    with pytest.raises(RuntimeError):
-        with RunDirectory(existing):
-            raise RuntimeError("no epoch completed")
+    with pytest.raises(RuntimeError), RunDirectory(existing):
+        raise RuntimeError("no epoch completed")
     assert existing.is_dir()  # not ours to delete

@@ -53,7 +53,9 @@ def test_cpu_flags_read_from_cpuinfo_text():
     )
     assert runtime.cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16", "amx_bf16"}
     assert runtime.has_native_bf16(runtime.cpu_flags(cpuinfo))
-    assert runtime.has_native_bf16(["avx512_bf16"]) and not runtime.has_native_bf16(["avx512_bf16"], required=["amx_bf16"])
+    assert runtime.has_native_bf16(["avx512_bf16"]) and not runtime.has_native_bf16(
+        ["avx512_bf16"], required=["amx_bf16"]
+    )
     # ARM lists "Features", not "flags": no x86 bf16 flags, so float32.
     assert runtime.cpu_flags("processor\t: 0\nFeatures\t: fp asimd bf16\n") == frozenset()
     assert runtime.cpu_flags("") == frozenset()

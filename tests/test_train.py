@@ -9,8 +9,6 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from helpers import TINY_WIDTH, tiny_train_args  # noqa: E402
-
 from fcn import predict, train  # noqa: E402
 from fcn.callbacks import HISTORY_COLUMNS  # noqa: E402
 from fcn.checkpoints import read_checkpoint_state, read_model_info  # noqa: E402
@@ -19,6 +17,7 @@ from fcn.evaluate import evaluate_folders  # noqa: E402
 from fcn.figures import GAP, LABEL_HEIGHT  # noqa: E402
 from fcn.images import read_rgb  # noqa: E402
 from fcn.palette import PALETTE, UNKNOWN  # noqa: E402
+from helpers import TINY_WIDTH, tiny_train_args  # noqa: E402
 
 
 def read_history(run):
@@ -130,9 +129,30 @@ def test_resume_drops_a_history_row_the_checkpoint_does_not_hold(trained_run, tm
 
 def test_recipe_flags_all_take_effect(tiles, tmp_path):
     run = tmp_path / "run"
-    argv = tiny_train_args(*tiles, run, "--epochs", "2", "--crop", "32", "--scale-aug", "0.8", "1.25", "--cache",
-                           "--color-aug", "0.2", "--lr", "1e-3", "--lr-schedule", "cosine", "--warmup", "0.2",
-                           "--encoder-lr-mult", "0.1", "--ema", "0.5")
+    argv = tiny_train_args(
+        *tiles,
+        run,
+        "--epochs",
+        "2",
+        "--crop",
+        "32",
+        "--scale-aug",
+        "0.8",
+        "1.25",
+        "--cache",
+        "--color-aug",
+        "0.2",
+        "--lr",
+        "1e-3",
+        "--lr-schedule",
+        "cosine",
+        "--warmup",
+        "0.2",
+        "--encoder-lr-mult",
+        "0.1",
+        "--ema",
+        "0.5",
+    )
     assert train.main(argv) == 0
     rates = [float(r["lr"]) for r in read_history(run)]
     # cosine after a warm-up of 20 % of the 4 steps: below the peak and falling to 1 % of it at the end
@@ -158,8 +178,21 @@ def test_seed_recipe_restores_the_studys_settings():
 def test_demo_makes_its_own_data_and_trains(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "DEMO_DATA", {"n_train": 8, "n_val": 4, "size": 64})  # the demo's path, smaller
     run = tmp_path / "demo"
-    argv = ["--demo", "--out", str(run), "--epochs", "1", "--width", str(TINY_WIDTH), "--weights", "none", "--verbose", "0",
-            "--precision", "float32"]
+    argv = [
+        "--demo",
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--width",
+        str(TINY_WIDTH),
+        "--weights",
+        "none",
+        "--verbose",
+        "0",
+        "--precision",
+        "float32",
+    ]
     assert train.main(argv) == 0
     assert len(find_pairs(run / "data" / "train")) == train.DEMO_DATA["n_train"]
     config = json.loads((run / "config.json").read_text())
@@ -176,9 +209,29 @@ def test_help_documents_every_flag_with_defaults(capsys):
     with pytest.raises(SystemExit):
         train.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    for flag in ("--epochs", "--batch-size", "--lr", "--weights", "--image-size", "--crop", "--track", "--resume",
-                 "--seed", "--demo", "--precision", "--strategy", "--jit-compile", "--gsd", "--lr-schedule",
-                 "--warmup", "--encoder-lr-mult", "--ema", "--color-aug", "--recipe", "--width"):
+    for flag in (
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--weights",
+        "--image-size",
+        "--crop",
+        "--track",
+        "--resume",
+        "--seed",
+        "--demo",
+        "--precision",
+        "--strategy",
+        "--jit-compile",
+        "--gsd",
+        "--lr-schedule",
+        "--warmup",
+        "--encoder-lr-mult",
+        "--ema",
+        "--color-aug",
+        "--recipe",
+        "--width",
+    ):
         assert flag in text
     assert "(default: 40)" in text and "multiple of 32" in text
 

@@ -15,11 +15,10 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 
-from helpers import tiny_train_args  # noqa: E402
-
 from fcn import train  # noqa: E402
 from fcn.errors import run_cli  # noqa: E402
 from fcn.rundir import RunDirectory  # noqa: E402
+from helpers import tiny_train_args  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,9 +87,21 @@ def case_arguments(case, tiles, tmp_path, trained_run):
     raise AssertionError(case)
 
 
-CASES = ["damaged jpeg", "out under a file", "truncated last.keras", "epochs 0", "epochs -1", "batch size 0",
-         "batch size -1", "image size 100", "crop larger than image size", "weights of another architecture",
-         "missing weights file", "missing train dir", "width with imagenet"]
+CASES = [
+    "damaged jpeg",
+    "out under a file",
+    "truncated last.keras",
+    "epochs 0",
+    "epochs -1",
+    "batch size 0",
+    "batch size -1",
+    "image size 100",
+    "crop larger than image size",
+    "weights of another architecture",
+    "missing weights file",
+    "missing train dir",
+    "width with imagenet",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -133,8 +144,12 @@ def test_nan_in_validation_stops_the_run_without_saving_the_epoch(tmp_path):
     labels = rng.integers(0, 7, (4, 32, 32)).astype("int32")
     tiles = [(f"{i:04d}", images[i].astype(np.uint8), labels[i].astype(np.uint8)) for i in range(2)]
     stop = StopControl()
-    callbacks = [stop, EpochValidation(tiles, Predictor, [], tmp_path, stop),
-                 HistoryCSV(tmp_path / "history.csv", stop, 3), RunCheckpoint(tmp_path, stop, ModelInfo())]
+    callbacks = [
+        stop,
+        EpochValidation(tiles, Predictor, [], tmp_path, stop),
+        HistoryCSV(tmp_path / "history.csv", stop, 3),
+        RunCheckpoint(tmp_path, stop, ModelInfo()),
+    ]
     history = model.fit(images, labels, batch_size=2, epochs=3, verbose=0, callbacks=callbacks)
     assert np.isfinite(history.history["loss"][0])  # training itself was fine
     assert stop.nan_at == (1, "the validation loss")
@@ -145,8 +160,13 @@ def test_the_script_prints_only_the_error_line_even_after_tensorflow_started(til
     path = other_architecture_weights(tmp_path)
     argv = tiny_train_args(*tiles, tmp_path / "run", "--epochs", "1")
     argv[argv.index("--weights") + 1] = str(path)
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *argv], capture_output=True, text=True,
-                            timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # TensorFlow's start-up lines are gone
     assert result.stderr.startswith("error: ") and path.name in result.stderr
