@@ -20,7 +20,8 @@ def tiles(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_run(tiles, tmp_path_factory):
-    """A tiny FCN8s trained 2 epochs at --image-size 32 (scale 0.5), median class weights, ignoring Unknown."""
+    """A tiny FCN8s trained 2 epochs at --image-size 32 (scale 0.5) with the default recipe's class
+    balancing (median weights, Unknown ignored) at a constant learning rate."""
     from fcn import train
 
     run = tmp_path_factory.mktemp("runs") / "run"
@@ -36,6 +37,10 @@ def trained_run(tiles, tmp_path_factory):
         "--ignore-unknown",
         "--lr",
         "1e-3",
+        "--lr-schedule",
+        "constant",
+        "--warmup",
+        "0",
     )
     assert train.main(argv) == 0
     return run

@@ -168,11 +168,15 @@ def test_recipe_flags_all_take_effect(tiles, tmp_path):
     assert config["crop"] == 32 and config["scale_aug"] == [0.8, 1.25] and config["cache"] is True
 
 
-def test_seed_recipe_restores_the_studys_settings():
+def test_default_and_seed_recipes():
+    args = train.parse_args(["--train-dir", "t", "--val-dir", "v"])
+    for key, value in train.DEFAULT_RECIPE.items():
+        assert getattr(args, key) == value
     args = train.parse_args(["--recipe", "seed", "--train-dir", "t", "--val-dir", "v"])
     for key, value in train.SEED_RECIPE.items():
         assert getattr(args, key) == value
     assert train.parse_args(["--recipe", "seed", "--lr", "3e-4"]).lr == 3e-4  # given flags still win
+    assert train.parse_args(["--no-ignore-unknown"]).ignore_unknown is False
 
 
 def test_demo_makes_its_own_data_and_trains(tmp_path, monkeypatch):
