@@ -376,129 +376,159 @@ def round_to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
+class _SceneResampling:
+    """The engine's resizes of a whole scene (source <-> working size), done a window or a band at a time."""
+
+    def __init__(self, scene: Scene, work_size: tuple[int, int], fill) -> None:
+        self.scene, self.fill = scene, fill
+        self.source_size = (scene.height, scene.width)
+        self.work_size = work_size
+        self.resized = work_size != self.source_size
+        if self.resized:
+            self.forward = WindowedResize.like_resize_image(self.source_size, work_size)
+            self.back = WindowedResize(work_size, self.source_size, antialias=True)  # as Predictor._finish
+
+    def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> tuple[np.ndarray, bool]:
+        """Working pixels of working rows x cols (first, stop), and whether any source pixel under them is valid."""
+        if not self.resized:
+            rgb, valid = self.scene.read(rows, cols, fill=self.fill)
+            return rgb, bool(valid.any())
+        height = self.source_size[0]
+        src_cols = self.forward.source_cols(*cols)
+        chunk_rows = max(1, int(FORWARD_CHUNK_PIXELS * self.work_size[0] / height / (src_cols[1] - src_cols[0])))
+        parts, any_valid = [], False
+        for first in range(rows[0], rows[1], chunk_rows):
+            stop = min(first + chunk_rows, rows[1])
+            src_rows = self.forward.source_rows(first, stop)
+            rgb, valid = self.scene.read(src_rows, src_cols, fill=self.fill)
+            any_valid |= bool(valid.any())
+            # Rounded to uint8 as the engine's resize_tile_tf rounds the whole working image.
+            parts.append(round_to_uint8(self.forward(rgb, (src_rows[0], src_cols[0]), (first, stop), cols)))
+        return (np.concatenate(parts) if len(parts) > 1 else parts[0]), any_valid
+
+    def settled_rows(self, next_row: int, work_stop: int, last: bool) -> int:
+        """The source row up to which rows are final once working rows below ``work_stop`` are."""
+        height = self.source_size[0]
+        if not self.resized:
+            return work_stop
+        if last:
+            return height
+        stop = next_row  # source rows whose back-resize support ends below work_stop
+        while stop < height and self.back.source_rows(stop, stop + 1)[1] <= work_stop:
+            stop += 1
+        return stop
+
+
+class _BlendBand:
+    """Weighted window probabilities over a band of working rows, emitted as source class rows once final.
+
+    Same weights, summation order and back resize as ``Predictor._sliding_window`` / ``_finish``, so
+    the emitted rows equal the in-memory class map.
+    """
+
+    def __init__(self, resampling: _SceneResampling, grid, block: tuple[int, int], classes_n: int, emit) -> None:
+        self.resampling, self.grid, self.block, self.emit = resampling, grid, block, emit
+        work_w = resampling.work_size[1]
+        # Accumulated weighted probabilities of working rows [band_top, band_top + len(band_sum)).
+        self.band_sum = np.zeros((0, work_w, classes_n), dtype=np.float32)
+        self.band_weight = np.zeros((0, work_w), dtype=np.float32)
+        self.band_top = 0
+        # Finished probabilities of working rows [done_top, done_top + len(done)), kept for the back resize.
+        self.done = np.zeros((0, work_w, classes_n), dtype=np.float32)
+        self.done_top = 0
+        self.next_row = 0  # next source row to emit
+
+    def add(self, i: int, j: int, probs: np.ndarray) -> None:
+        """Adds window (i, j)'s probabilities, weighted by the grid's blending weights."""
+        (block_h, block_w), top, left = self.block, self.grid.rows[i], self.grid.cols[j]
+        needed = top + block_h - self.band_top
+        if len(self.band_sum) < needed:  # grown in place of a concatenation: one band-sized buffer, not two
+            grown_sum = np.zeros((needed, *self.band_sum.shape[1:]), np.float32)
+            grown_sum[: len(self.band_sum)] = self.band_sum
+            grown_weight = np.zeros((needed, self.band_weight.shape[1]), np.float32)
+            grown_weight[: len(self.band_weight)] = self.band_weight
+            self.band_sum, self.band_weight = grown_sum, grown_weight
+        weight = self.grid.weight(i, j)[:block_h, :block_w]
+        area = (slice(top - self.band_top, top - self.band_top + block_h), slice(left, left + block_w))
+        self.band_sum[area] += probs * weight[..., None]
+        self.band_weight[area] += weight
+
+    def finish_rows(self, stop: int, last: bool) -> None:
+        """Working rows below ``stop`` are final: normalise them, emit the source rows they settle."""
+        count = stop - self.band_top
+        final = self.band_sum[:count]
+        final /= self.band_weight[:count, :, None]  # normalised in place (the band's largest buffer)
+        self.done = np.concatenate([self.done, final]) if len(self.done) else final
+        self.band_sum, self.band_weight = self.band_sum[count:].copy(), self.band_weight[count:].copy()
+        self.band_top = stop
+        resampling, scene = self.resampling, self.resampling.scene
+        height, width = resampling.source_size
+        out_stop = resampling.settled_rows(self.next_row, stop, last)
+        chunk = max(1, BACK_CHUNK_BYTES // (width * self.done.shape[-1] * 4))
+        for first in range(self.next_row, out_stop, chunk):
+            end = min(first + chunk, out_stop)
+            if resampling.resized:
+                lo, hi = resampling.back.source_rows(first, end)
+                probs = resampling.back(
+                    self.done[lo - self.done_top : hi - self.done_top], (lo, 0), (first, end), (0, width)
+                )
+            else:
+                probs = self.done[first - self.done_top : end - self.done_top]
+            classes = np.argmax(probs, axis=-1).astype(np.uint8)
+            del probs
+            if scene.may_have_nodata:
+                classes[~scene.read_valid((first, end), (0, width))] = NODATA_CLASS
+            self.emit(classes)
+        self.next_row = out_stop
+        keep_from = out_stop
+        if resampling.resized and out_stop < height:
+            keep_from = resampling.back.source_rows(out_stop, out_stop + 1)[0]
+        keep_from = min(keep_from, stop)
+        self.done, self.done_top = self.done[keep_from - self.done_top :].copy(), keep_from
+
+
 def _stream_scene(predictor: Predictor, scene: Scene, fill, emit, verbose: int) -> tuple[int, int]:
     """The in-memory sliding window of ``predictor`` over a scene, one window row at a time.
 
-    Mirrors ``Predictor._sliding_window`` and ``Predictor._finish`` (same windows, weights, summation
-    order and resize kernels) without holding the scene: hands each finished band of class rows (255
-    on nodata) to ``emit``, top to bottom, and returns the number of windows and of windows skipped.
+    Mirrors ``Predictor._sliding_window`` and ``Predictor._finish`` without holding the scene: hands
+    each finished band of class rows (255 on nodata) to ``emit``, top to bottom, and returns the
+    number of windows and of windows skipped.
     """
-    height, width = scene.height, scene.width
-    work_h, work_w = predictor.working_size(height, width)
-    resized = (work_h, work_w) != (height, width)
-    if resized:
-        forward = WindowedResize.like_resize_image((height, width), (work_h, work_w))
-        back = WindowedResize((work_h, work_w), (height, width), antialias=True)  # as Predictor._finish
+    work_h, work_w = predictor.working_size(scene.height, scene.width)
+    resampling = _SceneResampling(scene, (work_h, work_w), fill)
     classes_n = predictor.num_classes
     grid = window_grid(work_h, work_w, predictor.tile, predictor.overlap)
     rows, cols = grid.rows, grid.cols
     # The part of each window inside the image (an axis that fits in one tile is one padded window:
     # the engine pads the block itself, exactly as it pads the whole image).
     block_h, block_w = min(grid.window[0], work_h), min(grid.window[1], work_w)
+    band = _BlendBand(resampling, grid, (block_h, block_w), classes_n, emit)
     blocks = grid.windows
     progress = _progress(len(blocks), verbose)
     unit = predictor.replace(scale=1.0)  # the working windows are already at the working scale
-
-    def working_window(i: int, j: int) -> tuple[np.ndarray, bool]:
-        """Working pixels of window (i, j), and whether any source pixel under it is valid."""
-        top, left = rows[i], cols[j]
-        if not resized:
-            rgb, valid = scene.read((top, top + block_h), (left, left + block_w), fill=fill)
-            return rgb, bool(valid.any())
-        src_cols = forward.source_cols(left, left + block_w)
-        chunk_rows = max(1, int(FORWARD_CHUNK_PIXELS * work_h / height / (src_cols[1] - src_cols[0])))
-        parts, any_valid = [], False
-        for first in range(top, top + block_h, chunk_rows):
-            stop = min(first + chunk_rows, top + block_h)
-            src_rows = forward.source_rows(first, stop)
-            rgb, valid = scene.read(src_rows, src_cols, fill=fill)
-            any_valid |= bool(valid.any())
-            # Rounded to uint8 as the engine's resize_tile_tf rounds the whole working image.
-            parts.append(
-                round_to_uint8(forward(rgb, (src_rows[0], src_cols[0]), (first, stop), (left, left + block_w)))
-            )
-        return (np.concatenate(parts) if len(parts) > 1 else parts[0]), any_valid
-
-    pending: deque = deque()  # (i, j, predicted) in block order, filled by feed()
+    pending: deque = deque()  # (i, j, any valid pixel) in block order, filled by feed()
 
     def feed() -> Iterator[np.ndarray]:
         for i, j in blocks:
-            work, any_valid = working_window(i, j)
+            work, any_valid = resampling.window((rows[i], rows[i] + block_h), (cols[j], cols[j] + block_w))
             pending.append((i, j, any_valid))
             if any_valid:  # a window over nodata only needs no model call
                 yield work
 
-    # Accumulated weighted probabilities of working rows [band_top, band_top + len(band_sum)).
-    band_sum = np.zeros((0, work_w, classes_n), dtype=np.float32)
-    band_weight = np.zeros((0, work_w), dtype=np.float32)
-    band_top = 0
-    # Finished probabilities of working rows [done_top, done_top + len(done)), kept for the back resize.
-    done = np.zeros((0, work_w, classes_n), dtype=np.float32)
-    done_top = 0
-    next_row = 0  # next source row to emit
     finished = skipped = 0
-
-    def accumulate(i: int, j: int, probs: np.ndarray) -> None:
-        nonlocal band_sum, band_weight
-        top, left = rows[i], cols[j]
-        needed = top + block_h - band_top
-        if len(band_sum) < needed:  # grown in place of a concatenation: one band-sized buffer, not two
-            grown_sum = np.zeros((needed, work_w, classes_n), np.float32)
-            grown_sum[: len(band_sum)] = band_sum
-            grown_weight = np.zeros((needed, work_w), np.float32)
-            grown_weight[: len(band_weight)] = band_weight
-            band_sum, band_weight = grown_sum, grown_weight
-        weight = grid.weight(i, j)[:block_h, :block_w]
-        area = (slice(top - band_top, top - band_top + block_h), slice(left, left + block_w))
-        band_sum[area] += probs * weight[..., None]
-        band_weight[area] += weight
-
-    def finish_rows(stop: int, last: bool) -> None:
-        """Working rows below ``stop`` are final: normalise them, emit the source rows they settle."""
-        nonlocal band_sum, band_weight, band_top, done, done_top, next_row
-        count = stop - band_top
-        final = band_sum[:count]
-        final /= band_weight[:count, :, None]  # normalised in place (the band's largest buffer)
-        done = np.concatenate([done, final]) if len(done) else final
-        band_sum, band_weight, band_top = band_sum[count:].copy(), band_weight[count:].copy(), stop
-        if not resized:
-            out_stop = stop
-        elif last:
-            out_stop = height
-        else:  # source rows whose back-resize support ends below `stop`
-            out_stop = next_row
-            while out_stop < height and back.source_rows(out_stop, out_stop + 1)[1] <= stop:
-                out_stop += 1
-        chunk = max(1, BACK_CHUNK_BYTES // (width * classes_n * 4))
-        for first in range(next_row, out_stop, chunk):
-            end = min(first + chunk, out_stop)
-            if resized:
-                lo, hi = back.source_rows(first, end)
-                probs = back(done[lo - done_top : hi - done_top], (lo, 0), (first, end), (0, width))
-            else:
-                probs = done[first - done_top : end - done_top]
-            classes = np.argmax(probs, axis=-1).astype(np.uint8)
-            del probs
-            if scene.may_have_nodata:
-                classes[~scene.read_valid((first, end), (0, width))] = NODATA_CLASS
-            emit(classes)
-        next_row = out_stop
-        keep_from = back.source_rows(next_row, next_row + 1)[0] if resized and next_row < height else next_row
-        keep_from = min(keep_from, stop)
-        done, done_top = done[keep_from - done_top :].copy(), keep_from
 
     def handle(i: int, j: int, probs: np.ndarray | None) -> None:
         nonlocal finished, skipped
         if probs is None:  # nodata only: any probabilities do; they reach no valid pixel
             skipped += 1
             probs = np.full((block_h, block_w, classes_n), 1.0 / classes_n, dtype=np.float32)
-        accumulate(i, j, probs)
+        band.add(i, j, probs)
         finished += 1
         if progress is not None:
             progress.update(finished)
         if j == len(cols) - 1:
             last = i == len(rows) - 1
-            finish_rows(work_h if last else rows[i + 1], last)
+            band.finish_rows(work_h if last else rows[i + 1], last)
 
     def drain_skipped() -> None:
         while pending and not pending[0][2]:
