@@ -1,11 +1,12 @@
 """Summarise training runs as the recipe study's table (docs/RESULTS.md).
 
-    python bench/runs_table.py NAME=RUN_DIR [NAME=RUN_DIR ...] [--after 6] [--json FILE]
+    python bench/runs_table.py NAME=RUN_DIR [NAME=RUN_DIR ...] [--after 6] [--json FILE] [--plot FILE.png]
 
 Per run, from its ``history.csv``: the mean validation mIoU of the last three evaluations, the best,
 the per-class IoU of the last epoch, the largest drop between consecutive evaluations after epoch
 ``--after`` (the "swing"), the training minutes, and the number of epochs. Runs given as
 ``NAME=DIR1,DIR2`` (several seeds) are averaged, with the spread of the last-three means.
+``--plot`` draws each NAME's validation mIoU per epoch (the mean over its seeds, their range shaded).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR[,RUN_DIR...]")
     parser.add_argument("--after", type=int, default=6, help="count drops between evaluations after this epoch")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="also plot the validation mIoU curves here")
     args = parser.parse_args(argv)
     table = {}
     for spec in args.runs:
@@ -78,7 +80,35 @@ def main(argv=None) -> int:
         )
     if args.json:
         args.json.write_text(json.dumps(table, indent=2) + "\n")
+    if args.plot:
+        plot_curves(table, args.plot)
     return 0
+
+
+def plot_curves(table: dict[str, list[dict]], path: Path) -> None:
+    """Mean validation mIoU per epoch of each named run group, the seeds' range shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
+    for name, runs in table.items():
+        epochs = min(len(r["curve"]) for r in runs)
+        curves = [r["curve"][:epochs] for r in runs]
+        x = range(1, epochs + 1)
+        line = axes.plot(x, [statistics.mean(v) for v in zip(*curves)], marker=".", label=f"{name} ({len(runs)})")
+        if len(runs) > 1:
+            low, high = [min(v) for v in zip(*curves)], [max(v) for v in zip(*curves)]
+            axes.fill_between(x, low, high, color=line[0].get_color(), alpha=0.2)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("validation mIoU (classes 0-5)")
+    axes.set_title("validation mIoU per epoch: mean over seeds (count), range shaded")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
