@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoints import ModelInfo
-from .errors import InputError
+from .errors import InputError, first_line
 
 # Artefact kinds by how they look on disk (fcn.export writes these).
 ONNX_SUFFIX = ".onnx"
@@ -101,11 +101,6 @@ def read_sidecar(path: str | os.PathLike) -> dict:
     return {}
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else ""
-
-
 def _check_exists(path: Path, what: str) -> None:
     if not path.exists():
         raise InputError(f"{path}: no such {what}")
@@ -140,8 +135,6 @@ class OnnxBackend:
             (one (B, H, W, 3) input, one (B, H, W, C) output).
     """
 
-    format = "onnx"
-
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None, providers: list[str] | None = None):
         self.path = Path(path)
         _check_exists(self.path, "ONNX model file")
@@ -165,7 +158,7 @@ class OnnxBackend:
             self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as err:  # onnxruntime raises its own types for missing or corrupt files
             raise InputError(
-                f"{self.path}: cannot load ONNX model ({err.__class__.__name__}: {_first_line(err)})"
+                f"{self.path}: cannot load ONNX model ({err.__class__.__name__}: {first_line(err)})"
             ) from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[-1] != 3:
@@ -179,7 +172,6 @@ class OnnxBackend:
         self.metadata = metadata_from_props(dict(self._session.get_modelmeta().custom_metadata_map))
         self.info = _model_info(self.metadata)
         self.num_classes = _num_classes(outputs[0].shape, self.metadata, self.path)
-        self.threads = options.intra_op_num_threads
         self.providers = self._session.get_providers()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -197,8 +189,6 @@ class SavedModelBackend:
         InputError: missing directory, or not a SavedModel with a ``serve`` endpoint.
     """
 
-    format = "saved_model"
-
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         _check_exists(self.path, "SavedModel directory")
@@ -208,7 +198,7 @@ class SavedModelBackend:
             loaded = tf.saved_model.load(str(self.path))
         except Exception as err:
             raise InputError(
-                f"{self.path}: cannot load SavedModel ({err.__class__.__name__}: {_first_line(err)})"
+                f"{self.path}: cannot load SavedModel ({err.__class__.__name__}: {first_line(err)})"
             ) from None
         if not hasattr(loaded, "serve"):
             raise InputError(f"{self.path}: SavedModel has no 'serve' endpoint (not written by Keras's Model.export)")
@@ -236,8 +226,6 @@ class LiteRTBackend:
         InputError: missing file, no LiteRT interpreter installed, or an unreadable model.
     """
 
-    format = "litert"
-
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
         self.path = Path(path)
         _check_exists(self.path, "LiteRT model file")
@@ -251,7 +239,7 @@ class LiteRTBackend:
             self._runner = self._interpreter.get_signature_runner(key)
         except Exception as err:
             raise InputError(
-                f"{self.path}: cannot load LiteRT model ({err.__class__.__name__}: {_first_line(err)})"
+                f"{self.path}: cannot load LiteRT model ({err.__class__.__name__}: {first_line(err)})"
             ) from None
         (self._input_name,) = signatures[key]["inputs"]
         (self._output_name,) = signatures[key]["outputs"]

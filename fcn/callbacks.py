@@ -133,11 +133,12 @@ class EpochValidation(keras.callbacks.Callback):
         tracked = {}
         images = [rgb for _, rgb, _ in self.tiles]
         for (tile_id, _, labels), probs in zip(self.tiles, predictor.predict_many(images, probabilities=True)):
-            confusion.update(labels, probs.argmax(-1))
+            predicted = probs.argmax(-1)
+            confusion.update(labels, predicted)
             loss_sum += self._loss(labels, probs) * labels.size
             pixels += labels.size
             if tile_id in self.tracked_ids:
-                tracked[tile_id] = probs.argmax(-1).astype(np.uint8)
+                tracked[tile_id] = predicted.astype(np.uint8)
         iou = confusion.iou()
         logs["val_loss"] = loss_sum / max(pixels, 1)
         if not math.isfinite(logs["val_loss"]):

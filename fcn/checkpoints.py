@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, first_line, to_stderr
 from .files import atomic_path
 from .palette import CLASS_NAMES, NUM_CLASSES, PALETTE
 
@@ -144,13 +144,13 @@ def _legacy_run_info(config_path: Path) -> ModelInfo:
         image_size = args.get("image_size")
         if not image_size:
             return ModelInfo(model=args.get("model"))
-        from .data import find_pairs
+        from .data import first_tile
         from .images import image_size as header_size
 
-        first = find_pairs(config["resolved"]["train_dir"])[0]
-        return ModelInfo(
-            model=args.get("model"), train_scale=training_scale(image_size, max(header_size(first.image_path)))
-        )
+        first = first_tile(config["resolved"]["train_dir"])  # a whole check of the folder is not needed here
+        if first is None:
+            return ModelInfo()
+        return ModelInfo(model=args.get("model"), train_scale=training_scale(image_size, max(header_size(first))))
     except (OSError, KeyError, TypeError, ValueError, IndexError, InputError):
         return ModelInfo()
 
@@ -220,18 +220,12 @@ def resolve_model_path(path: str | os.PathLike, note: Callable[[str], None] | No
         if best.is_file():
             return best
         if last.is_file():
-            (note or _to_stderr)(f"note: {best} not found, using {last.name}")
+            (note or to_stderr)(f"note: {best} not found, using {last.name}")
             return last
         raise InputError(f"{path}: run directory holds neither {' nor '.join(MODEL_FILES)}")
     if not path.is_file():
         raise InputError(f"{path}: no such model file or run directory")
     return path
-
-
-def _to_stderr(line: str) -> None:
-    import sys
-
-    print(line, file=sys.stderr, flush=True)
 
 
 def load_model(
@@ -266,7 +260,7 @@ def load_model(
         model = keras.saving.load_model(model_path, compile=False)
         info = read_model_info(model_path)
     except Exception as err:  # Keras raises many types for corrupt or foreign files
-        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        detail = first_line(err)[:200]
         raise InputError(f"{model_path}: cannot load model ({err.__class__.__name__}: {detail})") from None
     output_shape = model.output_shape
     if not (isinstance(output_shape, tuple) and len(output_shape) == 4):

@@ -101,6 +101,12 @@ def _check_pair(pair: Pair, check_pixels: bool) -> str | None:
     return None
 
 
+def first_tile(folder: str | os.PathLike) -> Path | None:
+    """The tile ``find_pairs`` would list first (lowest id), found by name alone: nothing is read or checked."""
+    tiles = {m["id"]: p for p in Path(folder).iterdir() if (m := _IMAGE_NAME.match(p.name)) and p.is_file()}
+    return tiles[min(tiles, key=_natural_key)] if tiles else None
+
+
 def find_pairs(
     folder: str | os.PathLike,
     *,
@@ -278,7 +284,7 @@ def _color_jitter(image, seed, strength: float):
     image = image * tf.random.stateless_uniform([], brightness_seed, 1 - strength, 1 + strength)
     image = tf.image.stateless_random_contrast(image, 1 - strength, 1 + strength, contrast_seed)
     image = tf.image.stateless_random_saturation(image, 1 - strength, 1 + strength, saturation_seed)
-    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
+    return round_to_uint8_tf(image * 255.0)
 
 
 def _augment(image, mask, seed, *, crop, scale_range, color_jitter=0.0):

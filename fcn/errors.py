@@ -25,6 +25,17 @@ class ArgumentParser(argparse.ArgumentParser):
         raise InputError(f"{message} (see --help)")
 
 
+def first_line(err: BaseException, default: str = "") -> str:
+    """The first line of an exception's message (``default`` when it has none), for one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else default
+
+
+def to_stderr(line: str) -> None:
+    """Print a note line on stderr at once (notes never go to stdout, which may be piped)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a command's ``main(argv)``; an :class:`InputError` becomes one line on stderr and exit 2.
 

@@ -53,7 +53,8 @@ from .backends import (
     read_sidecar,
     sidecar_path,
 )
-from .errors import ArgumentParser, InputError, positive_int, run_cli
+from .errors import ArgumentParser, InputError, first_line, positive_int, run_cli, to_stderr
+from .files import atomic_path
 from .palette import CLASSES, NUM_CLASSES
 
 FORMATS = ("saved_model", "onnx", "litert")
@@ -231,11 +232,6 @@ def _input_signature():
     return [tf.TensorSpec([None, None, None, 3], tf.float32, name=INPUT_NAME)]
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else ""
-
-
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -390,7 +386,7 @@ def export_model(
             raise InputError(f"--format {format} needs {err.name}: {EXPORT_EXTRA_HINT}") from None
         except Exception as err:  # the converters raise many types; the user gets the real one
             raise InputError(
-                f"--format {format}: export failed ({err.__class__.__name__}: {_first_line(err)})"
+                f"--format {format}: export failed ({err.__class__.__name__}: {first_line(err)})"
             ) from None
         if format == "onnx":
             _finish_onnx(raw, staging, metadata)
@@ -398,26 +394,22 @@ def export_model(
             embedded = staging / EMBEDDED_METADATA
             embedded.parent.mkdir(parents=True, exist_ok=True)
             embedded.write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-        metadata_path = None
-        if format != "onnx":
-            metadata_path = sidecar_path(output)
-            tmp_json = metadata_path.with_name(f".{metadata_path.name}.tmp-{os.getpid()}")
-            tmp_json.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-        # Swap into place: an old artefact goes only once the new one is complete.
-        if output.exists():
-            old = output.with_name(f".{output.name}.old-{os.getpid()}")
-            os.replace(output, old)
-            os.replace(staging, output)
-            _remove(old)
-        else:
-            os.replace(staging, output)
-        if metadata_path is not None:
-            os.replace(tmp_json, metadata_path)
+        metadata_path = None if format == "onnx" else sidecar_path(output)
+        # The sidecar is written first and replaces the old one once the artefact is in place.
+        with atomic_path(metadata_path) if metadata_path else contextlib.nullcontext() as tmp_json:
+            if tmp_json is not None:
+                tmp_json.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+            # Swap into place: an old artefact goes only once the new one is complete.
+            if output.exists():
+                old = output.with_name(f".{output.name}.old-{os.getpid()}")
+                os.replace(output, old)
+                os.replace(staging, output)
+                _remove(old)
+            else:
+                os.replace(staging, output)
     finally:
         for leftover in {raw, staging}:
             _remove(leftover)
-        if format != "onnx":
-            _remove(sidecar_path(output).with_name(f".{sidecar_path(output).name}.tmp-{os.getpid()}"))
     return ExportResult(output, metadata_path, metadata, time.perf_counter() - start)
 
 
@@ -504,22 +496,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def main(argv: Sequence[str] | None = None, *, note: Callable[[str], None] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    note = note or _to_stderr
-    from .checkpoints import load_model, read_model_info, resolve_model_path
+    note = note or to_stderr
+    from .checkpoints import load_model, model_info, resolve_model_path
 
     extra_info = parse_info(args.info)
     # Every check that can fail runs before the model is loaded.
     model_path = resolve_model_path(args.model, note=note)
     output = check_output_path(args.output, args.format)
     model = load_model(model_path, precision="float32", num_classes=NUM_CLASSES, note=note)
-    model_info = {**read_model_info(model_path).to_dict(), **extra_info}  # the run's scale travels with it
-    result = export_model(model, output, args.format, model_info=model_info, source=model_path, opset=args.opset)
+    info = {**model_info(model).to_dict(), **extra_info}  # the run's scale travels with it
+    result = export_model(model, output, args.format, model_info=info, source=model_path, opset=args.opset)
     where = f"{result.path}" + (
         f" (metadata: {result.metadata_path})" if result.metadata_path else " (metadata inside)"
     )

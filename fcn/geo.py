@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .figures import OVERLAY_JPEG_QUALITY, overlay_image
 from .files import atomic_path
 from .images import MASK_SUFFIX, tile_id, write_image_atomic
@@ -73,9 +73,9 @@ def scene_mask_name(path: str | os.PathLike) -> str:
     return f"{tile_id(path)}{MASK_SUFFIX}.tif"
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else err.__class__.__name__
+def round_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """:func:`fcn.data.round_to_uint8_tf` in numpy: round half to even, clip to 0-255, uint8."""
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------- reading scenes
@@ -217,7 +217,9 @@ class Scene:
                 valid = band_valid if valid is None else valid | band_valid
         except Exception as err:
             if err.__class__.__module__.startswith("rasterio"):
-                raise InputError(f"{self.path}: cannot read pixels ({_first_line(err)})") from None
+                raise InputError(
+                    f"{self.path}: cannot read pixels ({first_line(err, err.__class__.__name__)})"
+                ) from None
             raise
         if data.dtype.kind == "f":
             valid &= np.isfinite(data).all(axis=0)
@@ -233,7 +235,7 @@ class Scene:
             if ranges is not None:
                 low, high = ranges[k]
                 mapped = (band.astype(np.float64) - low) * (255.0 / (high - low))
-                band = np.clip(np.rint(np.nan_to_num(mapped, nan=0.0)), 0, 255)
+                band = round_to_uint8(np.nan_to_num(mapped, nan=0.0))
             bands.append(band.astype(np.uint8, copy=False))
         if len(bands) == 1:
             bands *= 3
@@ -370,7 +372,7 @@ def open_scene(
             warnings.simplefilter("ignore")  # NotGeoreferencedWarning: a plain TIFF is fine
             dataset = rasterio.open(path)
     except Exception as err:
-        raise InputError(f"{path}: cannot read GeoTIFF ({_first_line(err)})") from None
+        raise InputError(f"{path}: cannot read GeoTIFF ({first_line(err, err.__class__.__name__)})") from None
     try:
         if bands is None:
             bands = default_bands(dataset.colorinterp, dataset.count)
@@ -478,7 +480,7 @@ class MaskWriter:
             self._dataset.write_colormap(1, palette_colormap())
         except Exception as err:
             self._atomic.__exit__(type(err), err, None)
-            raise InputError(f"{self.path}: cannot write ({_first_line(err)})") from None
+            raise InputError(f"{self.path}: cannot write ({first_line(err, err.__class__.__name__)})") from None
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
         self.rows_written = 0
@@ -503,7 +505,7 @@ class MaskWriter:
         try:
             self._dataset.write(buffer[:count], 1, window=Window(0, self.rows_written, self.width, count))
         except Exception as err:
-            raise InputError(f"{self.path}: cannot write ({_first_line(err)})") from None
+            raise InputError(f"{self.path}: cannot write ({first_line(err, err.__class__.__name__)})") from None
         self.rows_written += count
         rest = buffer[count:]
         self._pending = [rest] if len(rest) else []
@@ -521,7 +523,7 @@ class MaskWriter:
             self._atomic.__exit__(None, None, None)
         except Exception as err:
             self.abort()
-            raise InputError(f"{self.path}: cannot write ({_first_line(err)})") from None
+            raise InputError(f"{self.path}: cannot write ({first_line(err, err.__class__.__name__)})") from None
 
     def abort(self) -> None:
         """Close and delete the temporary file; the target is left as it was."""
@@ -569,7 +571,7 @@ def write_overlay_preview(
             with rasterio.open(mask_path) as mask:
                 classes = mask.read(1, out_shape=rgb.shape[:2], resampling=Resampling.nearest)
         except Exception as err:
-            raise InputError(f"{mask_path}: cannot read ({_first_line(err)})") from None
+            raise InputError(f"{mask_path}: cannot read ({first_line(err, err.__class__.__name__)})") from None
     nodata = classes == NODATA_CLASS
     blended = overlay_image(rgb, np.where(nodata, UNKNOWN, classes).astype(np.uint8))
     blended[nodata] = rgb[nodata] // 2

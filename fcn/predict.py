@@ -265,7 +265,7 @@ def predict_folder(
     Returns:
         The report; ``report.failed`` is empty when everything was written.
     """
-    on_error = on_error or (lambda line: print(f"error: {line}", file=sys.stderr, flush=True))
+    on_error = on_error or _report_error
     workers = workers or default_workers()
     report = FolderReport()
     progress = None
@@ -437,10 +437,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def _report_error(line: str) -> None:
     print(f"error: {line}", file=sys.stderr, flush=True)
 
@@ -563,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "precision applies to .keras models"
             )
     else:
-        model_path = resolve_model_path(args.model, note=_to_stderr)
+        model_path = resolve_model_path(args.model)
     jobs = plan_jobs(args.input, args.output, args.overlay, stats_path)
     image_jobs = [job for job in jobs if not job.is_scene]
     scene_jobs = [job for job in jobs if job.is_scene]

@@ -39,7 +39,7 @@ import numpy as np
 from .checkpoints import ModelInfo
 from .engine import Predictor, window_grid
 from .errors import InputError
-from .geo import NODATA_CLASS, MaskWriter, Scene, gdal_env
+from .geo import NODATA_CLASS, MaskWriter, Scene, gdal_env, round_to_uint8
 from .palette import NUM_CLASSES
 
 # A scene of at most this many pixels (source and working) runs through Predictor.predict_classes
@@ -370,11 +370,6 @@ class WindowedResize:
         top = top_rows[:, x_low] + (top_rows[:, x_high] - top_rows[:, x_low]) * x_lerp
         bottom = bottom_rows[:, x_low] + (bottom_rows[:, x_high] - bottom_rows[:, x_low]) * x_lerp
         return top + (bottom - top) * y_lerp[r0:r1][:, None, None]
-
-
-def round_to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """:func:`fcn.data.round_to_uint8_tf` in numpy: round half to even, clip to 0-255, uint8."""
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
 class _SceneResampling:

@@ -26,7 +26,6 @@ from .errors import (
     InputError,
     fraction,
     multiple_of_32,
-    non_negative_float,
     positive_float,
     positive_int,
     run_cli,
@@ -53,15 +52,12 @@ DEFAULT_RECIPE = {
 }
 # The recipe of the 2018 study (constant Adam 1e-4, nothing else); `--recipe seed` restores it.
 SEED_RECIPE = {
+    **DEFAULT_RECIPE,
     "lr": 1e-4,
     "lr_schedule": "constant",
     "warmup": 0.0,
-    "encoder_lr_mult": 1.0,
-    "ema": 0.0,
     "class_weights": "none",
     "ignore_unknown": False,
-    "color_aug": 0.0,
-    "scale_aug": None,
 }
 
 
@@ -135,13 +131,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     recipe.add_argument(
         "--encoder-lr-mult",
         type=positive_float,
-        default=1.0,
+        default=DEFAULT_RECIPE["encoder_lr_mult"],
         help="learning rate of the ImageNet encoder relative to --lr",
     )
     recipe.add_argument(
         "--ema",
         type=fraction,
-        default=0.0,
+        default=DEFAULT_RECIPE["ema"],
         help="momentum of a moving average of the weights, used for validation and checkpoints (0: off)",
     )
     recipe.add_argument(
@@ -162,12 +158,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         type=positive_float,
         nargs=2,
         metavar=("LO", "HI"),
+        default=DEFAULT_RECIPE["scale_aug"],
         help="random training rescale range, e.g. 0.75 1.25",
     )
     recipe.add_argument(
         "--color-aug",
-        type=non_negative_float,
-        default=0.0,
+        type=fraction,
+        default=DEFAULT_RECIPE["color_aug"],
         help="random brightness/contrast/saturation factors in [1-S, 1+S] (0: off)",
     )
     recipe.add_argument(
@@ -235,8 +232,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise InputError(f"--crop {args.crop} is larger than --image-size {args.image_size}")
     if args.scale_aug and args.scale_aug[0] > args.scale_aug[1]:
         raise InputError(f"--scale-aug: LO {args.scale_aug[0]} is larger than HI {args.scale_aug[1]}")
-    if args.color_aug >= 1:
-        raise InputError(f"--color-aug must be below 1, got {args.color_aug}")
     if args.width != 1 and str(args.weights).lower() == "imagenet" and not args.summary:
         raise InputError(f"--width {args.width:g} needs --weights none (ImageNet weights fit width 1 only)")
     return args
@@ -310,17 +305,15 @@ def train(args) -> int:
 
 
 def _train(args, run: RunDirectory, train_pairs, val_tiles, tracked_ids) -> int:
-    from . import runtime
-
-    chief = runtime.is_chief()
     import keras
 
+    from . import runtime
     from .callbacks import EpochValidation, HistoryCSV, RunCheckpoint, StopControl
     from .checkpoints import ModelInfo, load_checkpoint_for_resume, training_scale
     from .data import make_dataset, median_frequency_weights
     from .images import image_size
 
-    run_dir = run.path
+    run_dir, chief = run.path, run.chief
     keras.utils.set_random_seed(args.seed)
     strategy = runtime.make_strategy(args.strategy)
     policy = runtime.resolve_precision(args.precision)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .files import atomic_path
 
 KERAS_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -154,6 +154,7 @@ def _vgg16_backbone():
 
 def vgg16_conv_layers() -> tuple[str, ...]:
     """Names of the 13 VGG16 conv layers (``block1_conv1`` ... ``block5_conv3``), as Keras names them."""
+    # Conv counts per block as in models.VGG16_BLOCKS, repeated so that reading the ONNX file needs no Keras.
     return tuple(f"block{b}_conv{c}" for b, convs in enumerate((2, 2, 3, 3, 3), start=1) for c in range(1, convs + 1))
 
 
@@ -214,8 +215,8 @@ def load_weights(model, weights: str | os.PathLike) -> None:
         for warning in caught:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     except Exception as err:  # Keras's messages can print whole kernels: keep the first line, shortened
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        detail = first_line if len(first_line) <= 160 else first_line[:157] + "..."
+        line = first_line(err)
+        detail = line if len(line) <= 160 else line[:157] + "..."
         raise InputError(
             f"{path}: does not fit {model.name} ({err.__class__.__name__}: {detail}); "
             "--weights takes weights of the same architecture and width"
