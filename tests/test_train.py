@@ -66,11 +66,14 @@ def test_run_directory_has_every_artefact(trained_run):
     assert not list(run.rglob(".*.tmp-*"))
 
 
-def test_predict_with_defaults_reproduces_validation_exactly(trained_run, tiles, tmp_path):
+def test_predict_with_defaults_reproduces_validation_exactly(trained_run, tiles, tmp_path, capsys):
     """predict.py on the run (defaults: its own scale) gives best.keras's recorded val_miou to the digit,
     and that epoch's tracked masks byte for byte."""
     out = tmp_path / "pred"
     assert predict.main(["--model", str(trained_run), "--input", str(tiles[1]), "--output", str(out), "-q"]) == 0
+    # The tiny run's masks hardly depend on the scale, so the scale used is checked as well: 32 / 64-px tiles.
+    printed = capsys.readouterr()
+    assert "predicting at scale 0.5 (the scale the model was trained at" in printed.out + printed.err
     confusion, _ = evaluate_folders(tiles[1], out)
     state = read_checkpoint_state(trained_run / "best.keras")
     assert f"{confusion.mean_iou():f}" == f"{state['val_miou']:f}"
