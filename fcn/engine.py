@@ -22,6 +22,7 @@ backend reads the model's current weights.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol
 
@@ -69,9 +70,8 @@ class KerasBackend:
 
 def as_backend(model) -> Backend:
     """A Keras model wrapped in :class:`KerasBackend`; a backend object as it is."""
-    import keras
-
-    return KerasBackend(model) if isinstance(model, keras.Model) else model
+    keras = sys.modules.get("keras")  # a Keras model implies Keras is loaded: exported models never load it
+    return KerasBackend(model) if keras is not None and isinstance(model, keras.Model) else model
 
 
 # ---------------------------------------------------------------- geometry
