@@ -4,7 +4,7 @@
         --course /work/shared/data/landcover-dev [--source-id 10901 --course-tile 0031] \\
         [--jpeg-quality 75] [--filters] [--timing]
 
-Converts one DeepGlobe image with fcn.deepglobe into a temp folder, finds which of its cells is
+Converts one DeepGlobe image with fcn.data.deepglobe into a temp folder, finds which of its cells is
 the course tile, and prints the mask agreement (%) and the image's mean/max absolute difference
 per channel. Exits 1 if the agreement is below --min-agreement (99.5 %).
 --filters also compares resampling filters on that cell (how IMAGE_FILTER was chosen);
@@ -24,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fcn.deepglobe import (  # noqa: E402
+from fcn.core.images import read_mask, read_rgb  # noqa: E402
+from fcn.data.deepglobe import (  # noqa: E402
     MASK_SUFFIX,
     SAT_SUFFIX,
     TRAIN_DIR,
@@ -35,7 +36,6 @@ from fcn.deepglobe import (  # noqa: E402
     tile_paths,
     tile_stem,
 )
-from fcn.images import read_mask, read_rgb  # noqa: E402
 
 
 def _link_pair(deepglobe: Path, source_id: str, folder: Path) -> None:

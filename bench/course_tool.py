@@ -19,7 +19,7 @@ def course_read_masks(folder: str | os.PathLike) -> np.ndarray:
     """The course's ``read_masks``: every ``.png`` of the folder, sorted, decoded into one array.
 
     The only change: the array starts as Unknown (6) instead of ``np.empty`` so that pure red
-    pixels, which the course leaves undefined, are Unknown as in ``fcn.palette``.
+    pixels, which the course leaves undefined, are Unknown as in ``fcn.core.palette``.
     """
     import imageio.v2 as imageio
 

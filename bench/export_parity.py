@@ -27,16 +27,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fcn.engine import padded_side  # noqa: E402
-from fcn.export import FORMATS, PARITY_MAX_ABS_DIFF, PARITY_MIN_ARGMAX_AGREEMENT, SUFFIX, ParityAccumulator  # noqa: E402
-from fcn.images import read_rgb  # noqa: E402
-from fcn.predict import list_input_images  # noqa: E402
+from fcn.core.images import read_rgb  # noqa: E402
+from fcn.inference.engine import padded_side  # noqa: E402
+from fcn.inference.export import FORMATS, PARITY_MAX_ABS_DIFF, PARITY_MIN_ARGMAX_AGREEMENT, SUFFIX, ParityAccumulator  # noqa: E402
+from fcn.inference.predict import list_input_images  # noqa: E402
 
 
 def export_in_subprocess(model: str, fmt: str, output: Path) -> dict:
     """Run fcn-export (without its own check) in a fresh process; its wall time and peak RSS."""
     code = (
-        "import resource, sys, json; from fcn.export import main; from fcn.errors import run_cli; "
+        "import resource, sys, json; from fcn.inference.export import main; from fcn.core.errors import run_cli; "
         "rc = run_cli(main, sys.argv[1:]); "
         "print('@@' + json.dumps({'rc': rc, 'maxrss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))"
     )
@@ -66,7 +66,7 @@ def export_in_subprocess(model: str, fmt: str, output: Path) -> dict:
 
 def load_batches(images: list[Path], batch_size: int, scale: float):
     """Yield float32 (B, H, W, 3) batches of consecutive same-size tiles, padded to multiples of 32."""
-    from fcn.data import resize_image_tf
+    from fcn.data.pipeline import resize_image_tf
 
     batch = []
     for path in images:
@@ -106,8 +106,8 @@ def main(argv=None) -> int:
         parser.error(f"unknown formats: {', '.join(sorted(unknown))}")
     images = list_input_images(args.data)[: args.limit]
 
-    from fcn.backends import open_backend
-    from fcn.checkpoints import load_model, resolve_model_path
+    from fcn.inference.backends import open_backend
+    from fcn.model.checkpoints import load_model, resolve_model_path
 
     model_path = resolve_model_path(args.model)
     with tempfile.TemporaryDirectory(prefix="export-parity-") as tmp:

@@ -5,7 +5,7 @@
         [--tile 1024] [--overlap N] [--batch-size 4] [--no-batch-cap] [--same-answer-only] [--json FILE]
 
 1. **Same answer.** Each DeepGlobe tile is written as a 0.5 m UTM GeoTIFF (the very pixels of its
-   JPEG) and ``fcn-predict`` (:func:`fcn.predict.main`) runs three times: on the GeoTIFFs at the
+   JPEG) and ``fcn-predict`` (:func:`fcn.inference.predict.main`) runs three times: on the GeoTIFFs at the
    automatic scale (pixel size / the model's training ground sample distance), and on the JPEGs with
    ``--scale`` of that very number and with ``--input-gsd 0.5``. The masks are compared pixel by
    pixel. A checkpoint that predates ``ModelInfo`` (no ground sample distance inside) is copied into
@@ -13,10 +13,10 @@
 2. **Scenes.** Builds ``--sizes`` square RGB GeoTIFFs in ``--scratch`` (UTM 33N, ``--pixel-size`` m
    pixels, 512-px tiles, JPEG-compressed): mosaics of the DeepGlobe tiles under their 8 flips and
    rotations, written one band of tile rows at a time (kept between runs).
-3. **Scene path.** Each scene runs through :func:`fcn.scenes.predict_scene` in its own process
+3. **Scene path.** Each scene runs through :func:`fcn.inference.scenes.predict_scene` in its own process
    (reading, inference and writing the class-map GeoTIFF all timed), which reports its peak RSS
    (``VmHWM``) and seconds per megapixel. The window batch is capped as ``fcn-predict`` caps it
-   (:data:`fcn.scenes.SCENE_BATCH_PIXELS`) unless ``--no-batch-cap``.
+   (:data:`fcn.inference.scenes.SCENE_BATCH_PIXELS`) unless ``--no-batch-cap``.
 4. **In-memory path.** The top-left ``--region`` x ``--region`` pixels of the largest scene are read into
    memory and predicted by ``Predictor.predict_classes`` alone (reading excluded from its time): what
    ``fcn-predict`` does to a decoded JPEG, at the same scale. Agreement is the share of equal argmax
@@ -47,9 +47,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fcn import geo  # noqa: E402
-from fcn.checkpoints import INFO_ENTRY, ModelInfo, read_model_info, resolve_model_path  # noqa: E402
-from fcn.scenes import SCENE_BATCH_PIXELS, predict_scene  # noqa: E402
+from fcn.inference import geo  # noqa: E402
+from fcn.inference.scenes import SCENE_BATCH_PIXELS, predict_scene  # noqa: E402
+from fcn.model.checkpoints import INFO_ENTRY, ModelInfo, read_model_info, resolve_model_path  # noqa: E402
 
 DEEPGLOBE_SIDE = 2448
 UTM_33N = "EPSG:32633"
@@ -143,11 +143,11 @@ def write_tile_geotiff(path: Path, rgb: np.ndarray, pixel_size: float) -> None:
 
 
 def make_predictor(args):
-    from fcn.checkpoints import load_model
-    from fcn.engine import Predictor
+    from fcn.inference.engine import Predictor
+    from fcn.model.checkpoints import load_model
 
     if args.model in ("fcn8s", "fcn16s", "fcn32s"):
-        from fcn.models import build_model
+        from fcn.model.builders import build_model
 
         model = build_model(args.model, input_shape=(None, None, 3), weights=None)
     else:
@@ -277,8 +277,8 @@ def model_with_info(args, scratch: Path) -> tuple[str, ModelInfo]:
 
 def same_answer(args, scratch: Path) -> list[dict]:
     """fcn-predict on GeoTIFFs at the automatic scale against fcn-predict on the JPEGs."""
-    from fcn.images import read_mask, read_rgb
-    from fcn.predict import main as predict_main
+    from fcn.core.images import read_mask, read_rgb
+    from fcn.inference.predict import main as predict_main
 
     model, info = model_with_info(args, scratch)
     tiles = sorted(Path(args.deepglobe).glob("*_sat.jpg"))
@@ -394,7 +394,7 @@ def main(argv=None) -> int:
     if args.same_answer_only:
         return _finish(report, args)
 
-    from fcn.images import read_rgb
+    from fcn.core.images import read_rgb
 
     tiles = [read_rgb(p) for p in sorted(Path(args.deepglobe).glob("*_sat.jpg"))]
     sizes = [int(s) for s in args.sizes.split(",")]

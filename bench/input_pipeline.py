@@ -20,8 +20,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fcn.data import Pair, find_pairs, make_dataset  # noqa: E402
-from fcn.errors import run_cli  # noqa: E402
+from fcn.cli.common import run_cli  # noqa: E402
+from fcn.data.pipeline import Pair, find_pairs, make_dataset  # noqa: E402
 
 
 def measure_input_pipeline(
@@ -35,11 +35,11 @@ def measure_input_pipeline(
     cache: bool = False,
     warmup_batches: int = 2,
 ) -> dict:
-    """Pull training batches from :func:`fcn.data.make_dataset` for about ``seconds`` and time them.
+    """Pull training batches from :func:`fcn.data.pipeline.make_dataset` for about ``seconds`` and time them.
 
     Args:
-        data: a data folder or pairs from :func:`fcn.data.find_pairs`.
-        image_size, batch_size, crop, scale_range, cache: as for :func:`fcn.data.make_dataset`
+        data: a data folder or pairs from :func:`fcn.data.pipeline.find_pairs`.
+        image_size, batch_size, crop, scale_range, cache: as for :func:`fcn.data.pipeline.make_dataset`
             (training=True, repeating).
         seconds: measuring time, after ``warmup_batches`` batches (pipeline start, autotuning).
         warmup_batches: batches pulled before the clock starts.

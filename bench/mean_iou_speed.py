@@ -26,9 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.course_tool import course_tool  # noqa: E402
-from fcn.evaluate import evaluate_folders  # noqa: E402
-from fcn.images import read_mask, write_mask  # noqa: E402
-from fcn.palette import NUM_CLASSES  # noqa: E402
+from fcn.core.evaluate import evaluate_folders  # noqa: E402
+from fcn.core.images import read_mask, write_mask  # noqa: E402
+from fcn.core.palette import NUM_CLASSES  # noqa: E402
 
 # ---------------------------------------------------------------- ours
 

@@ -5,10 +5,10 @@
                                [--engines tf_float32,tf_mixed_bfloat16,onnxruntime] [--json FILE]
 
 1. Speed. The first ``rounds x round-tiles`` tiles of ``--data`` are decoded into memory once. Each
-   engine is a :class:`fcn.engine.Predictor` (same batch size, scale 1: the tiles' own size, 512x512
+   engine is a :class:`fcn.inference.engine.Predictor` (same batch size, scale 1: the tiles' own size, 512x512
    for the course tiles) around, respectively, the Keras model in float32, the same model cast to
-   mixed_bfloat16 (:func:`fcn.checkpoints.with_precision`), and the model exported to ONNX run by ONNX
-   Runtime (:class:`fcn.backends.OnnxBackend`). All run in this one process, one after the other
+   mixed_bfloat16 (:func:`fcn.model.checkpoints.with_precision`), and the model exported to ONNX run by ONNX
+   Runtime (:class:`fcn.inference.backends.OnnxBackend`). All run in this one process, one after the other
    within each round, the order rotating from round to round, so background load hits them alike;
    the figure is images/s of ``predict_many`` (padding, inference, argmax; no disk I/O), median over
    rounds, plus the median of the per-round ratios against tf_float32. Each engine first runs one
@@ -38,22 +38,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fcn.engine import Predictor  # noqa: E402
-from fcn.images import (  # noqa: E402
+from fcn.core.images import (  # noqa: E402
     MASK_SUFFIX,
     read_mask,
     read_rgb,
     tile_id,  # noqa: E402
 )
-from fcn.metrics import ConfusionMatrix  # noqa: E402
-from fcn.predict import list_input_images  # noqa: E402
+from fcn.core.metrics import ConfusionMatrix  # noqa: E402
+from fcn.inference.engine import Predictor  # noqa: E402
+from fcn.inference.predict import list_input_images  # noqa: E402
 
 ENGINES = ("tf_float32", "tf_mixed_bfloat16", "onnxruntime")
 
 
 def make_engines(model, onnx_path: Path | None, names, **predictor_kwargs) -> dict:
-    from fcn.backends import OnnxBackend
-    from fcn.checkpoints import with_precision
+    from fcn.inference.backends import OnnxBackend
+    from fcn.model.checkpoints import with_precision
 
     engines = {}
     for name in names:
@@ -163,8 +163,8 @@ def main(argv=None) -> int:
 
     from export_parity import export_in_subprocess
 
-    from fcn.checkpoints import load_model, resolve_model_path
-    from fcn.runtime import cpu_flags, resolve_precision
+    from fcn.model.checkpoints import load_model, resolve_model_path
+    from fcn.model.runtime import cpu_flags, resolve_precision
 
     model_path = resolve_model_path(args.model)
     paths = list_input_images(args.data)

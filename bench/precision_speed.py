@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     import keras
     import tensorflow as tf
 
-    from fcn.losses import segmentation_loss
-    from fcn.models import build_model
-    from fcn.runtime import cpu_flags, resolve_precision
+    from fcn.model.builders import build_model
+    from fcn.model.losses import segmentation_loss
+    from fcn.model.runtime import cpu_flags, resolve_precision
 
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(0, 255, (args.batch_size, args.image_size, args.image_size, 3)).astype("float32"))

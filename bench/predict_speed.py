@@ -5,8 +5,8 @@
 
 The naive loop is what a first script does: for each image, read it, (resize it), pad it to a multiple
 of 32, ``model.predict`` it alone, argmax, crop, (resize the mask back, nearest), colour it with the
-palette and write the PNG, all in one thread. The ``fcn-predict`` path is :func:`fcn.predict.predict_folder`
-with a :class:`fcn.engine.Predictor` (prefetching decoder threads, batched compiled calls, sliding
+palette and write the PNG, all in one thread. The ``fcn-predict`` path is :func:`fcn.inference.predict.predict_folder`
+with a :class:`fcn.inference.engine.Predictor` (prefetching decoder threads, batched compiled calls, sliding
 window above ``--tile``), without argument parsing and model loading, which both paths share.
 
 Both paths first run once on the first image (tracing/compilation excluded from the timings), then
@@ -30,10 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fcn.engine import Predictor, padded_side  # noqa: E402
-from fcn.images import read_rgb  # noqa: E402
-from fcn.palette import PALETTE  # noqa: E402
-from fcn.predict import PredictionJob, mask_name, plan_jobs, predict_folder  # noqa: E402
+from fcn.core.images import read_rgb  # noqa: E402
+from fcn.core.palette import PALETTE  # noqa: E402
+from fcn.inference.engine import Predictor, padded_side  # noqa: E402
+from fcn.inference.predict import PredictionJob, mask_name, plan_jobs, predict_folder  # noqa: E402
 
 
 def naive_predict(model, images: list[Path], output_dir: Path, scale: float = 1.0) -> float:
@@ -76,7 +76,7 @@ def compare(
     Args:
         model: a Keras FCN (any input size).
         input_dir: folder of images (``*_mask.png`` files are skipped).
-        scale, tile, overlap, batch_size, tta: :class:`fcn.engine.Predictor` settings (the naive
+        scale, tile, overlap, batch_size, tta: :class:`fcn.inference.engine.Predictor` settings (the naive
             loop uses ``scale`` only: it always runs the whole image).
         limit: time only the first ``limit`` images (all when None).
         workers: reader/writer threads of the ``fcn-predict`` path.
@@ -119,8 +119,8 @@ def compare(
 
 def _model(spec: str, imagenet: bool):
     from fcn import MODEL_NAMES
-    from fcn.checkpoints import load_model
-    from fcn.models import build_model
+    from fcn.model.builders import build_model
+    from fcn.model.checkpoints import load_model
 
     if spec in MODEL_NAMES:
         return build_model(spec, input_shape=(None, None, 3), weights="imagenet" if imagenet else None)

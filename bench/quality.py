@@ -46,7 +46,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
 
 from fcn import MODEL_NAMES  # noqa: E402  (TensorFlow-free)
-from fcn.errors import InputError, run_cli  # noqa: E402
+from fcn.cli.common import run_cli  # noqa: E402
+from fcn.core.errors import InputError  # noqa: E402
 
 DEFAULT_MODELS = ("fcn32s", "fcn8s")
 DEFAULT_VAL_IDS = "0160-0199,0008,0097,0107"
@@ -139,7 +140,7 @@ def make_split(data_dir: str | Path, val_spec: str, split_dir: str | Path) -> tu
     Raises:
         InputError: bad data folder or spec, an empty split, or a ``split_dir`` that holds other files.
     """
-    from fcn.data import find_pairs
+    from fcn.data.pipeline import find_pairs
 
     data_dir, split_dir = Path(data_dir), Path(split_dir)
     pairs = find_pairs(data_dir)

@@ -20,8 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fcn.errors import InputError, run_cli  # noqa: E402
-from fcn.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
+from fcn.cli.common import run_cli  # noqa: E402
+from fcn.core.errors import InputError  # noqa: E402
+from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
 
 IOU_COLUMNS = [f"iou_{CLASS_NAMES[c]}" for c in SCORED_CLASSES]
 

@@ -10,19 +10,19 @@ One run measures, on the machine it runs on (see docs/BENCHMARKS.md for what eac
    per dtype (float32, bfloat16, float16 where the device runs it), after a warm-up; GFLOP/s =
    2 n^3 / t of the fastest product of any size (the best size depends on caches and the library);
 2. the bare model, each configuration (model x precision x XLA) in its own subprocess: train steps
-   (``train_on_batch`` of the model exactly as ``fcn.train`` compiles it, on in-memory tensors) and
+   (``train_on_batch`` of the model exactly as ``fcn.training.trainer`` compiles it, on in-memory tensors) and
    forward passes (``predict_on_batch``, the compiled predict function) at batch B and the image
    size, as images/s, GFLOP/s and fraction of the peak of the compute dtype, plus that process's
    peak resident memory (``ru_maxrss``);
 3. the real pipelines for the first model, as fractions of the bare model at the same settings: the
-   ``fcn.train`` input pipeline alone (``bench/input_pipeline.py``), ``fcn.train.main`` end to end
+   ``fcn.training.trainer`` input pipeline alone (``bench/input_pipeline.py``), ``fcn.training.trainer.main`` end to end
    (seconds of the last epoch in ``history.csv``, with and without its validation pass) and
-   ``fcn.predict.predict_folder`` on tiles on disk;
+   ``fcn.inference.predict.predict_folder`` on tiles on disk;
 4. a first script's per-image loop (read, ``model.predict`` one tile, argmax, colour, write) against
    ``predict_folder`` on the same tiles (``bench/predict_speed.py``);
 5. ``fcn-mean-iou`` against the course tool's way on the tiles' masks (``bench/mean_iou_speed.py``).
 
-FLOPs are counted from the model's layers by :func:`fcn.models.count_flops` (2 per multiply-add of
+FLOPs are counted from the model's layers by :func:`fcn.model.builders.count_flops` (2 per multiply-add of
 the convolutions; elementwise layers are not counted). A training step counts 3x the forward FLOPs.
 
 Tiles: ``--data DIR`` (a folder of ``<id>_sat.jpg`` + ``<id>_mask.png``) gives the first ``--limit``
@@ -59,7 +59,8 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 sys.path.insert(0, str(BENCH_DIR))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fcn.errors import InputError, run_cli  # noqa: E402
+from fcn.cli.common import run_cli  # noqa: E402
+from fcn.core.errors import InputError  # noqa: E402
 
 # A training step does the forward pass, the gradient with respect to the activations and the one
 # with respect to the weights; the last two each cost about one forward pass.
@@ -202,8 +203,9 @@ def matmul_peaks(sizes, seconds: float) -> dict:
 
 
 def training_model(model_name: str, precision: str, jit: bool):
-    """The compiled model ``fcn.train`` would train (random init), and its dtype policy."""
-    from fcn import runtime, train
+    """The compiled model ``fcn.training.trainer`` would train (random init), and its dtype policy."""
+    from fcn.model import runtime
+    from fcn.training import trainer as train
 
     argv = [
         "--model",
@@ -335,14 +337,14 @@ def prepare_tiles(out_dir: Path, image_size: int, limit: int, data_dir: Path | N
     nearest) when not at the size. Without ``data_dir``: synthetic tiles.
     """
     if data_dir is None:
-        from fcn.synthetic import make_synthetic_dataset
+        from fcn.data.synthetic import make_synthetic_dataset
 
         return make_synthetic_dataset(out_dir, n_train=limit, n_val=1, size=image_size, seed=0)
 
     from PIL import Image
 
-    from fcn.data import find_pairs
-    from fcn.images import read_mask, read_rgb, write_image_atomic, write_mask
+    from fcn.core.images import read_mask, read_rgb, write_image_atomic, write_mask
+    from fcn.data.pipeline import find_pairs
 
     pairs = find_pairs(data_dir)
     chosen = {"train": pairs[:limit], "val": pairs[limit : limit + 1] or pairs[-1:]}
@@ -369,18 +371,18 @@ def prepare_tiles(out_dir: Path, image_size: int, limit: int, data_dir: Path | N
 
 
 def input_pipeline_figures(train_dir: Path, image_size: int, batch_size: int, seconds: float) -> dict:
-    """Images/s of the ``fcn.train`` input pipeline alone (decode + augment + batch, no model)."""
+    """Images/s of the ``fcn.training.trainer`` input pipeline alone (decode + augment + batch, no model)."""
     try:
         from input_pipeline import measure_input_pipeline
     except ImportError:
         measure_input_pipeline = None
-    from fcn.data import find_pairs
+    from fcn.data.pipeline import find_pairs
 
     pairs = find_pairs(train_dir)
     if measure_input_pipeline is not None:
         return measure_input_pipeline(pairs, image_size=image_size, batch_size=batch_size, seconds=seconds)
 
-    from fcn.data import make_dataset
+    from fcn.data.pipeline import make_dataset
 
     batches = iter(make_dataset(pairs, batch_size=batch_size, training=True, image_size=image_size, repeat=True))
     next(batches)
@@ -401,24 +403,24 @@ def train_end_to_end_figures(
     image_size: int,
     epochs: int = 3,
 ) -> dict:
-    """``fcn.train.main`` for ``epochs`` epochs; figures of its last epoch.
+    """``fcn.training.trainer.main`` for ``epochs`` epochs; figures of its last epoch.
 
     The first epoch traces; the first step after the first checkpoint save stalls once for about one
     extra step (a bare ``model.fit`` + ``model.save`` shows the same, so it is Keras/TensorFlow's, and
     amortised over a real run), so the third epoch is the steady state.
 
     ``history.csv``'s seconds cover the epoch's training steps and its validation pass (not the
-    checkpoint writes). The validation pass is timed again here the way ``fcn.train`` runs it (a new
-    :class:`fcn.predict.Predictor`, so traced again, on the validation tiles) and subtracted for
+    checkpoint writes). The validation pass is timed again here the way ``fcn.training.trainer`` runs it (a new
+    :class:`fcn.inference.predict.Predictor`, so traced again, on the validation tiles) and subtracted for
     ``train_img_s``.
 
     Returns:
         dict with ``epoch_s``, ``validation_s``, ``images_per_epoch``, ``train_img_s`` (without
         validation) and ``train_img_s_with_validation``.
     """
-    from fcn import train
-    from fcn.callbacks import EpochValidation, StopControl
-    from fcn.checkpoints import read_model_info
+    from fcn.model.checkpoints import read_model_info
+    from fcn.training import trainer as train
+    from fcn.training.callbacks import EpochValidation, StopControl
 
     argv = [
         "--train-dir",
@@ -448,7 +450,7 @@ def train_end_to_end_figures(
     with redirect_stdout(log):
         code = train.main(argv)
     if code != 0:
-        raise RuntimeError(f"fcn.train.main exited with {code}: {log.getvalue()[-500:]}")
+        raise RuntimeError(f"fcn.training.trainer.main exited with {code}: {log.getvalue()[-500:]}")
     with open(run_dir / "history.csv", newline="") as handle:
         epoch_s = float(list(csv.DictReader(handle))[-1]["seconds"])
 
@@ -481,8 +483,8 @@ def predict_figures(tiles_dir: Path, model_name: str, precision: str, batch_size
     """``predict_folder`` (the ``fcn-predict`` path) and the naive per-image loop on the same tiles."""
     from predict_speed import compare
 
-    from fcn.models import build_model
-    from fcn.runtime import resolve_precision
+    from fcn.model.builders import build_model
+    from fcn.model.runtime import resolve_precision
 
     policy = resolve_precision(precision)
     model = build_model(
@@ -630,7 +632,7 @@ def run_benchmark(args, say=print) -> dict:
 
 
 def resolve(precision: str) -> str:
-    from fcn.runtime import resolve_precision
+    from fcn.model.runtime import resolve_precision
 
     return resolve_precision(precision)
 
@@ -782,7 +784,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def resolve_args(args, parser) -> None:
     """Fill defaults from FULL or QUICK and validate."""
     from fcn import MODEL_NAMES
-    from fcn.runtime import PRECISIONS
+    from fcn.model.runtime import PRECISIONS
 
     defaults = QUICK if args.quick else FULL
     for key in ("image_size", "batch_size", "steps", "limit", "models"):

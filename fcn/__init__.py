@@ -5,10 +5,10 @@ Importing this package is cheap: TensorFlow is only imported by the modules that
 registered with it, so ``import fcn`` is all ``keras.saving.load_model("best.keras")`` needs.
 """
 
-from .lazy import register_with_keras
-from .palette import CLASS_NAMES, CLASSES, NUM_CLASSES, PALETTE, class_to_rgb, rgb_to_class
+from fcn.core.lazy import register_with_keras
+from fcn.core.palette import CLASS_NAMES, CLASSES, NUM_CLASSES, PALETTE, class_to_rgb, rgb_to_class
 
-# The architectures fcn.build_model knows (here, not in fcn.models, so that command lines can list
+# The architectures fcn.build_model knows (here, not in fcn.model.builders, so that command lines can list
 # them without importing TensorFlow).
 MODEL_NAMES = ("fcn32s", "fcn16s", "fcn8s")
 
@@ -32,7 +32,7 @@ __all__ = [
 def __getattr__(name):
     # Lazy so that `import fcn` (and the metric tool) does not pay for importing TensorFlow.
     if name in ("build_model", "format_summary"):
-        from . import models
+        from fcn.model import builders as models
 
         return getattr(models, name)
     raise AttributeError(f"module 'fcn' has no attribute {name!r}")

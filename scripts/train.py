@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fcn.train import cli
+from fcn.training.trainer import cli
 
 if __name__ == "__main__":
     cli()

@@ -12,7 +12,7 @@ from helpers import tiny_train_args  # noqa: E402
 @pytest.fixture(scope="session")
 def tiles(tmp_path_factory):
     """(train_dir, val_dir): 8 + 4 synthetic 64-px tiles; validation holds the tracked ids."""
-    from fcn.synthetic import make_synthetic_dataset
+    from fcn.data.synthetic import make_synthetic_dataset
 
     root = tmp_path_factory.mktemp("tiles")
     return make_synthetic_dataset(root, n_train=8, n_val=4, size=64, seed=3, ids_val=["0008", "0097", "0107"])
@@ -22,7 +22,7 @@ def tiles(tmp_path_factory):
 def trained_run(tiles, tmp_path_factory):
     """A tiny FCN8s trained 2 epochs at --image-size 32 (scale 0.5) with the default recipe's class
     balancing (median weights, Unknown ignored) at a constant learning rate."""
-    from fcn import train
+    from fcn.training import trainer as train
 
     run = tmp_path_factory.mktemp("runs") / "run"
     argv = tiny_train_args(

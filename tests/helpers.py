@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fcn.palette import NUM_CLASSES
+from fcn.core.palette import NUM_CLASSES
 
 # A tiny FCN: the real architecture (every layer, every skip) at 1/16 of the width; it builds and
 # runs in milliseconds. The full-width models are checked by the seed-parity tests only.
@@ -39,7 +39,7 @@ def tiny_fcn(name: str = "fcn8s", seed: int = 0, **kwargs):
     """A randomly initialised tiny FCN whose outputs vary with the input (no zero score layers)."""
     import keras
 
-    from fcn.models import build_model
+    from fcn.model.builders import build_model
 
     keras.utils.set_random_seed(seed)
     options = dict(input_shape=(None, None, 3), weights=None, paper_init=False, width=TINY_WIDTH)

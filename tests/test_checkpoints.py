@@ -1,4 +1,4 @@
-"""fcn.checkpoints: what a .keras file carries (state, scale), loading it, resuming from it."""
+"""fcn.model.checkpoints: what a .keras file carries (state, scale), loading it, resuming from it."""
 
 import json
 import subprocess
@@ -11,7 +11,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fcn.checkpoints import (  # noqa: E402
+from fcn.core.errors import InputError  # noqa: E402
+from fcn.inference.engine import Predictor  # noqa: E402
+from fcn.model.checkpoints import (  # noqa: E402
     INFO_ENTRY,
     ModelInfo,
     load_checkpoint_for_resume,
@@ -22,8 +24,6 @@ from fcn.checkpoints import (  # noqa: E402
     save_checkpoint,
     with_precision,
 )
-from fcn.engine import Predictor  # noqa: E402
-from fcn.errors import InputError  # noqa: E402
 from helpers import conv_softmax_model, random_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """kill -9 at chosen moments of a tiny training run, then start it again or resume it.
 
-The process is frozen at exactly the moment under test by ``FCN_TEST_PAUSE_WRITE`` (see fcn.files):
+The process is frozen at exactly the moment under test by ``FCN_TEST_PAUSE_WRITE`` (see fcn.core.files):
 after the temporary file of a write is complete and before it replaces the target. Guarantees
 checked after each kill and after the run is completed:
 
@@ -22,8 +22,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fcn.checkpoints import read_checkpoint_state  # noqa: E402
-from fcn.files import PAUSE_MARKER_ENV, PAUSE_WRITE_ENV, TEMP_MARK  # noqa: E402
+from fcn.core.files import PAUSE_MARKER_ENV, PAUSE_WRITE_ENV, TEMP_MARK  # noqa: E402
+from fcn.model.checkpoints import read_checkpoint_state  # noqa: E402
 from helpers import tiny_train_args  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

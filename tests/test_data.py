@@ -1,4 +1,4 @@
-"""Tests for fcn.data: pair discovery and checks, the tf.data pipeline, class balancing."""
+"""Tests for fcn.data.pipeline: pair discovery and checks, the tf.data pipeline, class balancing."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn.data import Pair, find_pairs, make_dataset, median_frequency_weights
-from fcn.errors import InputError
-from fcn.images import read_mask, read_rgb
-from fcn.palette import PALETTE, UNKNOWN, class_to_rgb, rgb_to_class
+from fcn.core.errors import InputError
+from fcn.core.images import read_mask, read_rgb
+from fcn.core.palette import PALETTE, UNKNOWN, class_to_rgb, rgb_to_class
+from fcn.data.pipeline import Pair, find_pairs, make_dataset, median_frequency_weights
 
 
 def write_pair(folder: Path, pair_id: str, rgb: np.ndarray, classes: np.ndarray, image_ext: str = ".png") -> Pair:
@@ -439,7 +439,7 @@ def test_training_and_prediction_decode_jpegs_to_identical_pixels(tmp_path, qual
     """tf.data (training) and Pillow (validation, prediction, report) must give the same pixels."""
     import tensorflow as tf
 
-    from fcn.data import decode_image_tf
+    from fcn.data.pipeline import decode_image_tf
 
     path = tmp_path / "tile_sat.jpg"
     Image.fromarray(photo_like(np.random.default_rng(quality))).save(path, quality=quality, subsampling=subsampling)
@@ -453,7 +453,7 @@ def test_training_and_prediction_decode_jpegs_to_identical_pixels(tmp_path, qual
 def test_16_bit_pngs_decode_alike_in_both_paths(tmp_path):
     import tensorflow as tf
 
-    from fcn.data import decode_image_tf
+    from fcn.data.pipeline import decode_image_tf
 
     path = tmp_path / "deep_sat.png"
     Image.fromarray((np.arange(48 * 40).reshape(48, 40) * 33).astype(np.uint16)).save(path)
@@ -483,7 +483,7 @@ def test_color_jitter_changes_colours_not_labels(tmp_path):
 
 
 def test_read_pair_checks_the_sizes(tmp_path):
-    from fcn.data import read_pair, read_pairs
+    from fcn.data.pipeline import read_pair, read_pairs
 
     rng = np.random.default_rng(13)
     good = random_pair(tmp_path, "0001", rng)

@@ -1,4 +1,4 @@
-"""Tests of fcn.deepglobe on tiny synthetic DeepGlobe folders made in tmp_path."""
+"""Tests of fcn.data.deepglobe on tiny synthetic DeepGlobe folders made in tmp_path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn.deepglobe import (
+from fcn.cli.common import run_cli
+from fcn.core.images import read_rgb
+from fcn.core.palette import PALETTE, UNKNOWN, class_to_rgb, rgb_to_class
+from fcn.data.deepglobe import (
     TileParameters,
     cell_boxes,
     convert_dataset,
@@ -18,9 +21,6 @@ from fcn.deepglobe import (
     split_sources,
     tile_stem,
 )
-from fcn.errors import run_cli
-from fcn.images import read_rgb
-from fcn.palette import PALETTE, UNKNOWN, class_to_rgb, rgb_to_class
 
 QUADRANT_COLOURS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]], dtype=np.uint8)
 

@@ -1,4 +1,4 @@
-"""fcn.engine: any-size inference, sliding windows, TTA, scale, and the backends.
+"""fcn.inference.engine: any-size inference, sliding windows, TTA, scale, and the backends.
 
 Reference models:
 * a tiny random FCN8s (the real architecture at 1/16 width, paper_init=False so its outputs vary);
@@ -16,9 +16,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fcn.checkpoints import ModelInfo  # noqa: E402
-from fcn.engine import DIHEDRAL, KerasBackend, Predictor, window_profile, window_starts  # noqa: E402
-from fcn.palette import NUM_CLASSES  # noqa: E402
+from fcn.core.palette import NUM_CLASSES  # noqa: E402
+from fcn.inference.engine import DIHEDRAL, KerasBackend, Predictor, window_profile, window_starts  # noqa: E402
+from fcn.model.checkpoints import ModelInfo  # noqa: E402
 from helpers import conv_softmax_model, random_image  # noqa: E402
 
 # ---------------------------------------------------------------- geometry

@@ -1,12 +1,11 @@
-"""fcn.errors: one-line errors, exit code 2, and the argparse type checks every command shares."""
+"""fcn.core.errors: one-line errors, exit code 2, and the argparse type checks every command shares."""
 
 import argparse
 
 import pytest
 
-from fcn.errors import (
+from fcn.cli.common import (
     ArgumentParser,
-    InputError,
     fraction,
     multiple_of_32,
     non_negative_float,
@@ -15,6 +14,7 @@ from fcn.errors import (
     positive_int,
     run_cli,
 )
+from fcn.core.errors import InputError
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Tests of fcn.export (fcn-export) and fcn.backends: every format against Keras, metadata, errors.
+"""Tests of fcn.inference.export (fcn-export) and fcn.inference.backends: every format against Keras, metadata, errors.
 
 The model is a miniature FCN8s (5 conv/pool blocks of 4 channels, two skip fusions, transposed
 convolutions, the in-model Caffe preprocessing, float32 softmax): the same layer types and the same
@@ -13,11 +13,13 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fcn import backends  # noqa: E402
-from fcn.checkpoints import ModelInfo  # noqa: E402
-from fcn.engine import Predictor  # noqa: E402
-from fcn.errors import InputError, run_cli  # noqa: E402
-from fcn.export import (  # noqa: E402
+from fcn.cli.common import run_cli  # noqa: E402
+from fcn.core.errors import InputError  # noqa: E402
+from fcn.core.images import read_mask  # noqa: E402
+from fcn.core.palette import CLASS_NAMES, NUM_CLASSES, PALETTE  # noqa: E402
+from fcn.inference import backends  # noqa: E402
+from fcn.inference.engine import Predictor  # noqa: E402
+from fcn.inference.export import (  # noqa: E402
     FORMATS,
     PARITY_MAX_ABS_DIFF,
     PARITY_MIN_ARGMAX_AGREEMENT,
@@ -28,10 +30,9 @@ from fcn.export import (  # noqa: E402
     parse_info,
     read_metadata,
 )
-from fcn.images import read_mask  # noqa: E402
-from fcn.models import CaffePreprocess  # noqa: E402
-from fcn.palette import CLASS_NAMES, NUM_CLASSES, PALETTE  # noqa: E402
-from fcn.predict import main as predict_main  # noqa: E402
+from fcn.inference.predict import main as predict_main  # noqa: E402
+from fcn.model.builders import CaffePreprocess  # noqa: E402
+from fcn.model.checkpoints import ModelInfo  # noqa: E402
 
 MODEL_INFO = {"train_scale": 0.5, "tile_gsd": 1.195, "model_gsd": 2.39}
 SUFFIX = {"saved_model": "", "onnx": ".onnx", "litert": ".tflite"}
@@ -134,7 +135,7 @@ def test_metadata_travels_with_the_artefact(artefacts, fmt):
 
 
 def test_a_mixed_precision_model_is_exported_in_float32(model, tmp_path):
-    from fcn.checkpoints import with_precision
+    from fcn.model.checkpoints import with_precision
 
     pytest.importorskip("onnxruntime")
     half = with_precision(model, "mixed_bfloat16")
@@ -235,7 +236,7 @@ def test_predict_cli_refuses_a_precision_for_an_exported_model(artefacts, tmp_pa
 
 def test_export_command_writes_and_checks_the_artefact(model_file, tmp_path, capsys):
     pytest.importorskip("ai_edge_litert")
-    from fcn.checkpoints import save_checkpoint
+    from fcn.model.checkpoints import save_checkpoint
 
     checkpoint = tmp_path / "best.keras"  # a checkpoint carries its run's scale and ground resolution
     save_checkpoint(keras.saving.load_model(model_file), checkpoint, {"epoch": 1}, ModelInfo("tiny", 0.5, 1.2))

@@ -1,11 +1,11 @@
-"""fcn.files: atomic writes and the temporary files a kill leaves."""
+"""fcn.core.files: atomic writes and the temporary files a kill leaves."""
 
 import os
 import stat
 
 import pytest
 
-from fcn.files import TEMP_MARK, atomic_path, remove_temp_files, write_text_atomic
+from fcn.core.files import TEMP_MARK, atomic_path, remove_temp_files, write_text_atomic
 
 
 def test_target_appears_whole_with_a_new_files_mode(tmp_path):

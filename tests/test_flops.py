@@ -6,7 +6,7 @@ keras = pytest.importorskip("keras")
 from keras import layers  # noqa: E402
 
 from bench.flops import count_flops  # noqa: E402
-from fcn.models import build_model  # noqa: E402
+from fcn.model.builders import build_model  # noqa: E402
 
 
 def tiny_model(input_shape=(8, 8, 3)):

@@ -1,4 +1,4 @@
-"""GeoTIFF scenes: reading (fcn.geo), streamed prediction (fcn.scenes), areas (fcn.areas), and the
+"""GeoTIFF scenes: reading (fcn.inference.geo), streamed prediction (fcn.inference.scenes), areas (fcn.inference.areas), and the
 fcn-predict command on .tif inputs.
 
 Every GeoTIFF is written here with rasterio (32-210 px). Models: the tiny FCN8s of conftest (outputs
@@ -21,16 +21,17 @@ from rasterio.crs import CRS  # noqa: E402
 from rasterio.enums import ColorInterp  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 
-from fcn import geo  # noqa: E402
-from fcn.areas import class_areas, write_stats  # noqa: E402
-from fcn.checkpoints import ModelInfo, save_checkpoint  # noqa: E402
-from fcn.data import COURSE_TILE_GSD  # noqa: E402
-from fcn.engine import Predictor  # noqa: E402
-from fcn.errors import InputError, run_cli  # noqa: E402
-from fcn.images import read_mask  # noqa: E402
-from fcn.palette import NUM_CLASSES, PALETTE  # noqa: E402
-from fcn.predict import main  # noqa: E402
-from fcn.scenes import predict_scene, scene_batch_size, scene_scale  # noqa: E402
+from fcn.cli.common import run_cli  # noqa: E402
+from fcn.core.errors import InputError  # noqa: E402
+from fcn.core.images import read_mask  # noqa: E402
+from fcn.core.palette import NUM_CLASSES, PALETTE  # noqa: E402
+from fcn.data.pipeline import COURSE_TILE_GSD  # noqa: E402
+from fcn.inference import geo  # noqa: E402
+from fcn.inference.areas import class_areas, write_stats  # noqa: E402
+from fcn.inference.engine import Predictor  # noqa: E402
+from fcn.inference.predict import main  # noqa: E402
+from fcn.inference.scenes import predict_scene, scene_batch_size, scene_scale  # noqa: E402
+from fcn.model.checkpoints import ModelInfo, save_checkpoint  # noqa: E402
 from helpers import conv_softmax_model  # noqa: E402
 
 UTM = CRS.from_epsg(32633)
@@ -115,8 +116,8 @@ def test_windowed_resize_equals_the_engines_whole_image_resizes_bit_for_bit(size
     """Windows of the forward (uint8, resize_tile_tf) and back (probabilities) resizes, from regions."""
     import tensorflow as tf
 
-    from fcn.data import resize_tile_tf
-    from fcn.scenes import WindowedResize, round_to_uint8
+    from fcn.data.pipeline import resize_tile_tf
+    from fcn.inference.scenes import WindowedResize, round_to_uint8
 
     rgb = landscape(*size, seed=11)
     forward = WindowedResize.like_resize_image(size, work)
@@ -498,8 +499,8 @@ def test_cli_without_rasterio_skips_the_geotiffs_in_one_line(tmp_path, info_mode
 
 def test_cli_exported_model_takes_its_scale_rule_from_the_artefact(tmp_path, info_model, capsys):
     """A SavedModel exported by fcn-export carries the run's ModelInfo: the scene's scale follows it."""
-    from fcn.checkpoints import load_model
-    from fcn.export import export_model
+    from fcn.inference.export import export_model
+    from fcn.model.checkpoints import load_model
 
     artefact = tmp_path / "model_savedmodel"
     export_model(

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn.errors import InputError
-from fcn.images import image_size, list_images, read_mask, read_rgb, write_mask
+from fcn.core.errors import InputError
+from fcn.core.images import image_size, list_images, read_mask, read_rgb, write_mask
 
 
 def test_grayscale_is_expanded_and_alpha_dropped(tmp_path):

@@ -15,28 +15,28 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fcn"
 HEAVY = {"tensorflow", "keras"}
 # Modules that command lines import before any work, or that must start instantly.
 LIGHT_MODULES = {
-    "palette",
-    "errors",
-    "files",
-    "lazy",
-    "images",
-    "metrics",
-    "evaluate",
-    "checkpoints",
-    "rundir",
-    "data",
-    "runtime",
-    "train",
-    "predict",
-    "engine",
-    "synthetic",
-    "scoring",
-    "report",
-    "deepglobe",
-    "figures",
-    "geo",
-    "scenes",
-    "areas",
+    "core.palette",
+    "core.errors",
+    "core.files",
+    "core.lazy",
+    "core.images",
+    "core.metrics",
+    "core.evaluate",
+    "model.checkpoints",
+    "training.rundir",
+    "data.pipeline",
+    "model.runtime",
+    "training.trainer",
+    "inference.predict",
+    "inference.engine",
+    "data.synthetic",
+    "study.scoring",
+    "study.report",
+    "data.deepglobe",
+    "core.figures",
+    "inference.geo",
+    "inference.scenes",
+    "inference.areas",
 }
 
 
@@ -45,18 +45,19 @@ def module_level_imports(path: Path) -> set[str]:
     found = set()
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
+            found |= {a.name if a.name.startswith("fcn.") else a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: fcn's own
-                base = node.module.split(".")[0] if node.module else None
-                found |= {f"fcn.{base}"} if base else {f"fcn.{alias.name}" for alias in node.names}
+            if node.module == "fcn" or (node.module or "").startswith("fcn."):
+                found |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
             else:
                 found.add(node.module.split(".")[0])
     return found
 
 
 def graph() -> dict[str, set[str]]:
-    modules = {p.stem: p for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    modules = {
+        ".".join(p.relative_to(PACKAGE).with_suffix("").parts): p for p in PACKAGE.rglob("*.py") if p.stem != "__init__"
+    }
     edges = {}
     for name, path in modules.items():
         edges[name] = {
@@ -90,6 +91,7 @@ def test_there_is_no_import_cycle():
 
 def test_light_modules_do_not_import_tensorflow_even_indirectly():
     edges = graph()
+    modules = {".".join(p.relative_to(PACKAGE).with_suffix("").parts): p for p in PACKAGE.rglob("*.py")}
 
     def reachable(node, seen):
         for child in edges[node]:
@@ -100,7 +102,7 @@ def test_light_modules_do_not_import_tensorflow_even_indirectly():
 
     for name in sorted(LIGHT_MODULES):
         for module in {name} | reachable(name, set()):
-            assert not heavy_imports(PACKAGE / f"{module}.py"), f"fcn.{name} imports TensorFlow/Keras via fcn.{module}"
+            assert not heavy_imports(modules[module]), f"fcn.{name} imports TensorFlow/Keras via fcn.{module}"
 
 
 @pytest.mark.parametrize("module", sorted(LIGHT_MODULES))

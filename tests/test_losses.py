@@ -1,4 +1,4 @@
-"""fcn.losses: Keras's cross-entropy with Unknown ignored, and class weights as pixel weights."""
+"""fcn.model.losses: Keras's cross-entropy with Unknown ignored, and class weights as pixel weights."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fcn.losses import segmentation_loss  # noqa: E402
-from fcn.palette import NUM_CLASSES, UNKNOWN  # noqa: E402
+from fcn.core.palette import NUM_CLASSES, UNKNOWN  # noqa: E402
+from fcn.model.losses import segmentation_loss  # noqa: E402
 
 
 def probs_and_labels(seed=0, shape=(2, 6, 5)):

@@ -1,4 +1,4 @@
-"""The fcn-mean-iou command (fcn.evaluate, scripts/mean_iou.py) on tiny synthetic folders."""
+"""The fcn-mean-iou command (fcn.core.evaluate, scripts/mean_iou.py) on tiny synthetic folders."""
 
 import json
 import re
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from bench.course_tool import course_mean_iou_score
-from fcn.errors import run_cli
-from fcn.evaluate import main, rgb_pair_counts
-from fcn.images import write_mask
-from fcn.metrics import pair_counts
-from fcn.palette import PALETTE, rgb_to_class
+from fcn.cli.common import run_cli
+from fcn.core.evaluate import main, rgb_pair_counts
+from fcn.core.images import write_mask
+from fcn.core.metrics import pair_counts
+from fcn.core.palette import PALETTE, rgb_to_class
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 64
@@ -192,7 +192,9 @@ def test_fused_rgb_counts_equal_decoding_then_counting():
 
 
 def test_the_metric_path_does_not_import_tensorflow():
-    code = "import fcn.evaluate, fcn.metrics, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    code = (
+        "import fcn.core.evaluate, fcn.core.metrics, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 

@@ -1,4 +1,4 @@
-"""ConfusionMatrix and the course's mean IoU (fcn.metrics)."""
+"""ConfusionMatrix and the course's mean IoU (fcn.core.metrics)."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench.course_tool import course_mean_iou_score
-from fcn.metrics import ConfusionMatrix, pair_counts
+from fcn.core.metrics import ConfusionMatrix, pair_counts
 
 
 def course_rule(gt_images, pred_images):

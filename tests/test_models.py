@@ -3,7 +3,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fcn.models import IMAGENET_BGR_MEAN, BilinearUpsampling, CaffePreprocess, build_model, format_summary  # noqa: E402
+from fcn.model.builders import IMAGENET_BGR_MEAN, BilinearUpsampling, CaffePreprocess, build_model, format_summary  # noqa: E402
 
 SEED_PARAMS = {"fcn32s": 40_118_087, "fcn16s": 39_971_934, "fcn8s": 39_936_885}
 

@@ -1,12 +1,12 @@
-"""fcn.optimizer: schedules over the run's steps, the encoder's learning rate, weight averaging."""
+"""fcn.training.optimizer: schedules over the run's steps, the encoder's learning rate, weight averaging."""
 
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
-from fcn.checkpoints import save_checkpoint  # noqa: E402
-from fcn.optimizer import (  # noqa: E402
+from fcn.model.checkpoints import save_checkpoint  # noqa: E402
+from fcn.training.optimizer import (  # noqa: E402
     SwapEMAWeights,
     current_learning_rate,
     head_optimizer,

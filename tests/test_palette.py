@@ -1,9 +1,9 @@
-"""The course's mask decoding rule (fcn.palette)."""
+"""The course's mask decoding rule (fcn.core.palette)."""
 
 import numpy as np
 import pytest
 
-from fcn.palette import (
+from fcn.core.palette import (
     CLASS_NAMES,
     CLASSES,
     NUM_CLASSES,
@@ -15,7 +15,7 @@ from fcn.palette import (
     rgb_to_class_tf,
 )
 
-# The colours as the assignment states them, written out independently of fcn.palette.
+# The colours as the assignment states them, written out independently of fcn.core.palette.
 ASSIGNMENT_COLOURS = {
     0: (0, 255, 255),  # urban: cyan
     1: (255, 255, 0),  # agriculture: yellow

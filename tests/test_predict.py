@@ -1,4 +1,4 @@
-"""The fcn-predict command (fcn.predict): naming, folder jobs, overlays, errors."""
+"""The fcn-predict command (fcn.inference.predict): naming, folder jobs, overlays, errors."""
 
 import numpy as np
 import pytest
@@ -6,12 +6,13 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 
-from fcn.checkpoints import ModelInfo, load_model, save_checkpoint  # noqa: E402
-from fcn.engine import Predictor  # noqa: E402
-from fcn.errors import InputError, run_cli  # noqa: E402
-from fcn.images import read_mask, tile_id  # noqa: E402
-from fcn.palette import PALETTE  # noqa: E402
-from fcn.predict import list_input_images, main, mask_name, overlay_name, plan_jobs  # noqa: E402
+from fcn.cli.common import run_cli  # noqa: E402
+from fcn.core.errors import InputError  # noqa: E402
+from fcn.core.images import read_mask, tile_id  # noqa: E402
+from fcn.core.palette import PALETTE  # noqa: E402
+from fcn.inference.engine import Predictor  # noqa: E402
+from fcn.inference.predict import list_input_images, main, mask_name, overlay_name, plan_jobs  # noqa: E402
+from fcn.model.checkpoints import ModelInfo, load_model, save_checkpoint  # noqa: E402
 from helpers import conv_softmax_model, random_image  # noqa: E402
 
 # ---------------------------------------------------------------- names and folders

@@ -1,4 +1,4 @@
-"""fcn.scoring and fcn.report on two tiny training runs, their error cases, and the quality benchmark's split."""
+"""fcn.study.scoring and fcn.study.report on two tiny training runs, their error cases, and the quality benchmark's split."""
 
 import csv
 import json
@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcn import report, scoring
-from fcn.errors import InputError, run_cli
-from fcn.images import read_rgb
-from fcn.palette import CLASS_NAMES, SCORED_CLASSES
-from fcn.synthetic import make_synthetic_dataset
+from fcn.cli.common import run_cli
+from fcn.core.errors import InputError
+from fcn.core.images import read_rgb
+from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES
+from fcn.data.synthetic import make_synthetic_dataset
+from fcn.study import report, scoring
 from helpers import tiny_train_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def runs(tiles, trained_run, tmp_path_factory):
     """The session's tiny fcn8s run, and a tiny fcn32s trained the same way."""
     pytest.importorskip("keras")
-    from fcn import train
+    from fcn.training import trainer as train
 
     fcn32s = tmp_path_factory.mktemp("report_runs") / "fcn32s"
     config = json.loads((trained_run / "config.json").read_text())["args"]
@@ -258,5 +259,5 @@ def test_split_links_tiles_without_copying(quality, tmp_path):
 
 
 def test_importing_the_report_does_not_load_tensorflow():
-    code = "import sys, fcn.report; sys.exit(int('tensorflow' in sys.modules or 'keras' in sys.modules))"
+    code = "import sys, fcn.study.report; sys.exit(int('tensorflow' in sys.modules or 'keras' in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60).returncode == 0

@@ -1,12 +1,12 @@
-"""fcn.rundir: creating, locking and tidying a run directory."""
+"""fcn.training.rundir: creating, locking and tidying a run directory."""
 
 import os
 
 import pytest
 
-from fcn.errors import InputError
-from fcn.files import TEMP_MARK
-from fcn.rundir import RunDirectory, check_creatable
+from fcn.core.errors import InputError
+from fcn.core.files import TEMP_MARK
+from fcn.training.rundir import RunDirectory, check_creatable
 
 
 def test_a_path_under_a_file_is_refused_before_anything_is_made(tmp_path):

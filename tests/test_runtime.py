@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from fcn import runtime
+from fcn.model import runtime
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_resolve_precision_auto_reads_this_machines_cpu(monkeypatch):
 
 def test_multiworker_needs_tf_config(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    from fcn.errors import InputError
+    from fcn.core.errors import InputError
 
     with pytest.raises(InputError, match="TF_CONFIG"):
         runtime.make_strategy("multiworker")

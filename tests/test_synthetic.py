@@ -1,4 +1,4 @@
-"""Tests for fcn.synthetic: the demo dataset."""
+"""Tests for fcn.data.synthetic: the demo dataset."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn.data import find_pairs
-from fcn.errors import InputError
-from fcn.images import read_rgb
-from fcn.palette import NUM_CLASSES, PALETTE
-from fcn.synthetic import TRACKED_VAL_IDS, make_synthetic_dataset, make_synthetic_tile, split_ids
+from fcn.core.errors import InputError
+from fcn.core.images import read_rgb
+from fcn.core.palette import NUM_CLASSES, PALETTE
+from fcn.data.pipeline import find_pairs
+from fcn.data.synthetic import TRACKED_VAL_IDS, make_synthetic_dataset, make_synthetic_tile, split_ids
 
 
 def test_dataset_written_and_find_pairs_able(tmp_path):

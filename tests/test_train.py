@@ -1,4 +1,4 @@
-"""fcn.train end to end on tiny synthetic tiles and a tiny FCN8s: the run directory, every recipe flag,
+"""fcn.training.trainer end to end on tiny synthetic tiles and a tiny FCN8s: the run directory, every recipe flag,
 resume, the demo, and prediction reproducing what validation scored."""
 
 import csv
@@ -9,14 +9,15 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fcn import predict, train  # noqa: E402
-from fcn.callbacks import HISTORY_COLUMNS  # noqa: E402
-from fcn.checkpoints import read_checkpoint_state, read_model_info  # noqa: E402
-from fcn.data import find_pairs, read_pair  # noqa: E402
-from fcn.evaluate import evaluate_folders  # noqa: E402
-from fcn.figures import GAP, LABEL_HEIGHT  # noqa: E402
-from fcn.images import read_rgb  # noqa: E402
-from fcn.palette import PALETTE, UNKNOWN  # noqa: E402
+from fcn.core.evaluate import evaluate_folders  # noqa: E402
+from fcn.core.figures import GAP, LABEL_HEIGHT  # noqa: E402
+from fcn.core.images import read_rgb  # noqa: E402
+from fcn.core.palette import PALETTE, UNKNOWN  # noqa: E402
+from fcn.data.pipeline import find_pairs, read_pair  # noqa: E402
+from fcn.inference import predict  # noqa: E402
+from fcn.model.checkpoints import read_checkpoint_state, read_model_info  # noqa: E402
+from fcn.training import trainer as train  # noqa: E402
+from fcn.training.callbacks import HISTORY_COLUMNS  # noqa: E402
 from helpers import TINY_WIDTH, tiny_train_args  # noqa: E402
 
 
@@ -86,8 +87,8 @@ def test_predict_with_defaults_reproduces_validation_exactly(trained_run, tiles,
 def test_val_loss_is_the_training_loss(trained_run, tiles):
     """The last epoch's val_loss = the compiled loss (median weights as pixel weights, Unknown ignored)
     of last.keras on the validation tiles, at the tiles' own size."""
-    from fcn.checkpoints import load_model
-    from fcn.engine import Predictor
+    from fcn.inference.engine import Predictor
+    from fcn.model.checkpoints import load_model
 
     weights = np.array(json.loads((trained_run / "config.json").read_text())["resolved"]["class_weights"], np.float32)
     predictor = Predictor(load_model(trained_run / "last.keras"))

@@ -15,9 +15,9 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 
-from fcn import train  # noqa: E402
-from fcn.errors import run_cli  # noqa: E402
-from fcn.rundir import RunDirectory  # noqa: E402
+from fcn.cli.common import run_cli  # noqa: E402
+from fcn.training import trainer as train  # noqa: E402
+from fcn.training.rundir import RunDirectory  # noqa: E402
 from helpers import tiny_train_args  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,9 +127,9 @@ def test_a_busy_run_directory_is_refused(tiles, tmp_path, capsys):
 
 
 def test_nan_in_validation_stops_the_run_without_saving_the_epoch(tmp_path):
-    from fcn.callbacks import EpochValidation, HistoryCSV, RunCheckpoint, StopControl
-    from fcn.checkpoints import ModelInfo
-    from fcn.engine import Predictor
+    from fcn.inference.engine import Predictor
+    from fcn.model.checkpoints import ModelInfo
+    from fcn.training.callbacks import EpochValidation, HistoryCSV, RunCheckpoint, StopControl
 
     class NanWhenPredicting(keras.layers.Layer):
         def call(self, x, training=None):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fcn import weights
-from fcn.errors import InputError
-from fcn.models import build_model
+from fcn.core.errors import InputError
+from fcn.model import weights
+from fcn.model.builders import build_model
 
 SPOT = ("block5_conv1", (1, 0, 63, 269), -0.011236359)
 

@@ -1,0 +1,116 @@
+"""What every command shares: the one-line-error parser, ``type=`` checks, logging set-up and ``run_cli``.
+
+A bad flag is refused before any work (and before TensorFlow is imported) with the same one line as
+any other user mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from collections.abc import Callable, Sequence
+
+from fcn.core.errors import EXIT_USER_ERROR, InputError
+from fcn.core.lazy import quiet_tensorflow
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line (an :class:`InputError`), not usage + error."""
+
+    def error(self, message):
+        raise InputError(f"{message} (see --help)")
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """Messages of ``fcn`` go to stderr as bare lines: -1 (``-q``) errors only, 0 notes, 1 (``-v``) debug."""
+    level = {-1: logging.ERROR, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.ERROR)
+    logger = logging.getLogger("fcn")
+    for handler in list(logger.handlers):
+        if getattr(handler, "fcn_cli", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.fcn_cli = True
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a command's ``main(argv)``; an :class:`InputError` becomes one line on stderr and exit 2.
+
+    Args:
+        main: the command; returns an exit code or None for 0.
+        argv: arguments (``sys.argv[1:]`` when None).
+
+    Returns:
+        The exit code.
+    """
+    quiet_tensorflow()
+    if not any(getattr(h, "fcn_cli", False) for h in logging.getLogger("fcn").handlers):
+        setup_logging(0)
+    try:
+        return int(main(argv) or 0)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------- argparse type= checks
+
+
+def _number(text: str, kind: type):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _checked(kind: type, accept: Callable, requirement: str, name: str) -> Callable[[str], int | float]:
+    """An argparse ``type=`` function: parse ``kind`` and refuse values ``accept`` rejects."""
+
+    def check(text: str):
+        value = _number(text, kind)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {value}")
+        return value
+
+    check.__name__ = name
+    check.__doc__ = f"A {'whole number' if kind is int else 'finite number'} that is {requirement}."
+    return check
+
+
+positive_int = _checked(int, lambda v: v >= 1, "at least 1", "positive_int")
+non_negative_int = _checked(int, lambda v: v >= 0, "at least 0", "non_negative_int")
+positive_float = _checked(float, lambda v: v > 0, "positive", "positive_float")
+non_negative_float = _checked(float, lambda v: v >= 0, "at least 0", "non_negative_float")
+fraction = _checked(float, lambda v: 0 <= v < 1, "in [0, 1)", "fraction")
+
+
+def multiple_of_32(text: str) -> int:
+    """A positive whole number divisible by 32 (five 2x poolings)."""
+    value = positive_int(text)
+    if value % 32:
+        raise argparse.ArgumentTypeError(
+            f"must be a multiple of 32, got {value} (try {max(32, round(value / 32) * 32)})"
+        )
+    return value
+
+
+def band_numbers(text: str) -> tuple[int, ...]:
+    """Raster bands as ``R,G,B`` (three numbers) or one grey band, counted from 1: ``3,2,1``, ``4``."""
+    try:
+        bands = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes band numbers such as 1,2,3, got {text!r}") from None
+    if len(bands) not in (1, 3) or min(bands) < 1:
+        raise argparse.ArgumentTypeError(f"takes 3 band numbers (R,G,B) or 1 (grey), counted from 1, got {text!r}")
+    return bands

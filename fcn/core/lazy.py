@@ -1,0 +1,90 @@
+"""Acting on a third-party import without triggering it.
+
+``import fcn`` must stay instant (the metric tool never loads TensorFlow), yet a user who then loads
+a checkpoint with plain ``keras.saving.load_model`` needs fcn's custom layers registered with Keras,
+and a command line wants TensorFlow's start-up lines (printed by its C++ runtime straight to file
+descriptor 2, before any logging setting applies) kept off the terminal. Both are done when, and if,
+the module is first imported. Python has no post-import hook, so :func:`when_imported` wraps the
+module's loader through a one-shot ``sys.meta_path`` finder.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import contextmanager
+
+
+class _OneShotFinder(importlib.abc.MetaPathFinder):
+    def __init__(self, name: str, around: Callable[[], ContextManager], after: Callable[[], None] | None):
+        self.name, self.around, self.after = name, around, after
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            with self.around():
+                execute(module)
+            if self.after is not None:
+                self.after()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+def when_imported(
+    name: str, *, around: Callable[[], ContextManager] = _nothing, after: Callable[[], None] | None = None
+) -> None:
+    """Run ``after()`` once top-level module ``name`` is imported (now if it already is), and execute
+    its import inside the context ``around()``.
+    """
+    if name in sys.modules:
+        if after is not None:
+            after()
+        return
+    if not any(isinstance(f, _OneShotFinder) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _OneShotFinder(name, around, after))
+
+
+@contextmanager
+def stderr_silenced():
+    """Send file descriptor 2 to /dev/null for the block (C++ libraries write there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up lines and info/warning logs off stderr (for the command lines)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    when_imported("tensorflow", around=stderr_silenced)
+
+
+def register_with_keras() -> None:
+    """Make fcn's saved objects loadable by plain ``keras.saving.load_model`` once Keras is imported."""
+
+    def register():
+        from fcn.model import builders, losses  # noqa: F401  (their decorators register the classes)
+
+    when_imported("keras", after=register)

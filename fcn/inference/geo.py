@@ -1,0 +1,579 @@
+"""GeoTIFF I/O: reading scenes window by window, writing georeferenced class maps and previews.
+
+Orthophotos and satellite scenes are 10,000-50,000 px a side, 3-4 bands, uint8 or uint16, with a CRS
+and sometimes nodata borders. This module reads and writes them with rasterio (an optional extra:
+``pip install -e ".[geo]"``; imported lazily, like TensorFlow); :mod:`fcn.inference.scenes` predicts them.
+
+* :func:`open_scene` -> :class:`Scene`: band choice (default: the bands whose colour interpretation is
+  red, green, blue, else the first three; one band is read as grey), values mapped to 0-255 (the rule
+  is in :func:`open_scene`), a validity mask from the nodata value, an internal mask or an alpha
+  band, and the pixel size in metres of a projected CRS.
+* :class:`MaskWriter`: the class map ``<name>_mask.tif`` (uint8 class indices, the input's CRS and
+  transform, the palette as colour table, nodata 255, tiled, DEFLATE, BigTIFF when needed), written
+  top to bottom in bands of rows, under a temporary name until complete.
+* :func:`write_overlay_preview`: the scene blended with its class map, downsampled to a JPEG.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fcn.core.errors import InputError, first_line
+from fcn.core.figures import OVERLAY_JPEG_QUALITY, overlay_image
+from fcn.core.files import atomic_path
+from fcn.core.images import MASK_SUFFIX, tile_id, write_image_atomic
+from fcn.core.palette import NUM_CLASSES, PALETTE, UNKNOWN
+
+GEO_INSTALL_HINT = 'pip install -e ".[geo]"'
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+NODATA_CLASS = 255  # class value of nodata pixels in the output GeoTIFF
+PERCENTILES = (2.0, 98.0)  # default value range of non-uint8 bands, per band
+STATS_SIDE = 1024  # longest side of the decimated read that gives those percentiles
+MASK_BLOCK = 512  # tile side of the output GeoTIFF
+PREVIEW_SIDE = 4096  # longest side of an overlay preview
+GDAL_CACHE_BYTES = 128 * 2**20  # GDAL's block cache (default 5 % of RAM) while a scene is read
+
+
+# ---------------------------------------------------------------- rasterio, lazily
+
+
+def require_rasterio(path: str | os.PathLike | None = None):
+    """Import rasterio, or fail with one line that says how to install it.
+
+    Raises:
+        InputError: rasterio is not installed (the message names ``path`` when given).
+    """
+    try:
+        import rasterio
+    except ImportError:
+        where = f"{path}: " if path is not None else ""
+        raise InputError(f"{where}reading and writing GeoTIFF needs rasterio: {GEO_INSTALL_HINT}") from None
+    return rasterio
+
+
+def gdal_env():
+    """The rasterio environment scenes are read and written in: a bounded GDAL block cache."""
+    return require_rasterio().Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
+
+
+def is_geotiff(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a (Geo)TIFF by its suffix (``.tif``/``.tiff``, any case)."""
+    return Path(path).suffix.lower() in GEOTIFF_SUFFIXES
+
+
+def scene_mask_name(path: str | os.PathLike) -> str:
+    """File name of a scene's class map: ``scene.tif`` -> ``scene_mask.tif``."""
+    return f"{tile_id(path)}{MASK_SUFFIX}.tif"
+
+
+def round_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """:func:`fcn.data.pipeline.round_to_uint8_tf` in numpy: round half to even, clip to 0-255, uint8."""
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- reading scenes
+
+
+@dataclass
+class Scene:
+    """An open GeoTIFF (or any raster rasterio reads) and how its pixels become RGB 0-255.
+
+    Built by :func:`open_scene`; close it (or use it as a context manager) when done.
+
+    Attributes:
+        path: the file.
+        height, width: size in pixels.
+        bands: the 1-based bands read as R, G, B (one band: grey, repeated).
+        crs: the rasterio CRS, or None.
+        transform: the affine pixel -> CRS transform.
+    """
+
+    path: Path
+    height: int
+    width: int
+    bands: tuple[int, ...]
+    crs: object | None
+    transform: object
+    _dataset: object = field(repr=False)
+    _value_range: tuple[float, float] | None = field(default=None, repr=False)
+    _percentiles: tuple[float, float] = field(default=PERCENTILES, repr=False)
+    _value_ranges: object = field(default=False, repr=False)  # False: not computed yet
+
+    # ------------------------------------------------------------ georeference
+
+    @property
+    def is_geographic(self) -> bool:
+        """Whether the CRS is geographic (pixel sizes in degrees)."""
+        return self.crs is not None and bool(self.crs.is_geographic)
+
+    def _metres_per_unit(self) -> float | None:
+        if self.crs is None or not self.crs.is_projected:
+            return None
+        try:
+            _, factor = self.crs.linear_units_factor
+        except Exception:  # rasterio raises CRSError when the CRS has no linear unit
+            return None
+        return float(factor) if factor and math.isfinite(factor) and factor > 0 else None
+
+    @property
+    def pixel_size_m(self) -> tuple[float, float] | None:
+        """(x, y) pixel size in metres for a projected CRS with a linear unit; None otherwise."""
+        factor = self._metres_per_unit()
+        if factor is None:
+            return None
+        t = self.transform
+        return math.hypot(t.a, t.d) * factor, math.hypot(t.b, t.e) * factor
+
+    @property
+    def gsd_m(self) -> float | None:
+        """Ground sample distance in metres: the pixel side (geometric mean of unequal sides); None without one."""
+        size = self.pixel_size_m
+        if size is None:
+            return None
+        return size[0] if size[0] == size[1] else math.sqrt(size[0] * size[1])
+
+    @property
+    def pixel_area_m2(self) -> float | None:
+        """Area of one pixel in m² (projected CRS with a linear unit), else None."""
+        factor = self._metres_per_unit()
+        if factor is None:
+            return None
+        t = self.transform
+        return abs(t.a * t.e - t.b * t.d) * factor * factor
+
+    # ------------------------------------------------------------ pixels
+
+    @property
+    def value_ranges(self) -> tuple[tuple[float, float], ...] | None:
+        """Per band of ``bands``, the (LO, HI) mapped to 0 and 255; None when values are used as they are.
+
+        Computed at first use (the default rule for non-uint8 data reads the whole scene decimated).
+        """
+        if self._value_ranges is False:
+            if self._value_range is not None:
+                self._value_ranges = (self._value_range,) * len(self.bands)
+            elif self._dtype != np.uint8:
+                self._value_ranges = _percentile_ranges(self, self._percentiles)
+            else:
+                self._value_ranges = None
+        return self._value_ranges
+
+    @property
+    def may_have_nodata(self) -> bool:
+        """False when every pixel is valid by construction (no nodata value, mask or alpha; integer data)."""
+        from rasterio.enums import MaskFlags
+
+        flags = self._dataset.mask_flag_enums
+        all_valid = all(flags[b - 1] == [MaskFlags.all_valid] for b in set(self.bands))
+        return not (all_valid and np.issubdtype(self._dtype, np.integer))
+
+    @property
+    def _dtype(self) -> np.dtype:
+        return np.dtype(self._dataset.dtypes[self.bands[0] - 1])
+
+    def _window(self, rows, cols):
+        from rasterio.windows import Window
+
+        (r0, r1), (c0, c1) = rows or (0, self.height), cols or (0, self.width)
+        if not (0 <= r0 < r1 <= self.height and 0 <= c0 < c1 <= self.width):
+            raise ValueError(f"window rows {r0}:{r1}, cols {c0}:{c1} outside the {self.height}x{self.width} scene")
+        return Window(c0, r0, c1 - c0, r1 - r0)
+
+    def _read_raw(self, window, out_shape=None, resampling=None) -> tuple[np.ndarray, np.ndarray]:
+        """Selected bands as stored, (B, h, w), and the validity mask (h, w) bool."""
+        from rasterio.enums import MaskFlags, Resampling
+
+        resampling = resampling if resampling is not None else Resampling.nearest
+        dataset = self._dataset
+        unique = tuple(dict.fromkeys(self.bands))
+        shape = None if out_shape is None else (len(unique),) + tuple(out_shape)
+        try:
+            data = dataset.read(list(unique), window=window, out_shape=shape, resampling=resampling)
+            valid = None
+            shared_mask = None  # internal mask or alpha band: one mask for every band
+            for k, band in enumerate(unique):
+                flags = dataset.mask_flag_enums[band - 1]
+                if flags == [MaskFlags.all_valid]:
+                    band_valid = np.ones(data.shape[1:], dtype=bool)
+                elif MaskFlags.nodata in flags:
+                    nodata = dataset.nodatavals[band - 1]
+                    band_valid = ~np.isnan(data[k]) if np.isnan(nodata) else data[k] != nodata
+                else:
+                    if shared_mask is None:
+                        mask_shape = None if out_shape is None else tuple(out_shape)
+                        shared_mask = (
+                            dataset.read_masks(band, window=window, out_shape=mask_shape, resampling=Resampling.nearest)
+                            > 0
+                        )
+                    band_valid = shared_mask
+                # GDAL's rule: a pixel is nodata when it is nodata in every band.
+                valid = band_valid if valid is None else valid | band_valid
+        except Exception as err:
+            if err.__class__.__module__.startswith("rasterio"):
+                raise InputError(
+                    f"{self.path}: cannot read pixels ({first_line(err, err.__class__.__name__)})"
+                ) from None
+            raise
+        if data.dtype.kind == "f":
+            valid &= np.isfinite(data).all(axis=0)
+        order = [unique.index(b) for b in self.bands]
+        return data[order], valid
+
+    def _to_uint8(self, data: np.ndarray) -> np.ndarray:
+        """(B, h, w) stored values -> (h, w, 3) uint8 with the scene's value mapping."""
+        ranges = self.value_ranges
+        bands = []
+        for k in range(data.shape[0]):
+            band = data[k]
+            if ranges is not None:
+                low, high = ranges[k]
+                mapped = (band.astype(np.float64) - low) * (255.0 / (high - low))
+                band = round_to_uint8(np.nan_to_num(mapped, nan=0.0))
+            bands.append(band.astype(np.uint8, copy=False))
+        if len(bands) == 1:
+            bands *= 3
+        return np.stack(bands, axis=-1)
+
+    def read(
+        self,
+        rows: tuple[int, int] | None = None,
+        cols: tuple[int, int] | None = None,
+        *,
+        fill: Sequence[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window as RGB uint8 and its validity mask.
+
+        Args:
+            rows: (first, stop) rows; None: all.
+            cols: (first, stop) columns; None: all.
+            fill: RGB written into the nodata pixels (None: left as mapped).
+
+        Returns:
+            ``(rgb, valid)``: (h, w, 3) uint8 and (h, w) bool.
+
+        Raises:
+            InputError: the file cannot be read there.
+        """
+        data, valid = self._read_raw(self._window(rows, cols))
+        rgb = self._to_uint8(data)
+        if fill is not None:
+            rgb[~valid] = np.asarray(fill, dtype=np.uint8)
+        return rgb, valid
+
+    def read_valid(self, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None) -> np.ndarray:
+        """The validity mask of a window, (h, w) bool (all True without nodata)."""
+        window = self._window(rows, cols)
+        if not self.may_have_nodata:
+            return np.ones((int(window.height), int(window.width)), dtype=bool)
+        return self._read_raw(window)[1]
+
+    def read_preview(self, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole scene decimated to at most ``max_side`` px a side (averaged), RGB uint8 and validity.
+
+        GDAL reads the overviews when the file has them.
+        """
+        from rasterio.enums import Resampling
+
+        shape = preview_shape(self.height, self.width, max_side)
+        data, valid = self._read_raw(self._window(None, None), out_shape=shape, resampling=Resampling.average)
+        return self._to_uint8(data), valid
+
+    def close(self) -> None:
+        self._dataset.close()
+
+    def __enter__(self) -> Scene:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def preview_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(height, width) scaled so that the longer side is at most ``max_side`` (never enlarged)."""
+    factor = min(1.0, max_side / max(height, width))
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def default_bands(colorinterp: Sequence, count: int) -> tuple[int, ...]:
+    """The bands read by default: red, green, blue by colour interpretation, else the first three.
+
+    Alpha bands are never picked; fewer than three other bands give the first one, read as grey.
+    """
+    from rasterio.enums import ColorInterp
+
+    interp = list(colorinterp)
+    if all(c in interp for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)):
+        return tuple(interp.index(c) + 1 for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue))
+    candidates = [b for b in range(1, count + 1) if interp[b - 1] != ColorInterp.alpha] or [1]
+    return tuple(candidates[:3]) if len(candidates) >= 3 else (candidates[0],)
+
+
+def check_value_range(value_range) -> tuple[float, float] | None:
+    """``--value-range LO HI`` as floats (None stays None).
+
+    Raises:
+        InputError: not finite, or LO >= HI.
+    """
+    if value_range is None:
+        return None
+    low, high = (float(v) for v in value_range)
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise InputError(f"--value-range needs finite LO < HI, got {low:g} {high:g}")
+    return low, high
+
+
+def open_scene(
+    path: str | os.PathLike,
+    *,
+    bands: Sequence[int] | None = None,
+    value_range: tuple[float, float] | None = None,
+    percentiles: tuple[float, float] = PERCENTILES,
+) -> Scene:
+    """Open a GeoTIFF and decide how its pixels map to the RGB 0-255 the model takes.
+
+    Opening reads the header only. The value rule:
+
+    * uint8 bands are used as they are, unless ``value_range`` is given;
+    * ``value_range=(LO, HI)`` maps every selected band linearly, LO -> 0 and HI -> 255;
+    * otherwise (uint16, int16, float...) each band maps its own percentiles ``percentiles``
+      (default 2nd and 98th) of its *valid* pixels to 0 and 255, from a decimated read of at most
+      1024 px a side (GDAL's overviews when the file has them), made at the first pixel read;
+
+    then values are clipped to 0-255 and rounded to the nearest integer. A pixel is nodata when it is
+    nodata in every selected band (GDAL's rule): equal to the band's nodata value, masked by an
+    internal mask or by a zero alpha; NaN and infinite values are nodata too.
+
+    Args:
+        path: the file.
+        bands: 1-based bands read as R, G, B, or one band read as grey (None: :func:`default_bands`).
+        value_range: the ``--value-range LO HI`` rule (None: the default rule above).
+        percentiles: (low, high) percentiles of the default rule for non-uint8 data.
+
+    Returns:
+        The open :class:`Scene`.
+
+    Raises:
+        InputError: rasterio missing, no such file, not a readable raster, a band out of range.
+    """
+    rasterio = require_rasterio(path)
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    value_range = check_value_range(value_range)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NotGeoreferencedWarning: a plain TIFF is fine
+            dataset = rasterio.open(path)
+    except Exception as err:
+        raise InputError(f"{path}: cannot read GeoTIFF ({first_line(err, err.__class__.__name__)})") from None
+    try:
+        if bands is None:
+            bands = default_bands(dataset.colorinterp, dataset.count)
+        bands = tuple(int(b) for b in bands)
+        if len(bands) not in (1, 3):
+            raise InputError(f"{path}: --bands takes 3 band numbers (R,G,B) or 1 (grey), got {len(bands)}")
+        for band in bands:
+            if not 1 <= band <= dataset.count:
+                raise InputError(
+                    f"{path}: --bands {band} is out of range: the file has {dataset.count} band{'s' * (dataset.count != 1)}"
+                )
+        if len({dataset.dtypes[b - 1] for b in bands}) != 1:
+            raise InputError(f"{path}: --bands {','.join(map(str, bands))} have different data types")
+        return Scene(
+            path,
+            dataset.height,
+            dataset.width,
+            bands,
+            dataset.crs,
+            dataset.transform,
+            dataset,
+            _value_range=value_range,
+            _percentiles=tuple(percentiles),
+        )
+    except BaseException:
+        dataset.close()
+        raise
+
+
+def _percentile_ranges(scene: Scene, percentiles: tuple[float, float]) -> tuple[tuple[float, float], ...]:
+    """Per selected band, (low, high) percentiles of the valid pixels of a decimated read."""
+    shape = preview_shape(scene.height, scene.width, STATS_SIDE)
+    data, valid = scene._read_raw(scene._window(None, None), out_shape=shape)
+    ranges = []
+    for band in data:
+        values = band[valid].astype(np.float64)
+        if values.size == 0:
+            ranges.append((0.0, 255.0))
+            continue
+        low, high = np.percentile(values, percentiles)
+        ranges.append((float(low), float(high) if high > low else float(low) + 1.0))
+    return tuple(ranges)
+
+
+# ---------------------------------------------------------------- writing class maps
+
+
+def palette_colormap() -> dict[int, tuple[int, int, int, int]]:
+    """The GeoTIFF colour table: the palette's colours for classes 0-6, nodata transparent."""
+    colormap = {index: (*map(int, PALETTE[index]), 255) for index in range(NUM_CLASSES)}
+    colormap[NODATA_CLASS] = (0, 0, 0, 0)
+    return colormap
+
+
+class MaskWriter:
+    """Write a one-band uint8 class-map GeoTIFF top to bottom, in full-width bands of rows.
+
+    The file has the scene's CRS and transform, the palette as colour table (:func:`palette_colormap`),
+    nodata 255, 512-px (256 for small maps) tiles, DEFLATE compression and BigTIFF when the size needs
+    it. Rows are buffered until whole tile rows can be written, so every tile is compressed once. The
+    file is written under a temporary name (:func:`fcn.core.files.atomic_path`) and renamed by
+    :meth:`close`; :meth:`abort` (or an exception inside ``with``) removes it.
+
+    Args:
+        path: the ``.tif`` to write.
+        height, width: size in pixels.
+        crs, transform: georeference (None for a plain TIFF).
+
+    Raises:
+        InputError: the file cannot be created.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, height: int, width: int, crs=None, transform=None):
+        rasterio = require_rasterio(path)
+        self.path = Path(path)
+        self.height, self.width = int(height), int(width)
+        self.block = MASK_BLOCK if min(height, width) >= 2 * MASK_BLOCK else MASK_BLOCK // 2
+        profile = dict(
+            driver="GTiff",
+            height=self.height,
+            width=self.width,
+            count=1,
+            dtype="uint8",
+            nodata=NODATA_CLASS,
+            tiled=True,
+            blockxsize=self.block,
+            blockysize=self.block,
+            compress="deflate",
+            bigtiff="IF_SAFER",
+            photometric="palette",
+        )
+        if crs is not None:
+            profile["crs"] = crs
+        if transform is not None:
+            profile["transform"] = transform
+        try:
+            self._atomic = atomic_path(self.path)
+            tmp = self._atomic.__enter__()
+        except OSError as err:
+            raise InputError(f"{self.path}: cannot write ({err.strerror or err})") from None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # NotGeoreferencedWarning for plain TIFFs
+                self._dataset = rasterio.open(tmp, "w", **profile)
+            self._dataset.write_colormap(1, palette_colormap())
+        except Exception as err:
+            self._atomic.__exit__(type(err), err, None)
+            raise InputError(f"{self.path}: cannot write ({first_line(err, err.__class__.__name__)})") from None
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+        self.rows_written = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        """Add the next rows, (n, width) uint8 class indices (255: nodata)."""
+        rows = np.asarray(rows, dtype=np.uint8)
+        if rows.ndim != 2 or rows.shape[1] != self.width:
+            raise ValueError(f"expected (n, {self.width}) rows, got {rows.shape}")
+        if self.rows_written + self._pending_rows + len(rows) > self.height:
+            raise ValueError("more rows than the map's height")
+        self._pending.append(rows)
+        self._pending_rows += len(rows)
+        whole = self._pending_rows // self.block * self.block
+        if whole:
+            self._flush(whole)
+
+    def _flush(self, count: int) -> None:
+        from rasterio.windows import Window
+
+        buffer = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        try:
+            self._dataset.write(buffer[:count], 1, window=Window(0, self.rows_written, self.width, count))
+        except Exception as err:
+            raise InputError(f"{self.path}: cannot write ({first_line(err, err.__class__.__name__)})") from None
+        self.rows_written += count
+        rest = buffer[count:]
+        self._pending = [rest] if len(rest) else []
+        self._pending_rows = len(rest)
+
+    def close(self) -> None:
+        """Write the last rows, close and move the file into place."""
+        if self._pending_rows:
+            self._flush(self._pending_rows)
+        if self.rows_written != self.height:
+            self.abort()
+            raise ValueError(f"{self.path}: {self.rows_written} of {self.height} rows written")
+        try:
+            self._dataset.close()
+            self._atomic.__exit__(None, None, None)
+        except Exception as err:
+            self.abort()
+            raise InputError(f"{self.path}: cannot write ({first_line(err, err.__class__.__name__)})") from None
+
+    def abort(self) -> None:
+        """Close and delete the temporary file; the target is left as it was."""
+        try:
+            self._dataset.close()
+        except Exception:
+            pass
+        error = RuntimeError("class map not completed")
+        self._atomic.__exit__(RuntimeError, error, None)  # the temporary file is removed
+
+    def __enter__(self) -> MaskWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+# ---------------------------------------------------------------- overlay preview
+
+
+def write_overlay_preview(
+    scene: Scene, mask_path: str | os.PathLike, out_path: str | os.PathLike, *, max_side: int = PREVIEW_SIDE
+) -> tuple[int, int]:
+    """A JPEG of the scene blended with its class map, at most ``max_side`` px a side.
+
+    The scene is averaged and the mask sampled (nearest) down to the preview size; blending and the
+    red class boundaries are :func:`fcn.core.figures.overlay_image`'s. Nodata pixels show the scene
+    darkened, without colour.
+
+    Returns:
+        The preview's (height, width).
+
+    Raises:
+        InputError: the scene or the mask cannot be read.
+    """
+    rasterio = require_rasterio(mask_path)
+    from rasterio.enums import Resampling
+
+    with gdal_env():  # the decimated read decodes every source tile
+        rgb, _ = scene.read_preview(max_side)
+        try:
+            with rasterio.open(mask_path) as mask:
+                classes = mask.read(1, out_shape=rgb.shape[:2], resampling=Resampling.nearest)
+        except Exception as err:
+            raise InputError(f"{mask_path}: cannot read ({first_line(err, err.__class__.__name__)})") from None
+    nodata = classes == NODATA_CLASS
+    blended = overlay_image(rgb, np.where(nodata, UNKNOWN, classes).astype(np.uint8))
+    blended[nodata] = rgb[nodata] // 2
+    write_image_atomic(out_path, blended, quality=OVERLAY_JPEG_QUALITY)
+    return blended.shape[:2]

@@ -1,0 +1,284 @@
+"""Scoring training runs for the study report: run directories, checkpoints on their validation
+folder, and the IoU near class boundaries against the interior.
+
+TensorFlow is imported only to score checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+import zipfile
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fcn.core.errors import InputError
+from fcn.core.metrics import ConfusionMatrix
+
+DEFAULT_BOUNDARY_PX = 3
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+# ---------------------------------------------------------------- run directories
+
+
+@dataclass
+class Run:
+    """What the report needs from one training run directory.
+
+    Attributes:
+        path: the run directory.
+        name: a unique, file-name-safe label for the run (its folder name).
+        config: ``config.json`` as saved by training.
+        history: ``history.csv`` rows, values as floats (``epoch`` as int).
+        val_dir: the validation folder the run was scored on.
+        val_pairs: its tile/mask pairs (checked by :func:`fcn.data.pipeline.find_pairs`).
+    """
+
+    path: Path
+    name: str
+    config: dict
+    history: list[dict]
+    val_dir: Path
+    val_pairs: list = field(repr=False, default_factory=list)
+
+    @property
+    def args(self) -> dict:
+        return self.config.get("args", {})
+
+    @property
+    def model_name(self) -> str:
+        return str(self.args.get("model", "?"))
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / "best.keras"
+
+    @property
+    def tracked_ids(self) -> list[str]:
+        ids = self.config.get("resolved", {}).get("tracked_ids")
+        if ids:
+            return [str(i) for i in ids]
+        return sorted(p.stem for p in (self.path / "tracked").glob("*.png"))
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """Rows of a run's ``history.csv``: ``epoch`` as int, every other column as float (nan if empty).
+
+    Raises:
+        InputError: missing or unreadable file, or no ``epoch``/``val_miou`` column.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            fields = reader.fieldnames or []
+            raw_rows = list(reader)
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found; the run has no completed epoch") from None
+    except (OSError, csv.Error, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read ({err})") from None
+    if "epoch" not in fields or "val_miou" not in fields:
+        raise InputError(f"{path}: not a training history (needs epoch and val_miou columns)")
+    rows = []
+    for number, raw in enumerate(raw_rows, start=2):
+        try:
+            row = {key: _to_float(value) for key, value in raw.items() if key is not None}
+            row["epoch"] = int(row["epoch"])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: line {number} is not a row of numbers") from None
+        rows.append(row)
+    return rows
+
+
+def _to_float(value) -> float:
+    return float("nan") if value in (None, "") else float(value)
+
+
+def load_run(run_dir: str | Path, name: str | None = None) -> Run:
+    """Check a run directory and read what the report needs, without loading any model.
+
+    Args:
+        run_dir: a directory made by ``scripts/train.py``.
+        name: label for the run (default: the folder name).
+
+    Returns:
+        The :class:`Run`.
+
+    Raises:
+        InputError: not a run directory, no ``best.keras``, no usable history, or the validation
+            folder named in ``config.json`` is gone or holds a bad tile. The message names the path.
+    """
+    from fcn.data.pipeline import find_pairs
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not run_dir.is_dir() or not config_path.is_file():
+        raise InputError(f"{run_dir}: not a run directory (no config.json); make one with scripts/train.py")
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{config_path}: cannot read run configuration ({err})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("args"), dict) or "model" not in config["args"]:
+        raise InputError(f"{config_path}: not a training run configuration (no args.model)")
+    checkpoint = run_dir / "best.keras"
+    if not checkpoint.is_file():
+        raise InputError(f"{checkpoint}: not found; the run has no scored epoch to report")
+    if not _looks_like_keras_file(checkpoint):
+        raise InputError(f"{checkpoint}: not a readable .keras file (truncated or corrupt?)")
+    history = read_history(run_dir / "history.csv")
+    if not history:
+        raise InputError(f"{run_dir / 'history.csv'}: no epoch recorded")
+
+    named = config.get("resolved", {}).get("val_dir") or config["args"].get("val_dir")
+    if not named:
+        raise InputError(f"{config_path}: names no validation folder")
+    val_dir = Path(named)
+    if not val_dir.is_absolute():  # older configs: relative to where training ran
+        val_dir = Path.cwd() / val_dir
+    if not val_dir.is_dir():
+        raise InputError(f"{val_dir}: validation folder named in {config_path} is gone")
+    val_pairs = find_pairs(val_dir)
+    return Run(run_dir, name or run_dir.resolve().name, config, history, val_dir, val_pairs)
+
+
+def _looks_like_keras_file(path: Path) -> bool:
+    """A cheap check (no TensorFlow) that a .keras zip is complete: its directory and config are there."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "config.json" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def unique_names(paths: Sequence[Path]) -> list[str]:
+    """File-name-safe labels from the folder names, suffixed ``-2``, ``-3``... when they repeat."""
+    names, seen = [], {}
+    for path in paths:
+        base = _SAFE_NAME.sub("_", Path(path).resolve().name) or "run"
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return names
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def boundary_band(labels: np.ndarray, width: int = DEFAULT_BOUNDARY_PX) -> np.ndarray:
+    """Pixels near a ground-truth class boundary.
+
+    Boundary pixels are those with a 4-neighbour of another class
+    (``skimage.segmentation.find_boundaries``, mode ``thick``, so both sides of an edge); the band is
+    those pixels dilated by a disk of radius ``width``, i.e. every pixel within ``width`` px of one.
+
+    Args:
+        labels: (H, W) ground-truth class map.
+        width: band half-width in pixels (0: the boundary pixels only).
+
+    Returns:
+        (H, W) bool mask, True near a boundary.
+    """
+    from scipy.ndimage import binary_dilation
+    from skimage.morphology import disk
+    from skimage.segmentation import find_boundaries
+
+    edges = find_boundaries(labels, connectivity=1, mode="thick")
+    if width <= 0 or not edges.any():
+        return edges
+    return binary_dilation(edges, structure=disk(width))
+
+
+@dataclass
+class Scores:
+    """Confusion matrices of one checkpoint on one validation folder.
+
+    Attributes:
+        overall: every pixel (the course's score).
+        boundary: pixels within ``boundary_px`` of a ground-truth class boundary.
+        interior: the other pixels.
+        boundary_px: the band half-width.
+        num_tiles: validation tiles scored.
+        scale: inference scale used.
+        seconds: wall time of the scoring.
+    """
+
+    overall: ConfusionMatrix
+    boundary: ConfusionMatrix
+    interior: ConfusionMatrix
+    boundary_px: int
+    num_tiles: int
+    scale: float
+    seconds: float
+
+    @property
+    def boundary_fraction(self) -> float:
+        return self.boundary.num_pixels / max(self.overall.num_pixels, 1)
+
+    def to_dict(self) -> dict:
+        return {
+            "num_tiles": self.num_tiles,
+            "scale": self.scale,
+            "seconds": round(self.seconds, 2),
+            "boundary_px": self.boundary_px,
+            "boundary_pixel_fraction": self.boundary_fraction,
+            "overall": self.overall.to_dict(),
+            "boundary": self.boundary.to_dict(),
+            "interior": self.interior.to_dict(),
+        }
+
+
+def score_checkpoint(
+    checkpoint: str | Path,
+    val_pairs,
+    *,
+    batch_size: int = 4,
+    boundary_px: int = DEFAULT_BOUNDARY_PX,
+) -> Scores:
+    """Score a saved model on validation tiles the way training validated, at the tiles' own size.
+
+    Inference runs at the checkpoint's own scale (:class:`fcn.model.checkpoints.ModelInfo`), as in training.
+
+    Args:
+        checkpoint: a ``.keras`` file.
+        val_pairs: :class:`fcn.data.pipeline.Pair` list of the validation folder.
+        batch_size: tiles per model call.
+        boundary_px: half-width of the boundary band (see :func:`boundary_band`).
+
+    Returns:
+        The :class:`Scores`.
+
+    Raises:
+        InputError: the checkpoint cannot be loaded, or a tile cannot be read.
+    """
+    import keras
+
+    from fcn.data.pipeline import read_pairs
+    from fcn.inference.engine import Predictor
+    from fcn.model.checkpoints import load_model
+
+    start = time.perf_counter()
+    predictor = Predictor(load_model(checkpoint), batch_size=batch_size)
+    overall, boundary, interior = ConfusionMatrix(), ConfusionMatrix(), ConfusionMatrix()
+    ground_truth: deque = deque()  # labels of the tiles handed to the predictor, in order
+
+    def images():
+        for rgb, labels in read_pairs(val_pairs):
+            ground_truth.append(labels)
+            yield rgb
+
+    for predicted in predictor.predict_many(images()):
+        labels = ground_truth.popleft()
+        near = boundary_band(labels, boundary_px)
+        overall.update(labels, predicted)
+        boundary.update(labels[near], predicted[near])
+        interior.update(labels[~near], predicted[~near])
+    scale = predictor.scale
+    del predictor
+    keras.backend.clear_session()
+    return Scores(overall, boundary, interior, boundary_px, len(val_pairs), scale, time.perf_counter() - start)

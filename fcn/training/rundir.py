@@ -1,0 +1,163 @@
+"""The run directory a training writes: created safely, locked while in use, tidied after crashes.
+
+:class:`RunDirectory` is what ``fcn.training.trainer`` enters before it builds anything:
+
+* the path is checked without creating anything (a parent that is a file, or a folder that cannot
+  be written, is one line naming it);
+* a directory that holds a completed epoch (``last.keras``) is refused for a new run (``--resume``
+  continues it); one whose first epoch never completed (a crash) is simply started again;
+* an OS lock (``flock`` on ``.lock``, removed on exit) refuses a second training into the same
+  directory while the first runs, whatever the timing; the lock dies with the process, so a kill
+  never leaves it stuck (a stale ``.lock`` file is just reused);
+* temporary files that a kill left behind (``.last.keras.tmp-*``...) are deleted;
+* if the run fails before its first epoch completes, a directory it created is removed again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from fcn.core.errors import InputError
+from fcn.core.files import TEMP_MARK
+
+LOCK_NAME = ".lock"
+COMPLETED_MARKER = "last.keras"  # a run has completed an epoch once this exists
+# What a run writes before its first epoch completes (removed when a crashed start is redone).
+PARTIAL_RUN_FILES = ("history.csv", "best.keras", "tracked", "tensorboard")
+
+
+def _explain(err: OSError) -> str:
+    return err.strerror or str(err)
+
+
+def check_creatable(path: Path) -> None:
+    """Refuse, with one line naming it, a directory path that cannot be created or written.
+
+    Raises:
+        InputError: a parent is a regular file, or the nearest existing folder is not writable.
+    """
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"{path}: exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InputError(f"{path}: directory is not writable")
+        return
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{path}: cannot be created, {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot be created, {ancestor} is not writable")
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The topmost folder of ``path`` that does not exist yet (None if ``path`` exists)."""
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+class RunDirectory:
+    """Context manager that owns a run directory for the duration of a training.
+
+    Args:
+        path: the run directory.
+        resume: the run continues an existing one (``--resume``).
+        chief: False for non-chief workers of a multi-worker run, which neither create nor lock it.
+
+    Raises:
+        InputError: (on enter) the directory cannot be created or written, holds a run already
+            (new runs), or is in use by another training.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, resume: bool = False, chief: bool = True):
+        self.path = Path(path)
+        self.resume = resume
+        self.chief = chief
+        self._created: Path | None = None  # the topmost folder this run created
+        self._lock_handle = None
+
+    def __enter__(self) -> RunDirectory:
+        if not self.chief:
+            return self
+        check_creatable(self.path)
+        if not self.resume and (self.path / COMPLETED_MARKER).exists():
+            raise InputError(
+                f"{self.path}: already holds a run; continue it with --resume {self.path}, or choose another --out"
+            )
+        self._created = _first_missing(self.path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock()
+        except OSError as err:
+            self._remove_if_created()
+            raise InputError(f"{self.path}: cannot create or lock the run directory ({_explain(err)})") from None
+        except InputError:
+            self._remove_if_created()
+            raise
+        self.remove_temp_files()
+        if not self.resume and (self.path / "config.json").exists():
+            self._clear_partial_run()
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if self.chief:
+            if exc_type is not None and not (self.path / COMPLETED_MARKER).exists():
+                self._remove_if_created()
+            self._unlock()
+        return False
+
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, as before
+            return
+        handle = open(self.path / LOCK_NAME, "a+")  # noqa: SIM115 (held open: the lock lives with it)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            raise InputError(
+                f"{self.path}: in use by another training (pid {owner}); wait for it to finish or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_handle = handle
+
+    def _unlock(self) -> None:
+        if self._lock_handle is not None:
+            # Unlinked while still locked: a process that opened it meanwhile fails its non-blocking lock.
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
+            self._lock_handle.close()  # closing releases the flock
+            self._lock_handle = None
+
+    def remove_temp_files(self) -> list[Path]:
+        """Delete the temporary files of writes a kill interrupted (checkpoints, masks, config)."""
+        stale = [p for p in self.path.rglob(f".*{TEMP_MARK}*") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
+    def _clear_partial_run(self) -> None:
+        """A start that never completed an epoch left a history row or tracked masks: start clean."""
+        for name in PARTIAL_RUN_FILES:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
+    def _remove_if_created(self) -> None:
+        if self._created is not None:
+            self._unlock()
+            shutil.rmtree(self._created, ignore_errors=True)
+            self._created = None
