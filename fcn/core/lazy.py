@@ -79,12 +79,3 @@ def quiet_tensorflow() -> None:
     """Keep TensorFlow's start-up lines and info/warning logs off stderr (for the command lines)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     when_imported("tensorflow", around=stderr_silenced)
-
-
-def register_with_keras() -> None:
-    """Make fcn's saved objects loadable by plain ``keras.saving.load_model`` once Keras is imported."""
-
-    def register():
-        from fcn.model import builders, losses  # noqa: F401  (their decorators register the classes)
-
-    when_imported("keras", after=register)
