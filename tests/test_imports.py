@@ -79,7 +79,7 @@ def violations(rule) -> list[str]:
 def test_the_graph_reader_sees_function_level_and_relative_imports(tmp_path):
     source = tmp_path / "probe.py"
     source.write_text("import os\ndef f():\n    import tensorflow as tf\n    from fcn.core import palette\n")
-    assert imports_of(source) == {"os", "tensorflow", "fcn.core.palette"}
+    assert imports_of(source) == {"os", "tensorflow", "fcn.core", "fcn.core.palette"}
     assert imports_of(source, module_level_only=True) == {"os"}
 
 
