@@ -1,0 +1,80 @@
+"""The size rules of docs/ARCHITECTURE.md: modules of at most 400 lines, functions of at most 60.
+
+Docstrings do not count, and neither do the declarative argparse tables (``get_args_parser``).
+Run ``python tests/test_layout.py`` for the longest modules and functions.
+"""
+
+import ast
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fcn"
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+PARSER_TABLES = {"get_args_parser"}
+
+
+def _docstring_lines(node) -> int:
+    body = getattr(node, "body", None)
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        return first.end_lineno - first.lineno + 1
+    return 0
+
+
+def module_lines(path: Path) -> int:
+    """Lines of a module, its docstring left out."""
+    tree = ast.parse(path.read_text())
+    return len(path.read_text().splitlines()) - _docstring_lines(tree)
+
+
+def function_lengths(path: Path) -> list[tuple[str, int]]:
+    """(qualified name, lines without its docstring) of every function and method of a module."""
+    found = []
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                name = f"{prefix}{child.name}"
+                found.append((name, child.end_lineno - child.lineno + 1 - _docstring_lines(child)))
+                visit(child, f"{name}.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+
+    visit(ast.parse(path.read_text()), "")
+    return found
+
+
+def modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_the_measures_skip_docstrings(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text('"""Doc\n\nmore."""\n\n\ndef f():\n    """Doc\n    doc."""\n    return 1\n')
+    assert module_lines(source) == 6
+    assert function_lengths(source) == [("f", 2)]
+
+
+def test_no_module_is_over_the_limit():
+    too_long = {str(p.relative_to(PACKAGE.parent)): module_lines(p) for p in modules()}
+    assert {k: v for k, v in too_long.items() if v > MAX_MODULE_LINES} == {}
+
+
+def test_no_function_is_over_the_limit():
+    too_long = {}
+    for path in modules():
+        for name, lines in function_lengths(path):
+            if lines > MAX_FUNCTION_LINES and name.split(".")[-1] not in PARSER_TABLES:
+                too_long[f"{path.relative_to(PACKAGE.parent)}:{name}"] = lines
+    assert too_long == {}
+
+
+if __name__ == "__main__":
+    sizes = sorted(((module_lines(p), str(p.relative_to(PACKAGE.parent))) for p in modules()), reverse=True)
+    functions = sorted(
+        ((n, f"{p.relative_to(PACKAGE.parent)}:{f}") for p in modules() for f, n in function_lengths(p)), reverse=True
+    )
+    limit = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    print("longest modules:", *(f"  {n:4d}  {name}" for n, name in sizes[:limit]), sep="\n")
+    print("longest functions:", *(f"  {n:4d}  {name}" for n, name in functions[:limit]), sep="\n")
