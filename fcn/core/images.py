@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from fcn.core.errors import InputError
-from fcn.core.files import atomic_path
+from fcn.core.files import project_signature, write_bytes_atomic
 from fcn.core.palette import class_to_rgb, rgb_to_class
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -28,10 +30,10 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     instead of Pillow's default conversion, which saturates them to white.
 
     Raises:
-        InputError: the file is missing or cannot be decoded, or holds floating-point pixels.
+        InputError: the file is missing or cannot be decoded, holds floating-point pixels, or has more
+            pixels than Pillow's decompression-bomb limit.
     """
-    from PIL import Image, UnidentifiedImageError
-
+    Image = _pillow()
     try:
         with Image.open(path) as img:
             img.load()
@@ -45,8 +47,39 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(too_many_pixels(path)) from None
+    except (OSError, ValueError, SyntaxError) as err:  # UnidentifiedImageError is an OSError
         raise InputError(f"{path}: cannot read image ({_reason(err)})") from None
+
+
+def _pillow():
+    """``PIL.Image``, with images over its pixel limit made errors (one line) instead of warnings.
+
+    Pillow warns above ``Image.MAX_IMAGE_PIXELS`` and raises above twice that; a warning is printed
+    (twice) and the image decoded. The filter is process-wide, and set once, because
+    ``warnings.catch_warnings`` is not thread-safe and images are read in threads.
+    """
+    from PIL import Image
+
+    global _BOMB_FILTER_SET
+    if not _BOMB_FILTER_SET:
+        warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+        _BOMB_FILTER_SET = True
+    return Image
+
+
+_BOMB_FILTER_SET = False
+
+
+def too_many_pixels(path: str | os.PathLike) -> str:
+    """The one-line refusal of an image over Pillow's pixel limit."""
+    from PIL import Image
+
+    return (
+        f"{path}: more than {Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against decompression bombs; "
+        "cut it into tiles, or save it as a .tif to predict it window by window"
+    )
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -55,16 +88,21 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(height, width) of an image from its header, without decoding the pixels."""
-    from PIL import Image, UnidentifiedImageError
+    """(height, width) of an image from its header, without decoding the pixels.
 
+    Raises:
+        InputError: missing, unreadable, or over Pillow's pixel limit.
+    """
+    Image = _pillow()
     try:
         with Image.open(path) as img:
             width, height = img.size
             return height, width
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(too_many_pixels(path)) from None
+    except (OSError, ValueError, SyntaxError) as err:
         raise InputError(f"{path}: cannot read image ({_reason(err)})") from None
 
 
@@ -74,12 +112,39 @@ def _reason(err: Exception) -> str:
     return f"{err.__class__.__name__}: {err}"
 
 
-def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, **save_kwargs) -> None:
-    """Write an RGB image so that a reader never sees a half-written file (temp file + rename)."""
-    from PIL import Image
+def encode_image(rgb: np.ndarray, suffix: str, **save_kwargs) -> bytes:
+    """An RGB array encoded in memory in the format of ``suffix``, signed as the project's.
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, **save_kwargs)
+    PNGs get a ``Software`` text chunk and JPEGs a comment (:func:`fcn.core.files.project_signature`),
+    the mark that lets a later run replace them.
+    """
+    from PIL import Image, PngImagePlugin
+
+    fmt = Image.registered_extensions().get(suffix.lower())
+    if fmt is None:
+        raise ValueError(f"no image format for {suffix!r}")
+    signature = project_signature()
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", signature)
+        save_kwargs.setdefault("pnginfo", info)
+    elif fmt == "JPEG":
+        save_kwargs.setdefault("comment", signature)
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buffer, fmt, **save_kwargs)
+    return buffer.getvalue()
+
+
+def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, **save_kwargs) -> None:
+    """Write an RGB image through the checked writer (encoded in memory, then temp file + fsync + check + rename).
+
+    Encoding in memory first matters: Pillow's JPEG writer does not raise on a short write to a file.
+
+    Raises:
+        WriteError: the file cannot be written (:class:`fcn.core.files.DiskFullError` on a full disk).
+    """
+    path = Path(path)
+    write_bytes_atomic(path, encode_image(rgb, path.suffix, **save_kwargs))
 
 
 def write_mask(path: str | os.PathLike, class_map: np.ndarray) -> None:

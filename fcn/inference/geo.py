@@ -6,12 +6,22 @@ and sometimes nodata borders. This module reads and writes them with rasterio (a
 
 * :func:`open_scene` -> :class:`Scene`: band choice (default: the bands whose colour interpretation is
   red, green, blue, else the first three; one band is read as grey), values mapped to 0-255 (the rule
-  is in :func:`open_scene`), a validity mask from the nodata value, an internal mask or an alpha
+  below), a validity mask from the nodata value, an internal mask or an alpha
   band, and the pixel size in metres of a projected CRS.
-* :class:`MaskWriter`: the class map ``<name>_mask.tif`` (uint8 class indices, the input's CRS and
-  transform, the palette as colour table, nodata 255, tiled, DEFLATE, BigTIFF when needed), written
-  top to bottom in bands of rows, under a temporary name until complete.
-* :func:`write_overlay_preview`: the scene blended with its class map, downsampled to a JPEG.
+* :class:`fcn.inference.geo_writer.MaskWriter` (its own module) writes the class map ``<name>_mask.tif``.
+* :func:`fcn.inference.geo_writer.write_overlay_preview`: the scene blended with its class map, as a JPEG.
+
+The value rule of :func:`open_scene`:
+
+* uint8 bands are used as they are, unless ``value_range`` is given;
+* ``value_range=(LO, HI)`` maps every selected band linearly, LO -> 0 and HI -> 255;
+* otherwise (uint16, int16, float...) each band maps its own percentiles ``percentiles``
+  (default 2nd and 98th) of its *valid* pixels to 0 and 255, from a decimated read of at most
+  1024 px a side (GDAL's overviews when the file has them), made at the first pixel read;
+
+then values are clipped to 0-255 and rounded to the nearest integer. A pixel is nodata when it is
+nodata in every selected band (GDAL's rule): equal to the band's nodata value, masked by an
+internal mask or by a zero alpha; NaN and infinite values are nodata too.
 """
 
 from __future__ import annotations
@@ -26,10 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn.core.errors import InputError, first_line
-from fcn.core.figures import OVERLAY_JPEG_QUALITY, overlay_image
-from fcn.core.files import atomic_path
-from fcn.core.images import MASK_SUFFIX, tile_id, write_image_atomic
-from fcn.core.palette import NUM_CLASSES, PALETTE, UNKNOWN
+from fcn.core.images import MASK_SUFFIX, tile_id
 
 GEO_INSTALL_HINT = 'pip install -e ".[geo]"'
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
@@ -85,14 +92,8 @@ def round_to_uint8(pixels: np.ndarray) -> np.ndarray:
 class Scene:
     """An open GeoTIFF (or any raster rasterio reads) and how its pixels become RGB 0-255.
 
-    Built by :func:`open_scene`; close it (or use it as a context manager) when done.
-
-    Attributes:
-        path: the file.
-        height, width: size in pixels.
-        bands: the 1-based bands read as R, G, B (one band: grey, repeated).
-        crs: the rasterio CRS, or None.
-        transform: the affine pixel -> CRS transform.
+    Built by :func:`open_scene` (``bands``: the 1-based bands read as R, G, B, or one grey band; ``crs``
+    and ``transform``: rasterio's); close it (or use it as a context manager) when done.
     """
 
     path: Path
@@ -217,9 +218,7 @@ class Scene:
                 valid = band_valid if valid is None else valid | band_valid
         except Exception as err:
             if err.__class__.__module__.startswith("rasterio"):
-                raise InputError(
-                    f"{self.path}: cannot read pixels ({first_line(err, err.__class__.__name__)})"
-                ) from None
+                raise InputError(f"{self.path}: cannot read pixels ({_gdal_reason(err)})") from None
             raise
         if data.dtype.kind == "f":
             valid &= np.isfinite(data).all(axis=0)
@@ -338,17 +337,7 @@ def open_scene(
 ) -> Scene:
     """Open a GeoTIFF and decide how its pixels map to the RGB 0-255 the model takes.
 
-    Opening reads the header only. The value rule:
-
-    * uint8 bands are used as they are, unless ``value_range`` is given;
-    * ``value_range=(LO, HI)`` maps every selected band linearly, LO -> 0 and HI -> 255;
-    * otherwise (uint16, int16, float...) each band maps its own percentiles ``percentiles``
-      (default 2nd and 98th) of its *valid* pixels to 0 and 255, from a decimated read of at most
-      1024 px a side (GDAL's overviews when the file has them), made at the first pixel read;
-
-    then values are clipped to 0-255 and rounded to the nearest integer. A pixel is nodata when it is
-    nodata in every selected band (GDAL's rule): equal to the band's nodata value, masked by an
-    internal mask or by a zero alpha; NaN and infinite values are nodata too.
+    Opening reads the header only; the value rule is in the module's docstring.
 
     Args:
         path: the file.
@@ -417,163 +406,18 @@ def _percentile_ranges(scene: Scene, percentiles: tuple[float, float]) -> tuple[
     return tuple(ranges)
 
 
-# ---------------------------------------------------------------- writing class maps
+def __getattr__(name: str):
+    """The writers live in :mod:`fcn.inference.geo_writer`; ``geo.MaskWriter`` etc. still find them."""
+    if name in ("MaskWriter", "palette_colormap", "verify_tiles", "write_overlay_preview"):
+        from fcn.inference import geo_writer
+
+        return getattr(geo_writer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def palette_colormap() -> dict[int, tuple[int, int, int, int]]:
-    """The GeoTIFF colour table: the palette's colours for classes 0-6, nodata transparent."""
-    colormap = {index: (*map(int, PALETTE[index]), 255) for index in range(NUM_CLASSES)}
-    colormap[NODATA_CLASS] = (0, 0, 0, 0)
-    return colormap
-
-
-class MaskWriter:
-    """Write a one-band uint8 class-map GeoTIFF top to bottom, in full-width bands of rows.
-
-    The file has the scene's CRS and transform, the palette as colour table (:func:`palette_colormap`),
-    nodata 255, 512-px (256 for small maps) tiles, DEFLATE compression and BigTIFF when the size needs
-    it. Rows are buffered until whole tile rows can be written, so every tile is compressed once. The
-    file is written under a temporary name (:func:`fcn.core.files.atomic_path`) and renamed by
-    :meth:`close`; :meth:`abort` (or an exception inside ``with``) removes it.
-
-    Args:
-        path: the ``.tif`` to write.
-        height, width: size in pixels.
-        crs, transform: georeference (None for a plain TIFF).
-
-    Raises:
-        InputError: the file cannot be created.
-    """
-
-    def __init__(self, path: str | os.PathLike, *, height: int, width: int, crs=None, transform=None):
-        rasterio = require_rasterio(path)
-        self.path = Path(path)
-        self.height, self.width = int(height), int(width)
-        self.block = MASK_BLOCK if min(height, width) >= 2 * MASK_BLOCK else MASK_BLOCK // 2
-        profile = dict(
-            driver="GTiff",
-            height=self.height,
-            width=self.width,
-            count=1,
-            dtype="uint8",
-            nodata=NODATA_CLASS,
-            tiled=True,
-            blockxsize=self.block,
-            blockysize=self.block,
-            compress="deflate",
-            bigtiff="IF_SAFER",
-            photometric="palette",
-        )
-        if crs is not None:
-            profile["crs"] = crs
-        if transform is not None:
-            profile["transform"] = transform
-        try:
-            self._atomic = atomic_path(self.path)
-            tmp = self._atomic.__enter__()
-        except OSError as err:
-            raise InputError(f"{self.path}: cannot write ({err.strerror or err})") from None
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # NotGeoreferencedWarning for plain TIFFs
-                self._dataset = rasterio.open(tmp, "w", **profile)
-            self._dataset.write_colormap(1, palette_colormap())
-        except Exception as err:
-            self._atomic.__exit__(type(err), err, None)
-            raise InputError(f"{self.path}: cannot write ({first_line(err, err.__class__.__name__)})") from None
-        self._pending: list[np.ndarray] = []
-        self._pending_rows = 0
-        self.rows_written = 0
-
-    def append(self, rows: np.ndarray) -> None:
-        """Add the next rows, (n, width) uint8 class indices (255: nodata)."""
-        rows = np.asarray(rows, dtype=np.uint8)
-        if rows.ndim != 2 or rows.shape[1] != self.width:
-            raise ValueError(f"expected (n, {self.width}) rows, got {rows.shape}")
-        if self.rows_written + self._pending_rows + len(rows) > self.height:
-            raise ValueError("more rows than the map's height")
-        self._pending.append(rows)
-        self._pending_rows += len(rows)
-        whole = self._pending_rows // self.block * self.block
-        if whole:
-            self._flush(whole)
-
-    def _flush(self, count: int) -> None:
-        from rasterio.windows import Window
-
-        buffer = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        try:
-            self._dataset.write(buffer[:count], 1, window=Window(0, self.rows_written, self.width, count))
-        except Exception as err:
-            raise InputError(f"{self.path}: cannot write ({first_line(err, err.__class__.__name__)})") from None
-        self.rows_written += count
-        rest = buffer[count:]
-        self._pending = [rest] if len(rest) else []
-        self._pending_rows = len(rest)
-
-    def close(self) -> None:
-        """Write the last rows, close and move the file into place."""
-        if self._pending_rows:
-            self._flush(self._pending_rows)
-        if self.rows_written != self.height:
-            self.abort()
-            raise ValueError(f"{self.path}: {self.rows_written} of {self.height} rows written")
-        try:
-            self._dataset.close()
-            self._atomic.__exit__(None, None, None)
-        except Exception as err:
-            self.abort()
-            raise InputError(f"{self.path}: cannot write ({first_line(err, err.__class__.__name__)})") from None
-
-    def abort(self) -> None:
-        """Close and delete the temporary file; the target is left as it was."""
-        try:
-            self._dataset.close()
-        except Exception:
-            pass
-        error = RuntimeError("class map not completed")
-        self._atomic.__exit__(RuntimeError, error, None)  # the temporary file is removed
-
-    def __enter__(self) -> MaskWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-# ---------------------------------------------------------------- overlay preview
-
-
-def write_overlay_preview(
-    scene: Scene, mask_path: str | os.PathLike, out_path: str | os.PathLike, *, max_side: int = PREVIEW_SIDE
-) -> tuple[int, int]:
-    """A JPEG of the scene blended with its class map, at most ``max_side`` px a side.
-
-    The scene is averaged and the mask sampled (nearest) down to the preview size; blending and the
-    red class boundaries are :func:`fcn.core.figures.overlay_image`'s. Nodata pixels show the scene
-    darkened, without colour.
-
-    Returns:
-        The preview's (height, width).
-
-    Raises:
-        InputError: the scene or the mask cannot be read.
-    """
-    rasterio = require_rasterio(mask_path)
-    from rasterio.enums import Resampling
-
-    with gdal_env():  # the decimated read decodes every source tile
-        rgb, _ = scene.read_preview(max_side)
-        try:
-            with rasterio.open(mask_path) as mask:
-                classes = mask.read(1, out_shape=rgb.shape[:2], resampling=Resampling.nearest)
-        except Exception as err:
-            raise InputError(f"{mask_path}: cannot read ({first_line(err, err.__class__.__name__)})") from None
-    nodata = classes == NODATA_CLASS
-    blended = overlay_image(rgb, np.where(nodata, UNKNOWN, classes).astype(np.uint8))
-    blended[nodata] = rgb[nodata] // 2
-    write_image_atomic(out_path, blended, quality=OVERLAY_JPEG_QUALITY)
-    return blended.shape[:2]
+def _gdal_reason(err: BaseException) -> str:
+    """GDAL's first line, without its 'See previous exception' (the previous one went to stderr)."""
+    text = first_line(err, err.__class__.__name__)
+    if "see previous exception" in text.lower():
+        return "the file is truncated or damaged"
+    return text
