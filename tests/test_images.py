@@ -43,3 +43,16 @@ def test_list_images_sorts_and_filters(tmp_path):
     assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "d.jpeg"]
     with pytest.raises(InputError, match="nope"):
         list_images(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("side", [12, 20])  # 144 px: over the limit (Pillow warns); 400: over twice (it raises)
+def test_images_over_pillows_pixel_limit_are_one_line_errors(tmp_path, monkeypatch, side):
+    from PIL import Image
+
+    path = tmp_path / "big_sat.png"
+    Image.fromarray(np.zeros((side, side, 3), np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    for reader in (read_rgb, image_size):
+        with pytest.raises(InputError) as info:
+            reader(path)
+        assert str(info.value).startswith(f"{path}: more than 100 pixels") and "\n" not in str(info.value)

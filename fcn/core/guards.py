@@ -361,3 +361,26 @@ def check_memory(needed: int, what: str, hint: str = "") -> None:
     raise InputError(
         f"{what}: needs about {format_bytes(needed)} of memory, {format_bytes(max(available, 0))} available{tail}"
     )
+
+
+def prediction_memory(height: int, width: int, scale: float, num_classes: int = 7) -> int:
+    """Bytes predicting one (height, width) image at ``scale`` needs beyond the model (an upper estimate).
+
+    The image is resized to the working size and predicted window by window into per-class float32
+    probabilities over the whole working image, which are resized back to the image's size: the
+    input at both sizes (uint8 and float32), the probabilities at both sizes, and the class maps.
+    """
+    work = max(1, round(height * scale)) * max(1, round(width * scale))
+    full = height * width
+    return int(work * (3 * 4 + 2 * num_classes * 4) + full * (3 + 3 * 4 + num_classes * 4 + 2))
+
+
+def tiling_memory(height: int, width: int, size: int, grid: int, processes: int = 1) -> int:
+    """Bytes cutting one (height, width) image and its mask into ``grid``² tiles of ``size``² needs.
+
+    Per process: the source image and mask (RGB uint8), one cell of each as float32 while resized,
+    and the resized tile, its class map and its encoded copies.
+    """
+    cell = -(-height // grid) * -(-width // grid)
+    tile = size * size
+    return int(processes * (2 * height * width * 3 + 2 * cell * 3 * 4 + tile * (3 * 4 + 3 * 3 + 1)))

@@ -56,20 +56,15 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 def _pillow():
     """``PIL.Image``, with images over its pixel limit made errors (one line) instead of warnings.
 
-    Pillow warns above ``Image.MAX_IMAGE_PIXELS`` and raises above twice that; a warning is printed
-    (twice) and the image decoded. The filter is process-wide, and set once, because
-    ``warnings.catch_warnings`` is not thread-safe and images are read in threads.
+    Pillow warns above ``Image.MAX_IMAGE_PIXELS`` (printed twice, and the image decoded) and raises
+    above twice that. The filter is set at every call, as other code (a test runner) may reset the
+    filters; ``warnings.catch_warnings`` would not do, as it is not thread-safe and images are read in
+    threads.
     """
     from PIL import Image
 
-    global _BOMB_FILTER_SET
-    if not _BOMB_FILTER_SET:
-        warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
-        _BOMB_FILTER_SET = True
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
     return Image
-
-
-_BOMB_FILTER_SET = False
 
 
 def too_many_pixels(path: str | os.PathLike) -> str:

@@ -133,12 +133,11 @@ class MaskWriter:
 
     def _write_error(self, err: BaseException) -> WriteError:
         """The one-line error of a failed write; :class:`DiskFullError` when the disk is (nearly) full."""
-        if isinstance(err, WriteError):
+        if isinstance(err, DiskFullError):
             return err
-        reason = first_line(err, err.__class__.__name__)
         if is_disk_full(err) or _disk_nearly_full(self.path.parent):
-            return DiskFullError(self.path, "No space left on device", 28)
-        return WriteError(self.path, reason)
+            return DiskFullError(self.path, "No space left on device", errno.ENOSPC)
+        return err if isinstance(err, WriteError) else WriteError(self.path, first_line(err, err.__class__.__name__))
 
     def _verify(self, tmp: Path) -> None:
         """Re-open the written file: its size, and every tile's bytes inside the file (GDAL may not raise)."""
