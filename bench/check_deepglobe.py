@@ -31,11 +31,11 @@ from fcn.data.deepglobe import (  # noqa: E402
     TRAIN_DIR,
     TileParameters,
     cell_boxes,
-    convert_dataset,
     find_sources,
     tile_paths,
     tile_stem,
 )
+from fcn.data.deepglobe_dataset import convert_dataset  # noqa: E402
 
 
 def _link_pair(deepglobe: Path, source_id: str, folder: Path) -> None:

@@ -29,14 +29,15 @@ sys.path.insert(0, str(ROOT))
 
 from fcn.core.images import read_rgb  # noqa: E402
 from fcn.inference.engine import padded_side  # noqa: E402
-from fcn.inference.export import FORMATS, PARITY_MAX_ABS_DIFF, PARITY_MIN_ARGMAX_AGREEMENT, SUFFIX, ParityAccumulator  # noqa: E402
-from fcn.inference.predict import list_input_images  # noqa: E402
+from fcn.inference.export import FORMATS, SUFFIX  # noqa: E402
+from fcn.inference.folder import list_input_images  # noqa: E402
+from fcn.inference.parity import PARITY_MAX_ABS_DIFF, PARITY_MIN_ARGMAX_AGREEMENT, ParityAccumulator  # noqa: E402
 
 
 def export_in_subprocess(model: str, fmt: str, output: Path) -> dict:
     """Run fcn-export (without its own check) in a fresh process; its wall time and peak RSS."""
     code = (
-        "import resource, sys, json; from fcn.inference.export import main; from fcn.core.errors import run_cli; "
+        "import resource, sys, json; from fcn.cli.export import main; from fcn.cli.common import run_cli; "
         "rc = run_cli(main, sys.argv[1:]); "
         "print('@@' + json.dumps({'rc': rc, 'maxrss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))"
     )

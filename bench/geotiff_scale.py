@@ -5,7 +5,7 @@
         [--tile 1024] [--overlap N] [--batch-size 4] [--no-batch-cap] [--same-answer-only] [--json FILE]
 
 1. **Same answer.** Each DeepGlobe tile is written as a 0.5 m UTM GeoTIFF (the very pixels of its
-   JPEG) and ``fcn-predict`` (:func:`fcn.inference.predict.main`) runs three times: on the GeoTIFFs at the
+   JPEG) and ``fcn-predict`` (:func:`fcn.cli.predict.main`) runs three times: on the GeoTIFFs at the
    automatic scale (pixel size / the model's training ground sample distance), and on the JPEGs with
    ``--scale`` of that very number and with ``--input-gsd 0.5``. The masks are compared pixel by
    pixel. A checkpoint that predates ``ModelInfo`` (no ground sample distance inside) is copied into
@@ -277,8 +277,8 @@ def model_with_info(args, scratch: Path) -> tuple[str, ModelInfo]:
 
 def same_answer(args, scratch: Path) -> list[dict]:
     """fcn-predict on GeoTIFFs at the automatic scale against fcn-predict on the JPEGs."""
+    from fcn.cli.predict import main as predict_main
     from fcn.core.images import read_mask, read_rgb
-    from fcn.inference.predict import main as predict_main
 
     model, info = model_with_info(args, scratch)
     tiles = sorted(Path(args.deepglobe).glob("*_sat.jpg"))

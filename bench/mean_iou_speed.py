@@ -35,7 +35,7 @@ from fcn.core.palette import NUM_CLASSES  # noqa: E402
 
 def ours(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike, workers: int | None = None):
     """fcn's path: pair by name, read/decode in threads, one bincount per pair; (ious, mean, text)."""
-    confusion, _ = evaluate_folders(gt_dir, pred_dir, workers=workers, warn=lambda line: None)
+    confusion, _ = evaluate_folders(gt_dir, pred_dir, workers=workers)
     ious = confusion.iou()
     scored = [float(ious[c]) for c in confusion.scored_classes]
     return scored, confusion.mean_iou(), confusion.course_report(warn=False)

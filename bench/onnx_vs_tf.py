@@ -46,7 +46,7 @@ from fcn.core.images import (  # noqa: E402
 )
 from fcn.core.metrics import ConfusionMatrix  # noqa: E402
 from fcn.inference.engine import Predictor  # noqa: E402
-from fcn.inference.predict import list_input_images  # noqa: E402
+from fcn.inference.folder import list_input_images  # noqa: E402
 
 ENGINES = ("tf_float32", "tf_mixed_bfloat16", "onnxruntime")
 

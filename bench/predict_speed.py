@@ -5,7 +5,7 @@
 
 The naive loop is what a first script does: for each image, read it, (resize it), pad it to a multiple
 of 32, ``model.predict`` it alone, argmax, crop, (resize the mask back, nearest), colour it with the
-palette and write the PNG, all in one thread. The ``fcn-predict`` path is :func:`fcn.inference.predict.predict_folder`
+palette and write the PNG, all in one thread. The ``fcn-predict`` path is :func:`fcn.inference.folder.predict_folder`
 with a :class:`fcn.inference.engine.Predictor` (prefetching decoder threads, batched compiled calls, sliding
 window above ``--tile``), without argument parsing and model loading, which both paths share.
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fcn.core.images import read_rgb  # noqa: E402
 from fcn.core.palette import PALETTE  # noqa: E402
 from fcn.inference.engine import Predictor, padded_side  # noqa: E402
-from fcn.inference.predict import PredictionJob, mask_name, plan_jobs, predict_folder  # noqa: E402
+from fcn.inference.folder import PredictionJob, mask_name, plan_jobs, predict_folder  # noqa: E402
 
 
 def naive_predict(model, images: list[Path], output_dir: Path, scale: float = 1.0) -> float:
@@ -93,10 +93,10 @@ def compare(
         jobs: list[PredictionJob] = plan_jobs(input_dir, cli_dir)[:limit]
         images = [job.image for job in jobs]
         # Warm-up on the first image: tracing and the first allocation are not what we measure.
-        predict_folder(predictor, jobs[:1], workers=workers, verbose=0)
+        predict_folder(predictor, jobs[:1], workers=workers, progress=False)
         naive_predict(model, images[:1], naive_dir, scale)
 
-        report = predict_folder(predictor, jobs, workers=workers, verbose=0)
+        report = predict_folder(predictor, jobs, workers=workers, progress=False)
         if report.failed:
             raise RuntimeError(f"{len(report.failed)} images failed: {report.failed[0][1]}")
         naive_seconds = naive_predict(model, images, naive_dir, scale)

@@ -17,7 +17,7 @@ One run measures, on the machine it runs on (see docs/BENCHMARKS.md for what eac
 3. the real pipelines for the first model, as fractions of the bare model at the same settings: the
    ``fcn.training.trainer`` input pipeline alone (``bench/input_pipeline.py``), ``fcn.training.trainer.main`` end to end
    (seconds of the last epoch in ``history.csv``, with and without its validation pass) and
-   ``fcn.inference.predict.predict_folder`` on tiles on disk;
+   ``fcn.inference.folder.predict_folder`` on tiles on disk;
 4. a first script's per-image loop (read, ``model.predict`` one tile, argmax, colour, write) against
    ``predict_folder`` on the same tiles (``bench/predict_speed.py``);
 5. ``fcn-mean-iou`` against the course tool's way on the tiles' masks (``bench/mean_iou_speed.py``).
@@ -411,7 +411,7 @@ def train_end_to_end_figures(
 
     ``history.csv``'s seconds cover the epoch's training steps and its validation pass (not the
     checkpoint writes). The validation pass is timed again here the way ``fcn.training.trainer`` runs it (a new
-    :class:`fcn.inference.predict.Predictor`, so traced again, on the validation tiles) and subtracted for
+    :class:`fcn.inference.engine.Predictor`, so traced again, on the validation tiles) and subtracted for
     ``train_img_s``.
 
     Returns:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fcn.inference.predict import cli  # noqa: E402
+from fcn.cli.predict import cli  # noqa: E402
 
 if __name__ == "__main__":
     cli()

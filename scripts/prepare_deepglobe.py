@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fcn.data.deepglobe import cli  # noqa: E402
+from fcn.cli.prepare_deepglobe import cli  # noqa: E402
 
 if __name__ == "__main__":
     cli()

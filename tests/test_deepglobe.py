@@ -1,4 +1,4 @@
-"""Tests of fcn.data.deepglobe on tiny synthetic DeepGlobe folders made in tmp_path."""
+"""Tests of fcn.data.deepglobe, fcn.data.deepglobe_dataset and fcn-prepare-deepglobe on tiny synthetic DeepGlobe folders made in tmp_path."""
 
 from __future__ import annotations
 
@@ -11,16 +11,11 @@ import pytest
 from PIL import Image
 
 from fcn.cli.common import run_cli
+from fcn.cli.prepare_deepglobe import main
 from fcn.core.images import read_rgb
 from fcn.core.palette import PALETTE, UNKNOWN, class_to_rgb, rgb_to_class
-from fcn.data.deepglobe import (
-    TileParameters,
-    cell_boxes,
-    convert_dataset,
-    main,
-    split_sources,
-    tile_stem,
-)
+from fcn.data.deepglobe import TileParameters, cell_boxes, split_sources, tile_stem
+from fcn.data.deepglobe_dataset import convert_dataset
 
 QUADRANT_COLOURS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]], dtype=np.uint8)
 

@@ -22,6 +22,7 @@ from rasterio.enums import ColorInterp  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 
 from fcn.cli.common import run_cli  # noqa: E402
+from fcn.cli.predict import main  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.images import read_mask  # noqa: E402
 from fcn.core.palette import NUM_CLASSES, PALETTE  # noqa: E402
@@ -29,7 +30,6 @@ from fcn.data.pipeline import COURSE_TILE_GSD  # noqa: E402
 from fcn.inference import geo  # noqa: E402
 from fcn.inference.areas import class_areas, write_stats  # noqa: E402
 from fcn.inference.engine import Predictor  # noqa: E402
-from fcn.inference.predict import main  # noqa: E402
 from fcn.inference.scenes import predict_scene, scene_batch_size, scene_scale  # noqa: E402
 from fcn.model.checkpoints import ModelInfo, save_checkpoint  # noqa: E402
 from helpers import conv_softmax_model  # noqa: E402

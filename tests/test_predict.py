@@ -7,11 +7,12 @@ from PIL import Image
 keras = pytest.importorskip("keras")
 
 from fcn.cli.common import run_cli  # noqa: E402
+from fcn.cli.predict import main  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.images import read_mask, tile_id  # noqa: E402
 from fcn.core.palette import PALETTE  # noqa: E402
 from fcn.inference.engine import Predictor  # noqa: E402
-from fcn.inference.predict import list_input_images, main, mask_name, overlay_name, plan_jobs  # noqa: E402
+from fcn.inference.folder import list_input_images, mask_name, overlay_name, plan_jobs  # noqa: E402
 from fcn.model.checkpoints import ModelInfo, load_model, save_checkpoint  # noqa: E402
 from helpers import conv_softmax_model, random_image  # noqa: E402
 

@@ -14,7 +14,7 @@ from fcn.core.figures import GAP, LABEL_HEIGHT  # noqa: E402
 from fcn.core.images import read_rgb  # noqa: E402
 from fcn.core.palette import PALETTE, UNKNOWN  # noqa: E402
 from fcn.data.pipeline import find_pairs, read_pair  # noqa: E402
-from fcn.inference import predict  # noqa: E402
+from fcn.cli import predict  # noqa: E402
 from fcn.model.checkpoints import read_checkpoint_state, read_model_info  # noqa: E402
 from fcn.training import trainer as train  # noqa: E402
 from fcn.training.callbacks import HISTORY_COLUMNS  # noqa: E402

@@ -1,28 +1,29 @@
 """Mean IoU of a folder of predicted masks against a folder of ground-truth masks (``fcn-mean-iou``).
 
-Prints exactly what the course tool (NTU DLCV 2018 HW3 ``mean_iou_evaluate.py``) prints, but pairs
+Reports exactly what the course tool (NTU DLCV 2018 HW3 ``mean_iou_evaluate.py``) prints, but pairs
 files by name instead of by position, checks sizes, reads and decodes the masks in a thread pool
-and never holds more than one pair per worker in memory. Does not import TensorFlow.
+and holds only the few pairs being read in memory. Does not import TensorFlow.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import os
-import sys
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from fcn.cli.common import ArgumentParser, positive_int, run_cli
 from fcn.core.errors import InputError
+from fcn.core.files import write_text_atomic
 from fcn.core.images import read_rgb, tile_id
 from fcn.core.metrics import ConfusionMatrix
 from fcn.core.palette import CODE_TO_CLASS, NUM_CLASSES
+from fcn.core.workers import io_workers, ordered_map
+
+log = logging.getLogger(__name__)
 
 MASK_EXTENSION = ".png"
 # How many file names a missing/extra warning spells out before "...".
@@ -158,17 +159,16 @@ def confusion_for_pair(gt_path: Path, pred_path: Path) -> np.ndarray:
     return rgb_pair_counts(gt, pred)
 
 
-def default_workers() -> int:
-    """Threads for reading masks: PIL decodes PNGs without the GIL, so one per core (max 8)."""
-    return max(1, min(8, os.cpu_count() or 1))
+# Reading masks is all this job does (no model beside it), so it takes up to this many threads.
+MAX_READERS = 8
 
 
 def evaluate_pairs(pairs: Sequence[tuple[Path, Path]], workers: int | None = None) -> ConfusionMatrix:
-    """Pool the confusion counts of mask pairs, reading them in a thread pool.
+    """Pool the confusion counts of mask pairs, reading them a few pairs ahead in a thread pool.
 
     Args:
         pairs: (ground-truth path, prediction path) pairs.
-        workers: threads (``default_workers()`` when None; 1 reads in the calling thread).
+        workers: threads (``io_workers(MAX_READERS)`` when None).
 
     Returns:
         The pooled confusion matrix.
@@ -177,21 +177,13 @@ def evaluate_pairs(pairs: Sequence[tuple[Path, Path]], workers: int | None = Non
         InputError: the first unreadable or mismatched pair, in pair order.
     """
     confusion = ConfusionMatrix(NUM_CLASSES)
-    workers = workers or default_workers()
-    if workers == 1 or len(pairs) <= 1:
-        for gt_path, pred_path in pairs:
-            confusion.add_counts(confusion_for_pair(gt_path, pred_path))
-        return confusion
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(confusion_for_pair, gt, pred) for gt, pred in pairs]
-        try:
-            for future in futures:
-                confusion.add_counts(future.result())
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    for counts in ordered_map(_pair_counts, pairs, workers or io_workers(MAX_READERS)):
+        confusion.add_counts(counts)
     return confusion
+
+
+def _pair_counts(pair: tuple[Path, Path]) -> np.ndarray:
+    return confusion_for_pair(*pair)
 
 
 def evaluate_folders(
@@ -199,16 +191,16 @@ def evaluate_folders(
     pred_dir: str | os.PathLike,
     allow_missing: bool = False,
     workers: int | None = None,
-    warn: Callable[[str], None] | None = None,
 ) -> tuple[ConfusionMatrix, MaskPairing]:
     """Pair two mask folders by name and pool the confusion counts of every pair.
+
+    Extra predictions and tolerated missing ones are logged as warnings.
 
     Args:
         gt_dir: ground-truth mask folder.
         pred_dir: predicted mask folder.
         allow_missing: score only the ground truths that have a prediction instead of failing.
         workers: reader threads (see :func:`evaluate_pairs`).
-        warn: receives one-line warnings (extra predictions, tolerated missing ones); stderr when None.
 
     Returns:
         (confusion matrix, pairing).
@@ -217,69 +209,65 @@ def evaluate_folders(
         InputError: bad folder, missing predictions (unless ``allow_missing``), no pair at all,
             an unreadable mask or a size mismatch.
     """
-    warn = warn or (lambda line: print(line, file=sys.stderr))
     pairing = pair_masks(gt_dir, pred_dir)
     if pairing.extra:
-        warn(f"warning: {extra_message(pairing.extra)}")
+        log.warning("warning: %s", extra_message(pairing.extra))
     if pairing.missing:
         if not allow_missing:
             raise InputError(f"{pred_dir}: {missing_message(pairing.missing)} (--allow-missing scores the rest)")
-        warn(f"warning: {missing_message(pairing.missing)}")
+        log.warning("warning: %s", missing_message(pairing.missing))
     if not pairing.pairs:
         raise InputError(f"{pred_dir}: no prediction matches a ground-truth mask in {gt_dir}")
     return evaluate_pairs(pairing.pairs, workers=workers), pairing
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog="fcn-mean-iou",
-        description="Mean IoU of predicted masks against ground truth, printed like the course tool "
-        "(masks paired by name: xxxx_mask.png, or xxxx.png for predictions).",
-    )
-    parser.add_argument("-g", "--labels", required=True, metavar="GT_DIR", help="ground-truth mask folder")
-    parser.add_argument("-p", "--pred", required=True, metavar="PRED_DIR", help="predicted mask folder")
-    parser.add_argument(
-        "--allow-missing",
-        action="store_true",
-        help="score the ground truths that have a prediction instead of failing when some have none",
-    )
-    parser.add_argument("--json", metavar="FILE", help="also write per-class IoU, mean and confusion matrix")
-    parser.add_argument("--confusion", action="store_true", help="also print the confusion matrix")
-    parser.add_argument(
-        "--workers", type=positive_int, default=None, metavar="N", help=f"reader threads (default {default_workers()})"
-    )
-    return parser
+@dataclass(frozen=True)
+class MeanIouConfig:
+    """What ``fcn-mean-iou`` was asked to do.
+
+    Attributes:
+        labels: ground-truth mask folder.
+        pred: predicted mask folder.
+        allow_missing: score the ground truths that have a prediction instead of failing.
+        json: also write the summary to this file.
+        confusion: also report the confusion matrix.
+        workers: reader threads (None: the default rule).
+    """
+
+    labels: Path
+    pred: Path
+    allow_missing: bool = False
+    json: Path | None = None
+    confusion: bool = False
+    workers: int | None = None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    json_path = Path(args.json) if args.json else None
-    if json_path is not None and not json_path.parent.is_dir():
+def run_mean_iou(config: MeanIouConfig) -> Iterator[str]:
+    """Score the folders; yields the course tool's text (and the matrix with ``confusion``), then
+    writes the ``json`` summary, so the scores are out before a failed write.
+
+    Raises:
+        InputError: see :func:`evaluate_folders`; also a ``json`` file whose folder does not exist
+            (checked before the work) or that cannot be written.
+    """
+    if config.json is not None and not config.json.parent.is_dir():
         # Checked before the work so that a typo does not cost a whole evaluation.
-        raise InputError(f"{json_path}: folder {json_path.parent} does not exist")
-    confusion, pairing = evaluate_folders(args.labels, args.pred, args.allow_missing, args.workers)
-    sys.stdout.write(confusion.course_report())
-    if args.confusion:
-        sys.stdout.write(confusion.format_matrix())
-    if json_path is not None:
-        summary = confusion.to_dict()
-        summary.update(
-            labels=str(args.labels),
-            pred=str(args.pred),
-            num_images=len(pairing.pairs),
-            missing=[p.name for p in pairing.missing],
-            extra=[p.name for p in pairing.extra],
-        )
-        try:
-            json_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        except OSError as err:
-            raise InputError(f"{json_path}: cannot write ({err.strerror})") from None
-    return 0
-
-
-def cli() -> None:
-    sys.exit(run_cli(main))
-
-
-if __name__ == "__main__":
-    cli()
+        raise InputError(f"{config.json}: folder {config.json.parent} does not exist")
+    confusion, pairing = evaluate_folders(config.labels, config.pred, config.allow_missing, config.workers)
+    yield confusion.course_report()
+    if config.confusion:
+        yield confusion.format_matrix()
+    if config.json is None:
+        return
+    summary = confusion.to_dict()
+    summary.update(
+        labels=str(config.labels),
+        pred=str(config.pred),
+        num_images=len(pairing.pairs),
+        missing=[p.name for p in pairing.missing],
+        extra=[p.name for p in pairing.extra],
+    )
+    try:
+        write_text_atomic(config.json, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    except OSError as err:
+        raise InputError(f"{config.json}: cannot write ({err.strerror})") from None

@@ -3,7 +3,8 @@
 DeepGlobe ships ``<id>_sat.jpg`` + ``<id>_mask.png`` pairs of 2448x2448 pixels with the course's
 7-colour palette. Every course tile is one grid cell (a 1224x1224 quadrant for ``grid=2``) of a
 DeepGlobe image, downscaled to 512x512. This module cuts each source image into ``grid x grid``
-equal cells, resizes them and writes them in the course layout::
+equal cells, resizes them and writes them in the course layout (the whole folder, its split and its
+manifest are :mod:`fcn.data.deepglobe_dataset`)::
 
     OUTPUT/train/<id>_<row><col>_sat.jpg        OUTPUT/train/<id>_<row><col>_mask.png
     OUTPUT/validation/...                       OUTPUT/split.json
@@ -13,37 +14,30 @@ train/validation split is drawn over *source* images, so the cells of one DeepGl
 on both sides. Outputs are written atomically (temp file + rename), so an existing file is always
 whole and a re-run skips the cells whose two files exist; ``overwrite=True`` redoes everything.
 
-Only numpy and Pillow are needed (no TensorFlow).
+Only numpy and Pillow are needed (no TensorFlow). The command is :mod:`fcn.cli.prepare_deepglobe`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import logging
 import os
-import re
-import sys
-import time
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fcn.cli.common import ArgumentParser, fraction, positive_int, run_cli
 from fcn.core import images as image_files
-from fcn.core.errors import EXIT_USER_ERROR, InputError
-from fcn.core.files import TEMP_MARK, write_text_atomic
+from fcn.core.errors import InputError
 from fcn.core.images import image_size, read_rgb, write_image_atomic, write_mask
 from fcn.core.palette import rgb_to_class
+
+log = logging.getLogger(__name__)
 
 SAT_SUFFIX = image_files.SAT_SUFFIX + ".jpg"
 MASK_SUFFIX = image_files.MASK_SUFFIX + ".png"
 TRAIN_DIR = "train"
 VALIDATION_DIR = "validation"
-MANIFEST_NAME = "split.json"
-MANIFEST_FORMAT = "fcn-deepglobe-split/1"
 
 DEFAULT_SIZE = 512
 DEFAULT_GRID = 2
@@ -55,10 +49,6 @@ DEFAULT_JPEG_QUALITY = 95
 # PIL's BILINEAR on a reduction is an antialiased triangle filter whose support grows with the
 # reduction factor; of the filters tried it reproduces course tile 0031 best (see README).
 IMAGE_FILTER = "PIL.Image.Resampling.BILINEAR (antialiased on reduction)"
-
-# A written tile, and a temp file that write_image_atomic leaves behind if the process is killed.
-_TILE_RE = re.compile(r"^(?P<id>.+)_(?P<cell>\d+)_(?:sat\.jpg|mask\.png)$")
-_TEMP_RE = re.compile(rf"^\..+_\d+_(?:sat\.jpg|mask\.png){re.escape(TEMP_MARK)}.+$")
 
 
 @dataclass(frozen=True)
@@ -91,17 +81,6 @@ class SourceResult:
     skipped: int = 0
     upscaled: bool = False
     error: str | None = None
-
-
-@dataclass
-class ConversionSummary:
-    """Totals of a whole run; ``failed`` maps source id to the one-line reason."""
-
-    sources: int = 0
-    cells_written: int = 0
-    cells_skipped: int = 0
-    upscaled: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
 
 
 def find_sources(input_dir: str | os.PathLike) -> list[SourcePair]:
@@ -257,230 +236,3 @@ def convert_source(
     except InputError as err:
         result.error = str(err)
     return result
-
-
-def _manifest(params: TileParameters, val_fraction: float, seed: int, splits: dict[str, list[str]], input_dir) -> dict:
-    """The content of split.json: parameters and split (compared when resuming) plus the input folder."""
-    return {
-        "format": MANIFEST_FORMAT,
-        "input": str(Path(input_dir).resolve()),
-        "parameters": {**asdict(params), "val_fraction": val_fraction, "seed": seed},
-        "splits": splits,
-    }
-
-
-def _tile_files(output_dir: Path) -> list[Path]:
-    """Tiles and leftover temp files in the split folders of ``output_dir``."""
-    found = []
-    for split in (TRAIN_DIR, VALIDATION_DIR):
-        folder = output_dir / split
-        if folder.is_dir():
-            found += [p for p in folder.iterdir() if p.is_file() and (_TILE_RE.match(p.name) or _TEMP_RE.match(p.name))]
-    return found
-
-
-def _prepare_output(output_dir: Path, manifest: dict, overwrite: bool) -> None:
-    """Check that ``output_dir`` can be resumed (or clear it for ``overwrite``) and write the manifest.
-
-    Resuming with other parameters or another split would mix incompatible tiles, so it is refused.
-    """
-    manifest_path = output_dir / MANIFEST_NAME
-    existing = _tile_files(output_dir)
-    if overwrite:
-        for path in existing:
-            path.unlink(missing_ok=True)
-    else:
-        for path in existing:
-            if _TEMP_RE.match(path.name):  # a write killed half-way; its tile is redone
-                path.unlink(missing_ok=True)
-        if manifest_path.is_file():
-            try:
-                previous = json.loads(manifest_path.read_text())
-            except (OSError, ValueError) as err:
-                raise InputError(f"{manifest_path}: cannot read ({err}); use --overwrite") from None
-            for key in ("parameters", "splits"):
-                if previous.get(key) != manifest[key]:
-                    raise InputError(
-                        f"{manifest_path}: this folder was written with other {key}; "
-                        "use --overwrite or another --output"
-                    )
-        elif any(_TILE_RE.match(p.name) for p in existing):
-            raise InputError(f"{output_dir}: holds tiles but no {MANIFEST_NAME}; use --overwrite or another --output")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
-    except OSError as err:
-        raise InputError(f"{output_dir}: cannot write the output folder ({err.strerror or err})") from None
-
-
-class _ProgressLine:
-    """A one-line ``done/total`` counter on stderr (redrawn in place on a terminal, every 10 % in a log).
-
-    Not keras.utils.Progbar: that would import TensorFlow (seconds and ~1 GB) into a numpy/Pillow tool.
-    """
-
-    def __init__(self, total: int, stream=None):
-        self.total, self.done = total, 0
-        self.stream = stream or sys.stderr
-        self.interactive = self.stream.isatty()
-        self.start = time.monotonic()
-
-    def message(self, text: str) -> None:
-        """Print a line without garbling the counter."""
-        print(("\r\033[K" if self.interactive else "") + text, file=self.stream, flush=True)
-
-    def advance(self, label: str) -> None:
-        self.done += 1
-        elapsed = time.monotonic() - self.start
-        text = f"[{self.done}/{self.total}] {label} ({elapsed:.0f}s)"
-        if self.interactive:
-            end = "\n" if self.done == self.total else ""
-            print(f"\r\033[K{text}", end=end, file=self.stream, flush=True)
-        elif self.done == self.total or self.done % max(1, self.total // 10) == 0:
-            print(text, file=self.stream, flush=True)
-
-
-def convert_dataset(
-    input_dir: str | os.PathLike,
-    output_dir: str | os.PathLike,
-    params: TileParameters = TileParameters(),
-    val_fraction: float = DEFAULT_VAL_FRACTION,
-    seed: int = DEFAULT_SEED,
-    overwrite: bool = False,
-    workers: int = 1,
-    executor: str = "thread",
-    progress: bool = True,
-) -> ConversionSummary:
-    """Convert a DeepGlobe folder into the course layout (train/, validation/, split.json).
-
-    Args:
-        input_dir: DeepGlobe training folder (``<id>_sat.jpg`` + ``<id>_mask.png``).
-        output_dir: dataset root to write; created if needed.
-        params: tile size, grid and JPEG quality.
-        val_fraction: share of the *source images* that go to validation.
-        seed: seed of the split.
-        overwrite: delete the tiles already in ``output_dir`` and redo everything.
-        workers: images converted in parallel.
-        executor: ``"thread"`` or ``"process"`` pool (threads are as fast here: Pillow releases
-            the GIL while decoding, resizing and encoding).
-        progress: show a counter on stderr.
-
-    Returns:
-        A :class:`ConversionSummary`; corrupt inputs are in ``failed`` (and were reported on stderr).
-
-    Raises:
-        InputError: missing/empty input folder, an image without mask, or an output folder written
-            with other parameters (without ``overwrite``).
-    """
-    if params.size < 1 or params.grid < 1 or workers < 1:
-        raise ValueError("size, grid and workers must be >= 1")
-    pairs = find_sources(input_dir)
-    splits = split_sources([p.source_id for p in pairs], val_fraction, seed)
-    split_of = {sid: split for split, ids in splits.items() for sid in ids}
-    output_dir = Path(output_dir)
-    manifest = _manifest(params, val_fraction, seed, splits, input_dir)
-    _prepare_output(output_dir, manifest, overwrite)
-
-    summary = ConversionSummary(sources=len(pairs))
-    bar = _ProgressLine(len(pairs)) if progress else None
-    pool_type: type[Executor] = {"thread": ThreadPoolExecutor, "process": ProcessPoolExecutor}[executor]
-    with pool_type(max_workers=min(workers, len(pairs))) as pool:
-        futures = [
-            pool.submit(convert_source, pair, split_of[pair.source_id], output_dir, params, overwrite) for pair in pairs
-        ]
-        try:
-            for future in as_completed(futures):
-                result = future.result()
-                summary.cells_written += result.written
-                summary.cells_skipped += result.skipped
-                summary.upscaled += result.upscaled
-                if result.error:
-                    summary.failed[result.source_id] = result.error
-                    if bar:
-                        bar.message(f"error: {result.error}")
-                    else:
-                        print(f"error: {result.error}", file=sys.stderr)
-                if bar:
-                    bar.advance(result.source_id)
-        except BaseException:
-            # On Ctrl-C only the images in progress finish (atomically); the queued ones are dropped.
-            for future in futures:
-                future.cancel()
-            raise
-    if summary.upscaled:
-        print(
-            f"warning: {summary.upscaled} source images have cells smaller than {params.size} px: their tiles are "
-            "upscaled (check --grid and --size)",
-            file=sys.stderr,
-        )
-    manifest["failed"] = dict(sorted(summary.failed.items()))
-    write_text_atomic(output_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
-    return summary
-
-
-def _jpeg_quality(text: str) -> int:
-    value = positive_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"must lie in 1..100, got {value}")
-    return value
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    """Command-line options of ``scripts/prepare_deepglobe.py``."""
-    parser = ArgumentParser(
-        prog="fcn-prepare-deepglobe",
-        description="Cut the DeepGlobe Land Cover training release into course tiles "
-        "(OUTPUT/train, OUTPUT/validation, OUTPUT/split.json).",
-    )
-    parser.add_argument("--input", required=True, help="DeepGlobe folder with <id>_sat.jpg and <id>_mask.png")
-    parser.add_argument("--output", required=True, help="dataset folder to write")
-    parser.add_argument("--size", type=positive_int, default=DEFAULT_SIZE, help="tile side in pixels (default 512)")
-    parser.add_argument(
-        "--grid", type=positive_int, default=DEFAULT_GRID, help="cells per side of a source image (default 2)"
-    )
-    parser.add_argument(
-        "--val-fraction",
-        type=fraction,
-        default=DEFAULT_VAL_FRACTION,
-        help="share of SOURCE images for validation (default 0.1)",
-    )
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the split (default 0)")
-    parser.add_argument(
-        "--jpeg-quality",
-        type=_jpeg_quality,
-        default=DEFAULT_JPEG_QUALITY,
-        help="JPEG quality of the tiles (default 95; the course tiles use 75)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="delete existing tiles and redo everything")
-    parser.add_argument(
-        "--workers",
-        type=positive_int,
-        default=os.cpu_count() or 1,
-        help="images converted in parallel (default: CPU count)",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the conversion; returns 0, or 2 if some inputs were corrupt (the others are written)."""
-    args = get_args_parser().parse_args(argv)
-    params = TileParameters(size=args.size, grid=args.grid, jpeg_quality=args.jpeg_quality)
-    summary = convert_dataset(
-        args.input,
-        args.output,
-        params,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        workers=args.workers,
-    )
-    print(
-        f"{summary.sources} source images: {summary.cells_written} tiles written, "
-        f"{summary.cells_skipped} already done, {len(summary.failed)} images failed -> {args.output}"
-    )
-    return EXIT_USER_ERROR if summary.failed else 0
-
-
-def cli() -> None:
-    """Console entry point."""
-    sys.exit(run_cli(main))

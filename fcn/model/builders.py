@@ -10,7 +10,7 @@ RGB and nobody can get the VGG preprocessing wrong.
 Input sides must be multiples of 32 (five 2x poolings). A fixed ``input_shape`` that is not is refused
 here; with ``input_shape=(None, None, 3)`` a non-multiple input fails when called (FCN16s/FCN8s: the
 skip additions do not line up) or, for FCN32s, yields an output smaller than the input.
-``fcn.inference.predict`` pads such images (reflect) and crops the result back.
+``fcn.inference.engine`` pads such images (reflect) and crops the result back.
 """
 
 from __future__ import annotations
