@@ -109,35 +109,6 @@ def test_streamed_windows_equal_the_in_memory_sliding_window(tmp_path, tiny_fcn8
     assert result.class_counts.sum() == 150 * 210
 
 
-@pytest.mark.parametrize(
-    "size, work", [((150, 210), (90, 126)), ((61, 77), (80, 100)), ((64, 90), (80, 40)), ((150, 210), (31, 44))]
-)
-def test_windowed_resize_equals_the_engines_whole_image_resizes_bit_for_bit(size, work):
-    """Windows of the forward (uint8, resize_tile_tf) and back (probabilities) resizes, from regions."""
-    import tensorflow as tf
-
-    from fcn.data.pipeline import resize_tile_tf
-    from fcn.inference.scenes import WindowedResize, round_to_uint8
-
-    rgb = landscape(*size, seed=11)
-    forward = WindowedResize.like_resize_image(size, work)
-    whole = resize_tile_tf(rgb, work).numpy()
-    probs = np.random.default_rng(12).dirichlet(np.ones(NUM_CLASSES), work).astype(np.float32)
-    back = WindowedResize(work, size, antialias=True)
-    whole_back = tf.image.resize(probs, size, method="bilinear", antialias=True).numpy()
-    for resize, source, expected, rounded in ((forward, rgb, whole, True), (back, probs, whole_back, False)):
-        out_h, out_w = expected.shape[:2]
-        for rows, cols in (
-            ((0, out_h), (0, out_w)),
-            ((3, out_h // 2), (out_w // 3, out_w)),
-            ((out_h - 5, out_h), (0, 7)),
-        ):
-            (r0, r1), (c0, c1) = resize.source_rows(*rows), resize.source_cols(*cols)
-            window = resize(source[r0:r1, c0:c1], (r0, c0), rows, cols)
-            window = round_to_uint8(window) if rounded else window
-            np.testing.assert_array_equal(window, expected[rows[0] : rows[1], cols[0] : cols[1]])
-
-
 def test_streamed_scene_skips_nodata_windows_with_the_same_answer(tmp_path, tiny_fcn8s):
     rgb = landscape(160, 160, seed=13)
     rgb[:, 90:] = 0  # a wide nodata margin: whole windows over nodata only

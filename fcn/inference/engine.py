@@ -8,9 +8,10 @@ artefact such as ONNX — on images of any height and width:
 * an image larger than ``tile`` on either side runs as a sliding window of ``tile`` x ``tile`` windows
   overlapping by at least ``overlap`` pixels, batched, whose softmax outputs are averaged with smooth
   weights (:func:`window_profile`), so memory stays bounded by the window batch, whatever the size;
-* ``scale`` resizes the image before inference (bilinear, antialiased when shrinking, the resize
-  training uses) and the *probabilities* back to the original size (bilinear), so a class map is the
-  argmax of the resized probabilities. By default the scale is the one the model was trained at
+* ``scale`` resizes the image before inference (bilinear, antialiased when shrinking: the kernel of
+  training's resize, computed by Pillow in :mod:`fcn.inference.resize`, so no TensorFlow) and the
+  *probabilities* back to the original size, so a class map is the argmax of the resized
+  probabilities. By default the scale is the one the model was trained at
   (:class:`fcn.model.checkpoints.ModelInfo`), or follows from the input's ground sample distance;
 * ``tta`` averages the softmax over the 8 dihedral transforms (flips and 90-degree rotations).
 
@@ -24,13 +25,25 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from fcn.inference.resize import resize_float, resize_image
+from fcn.inference.windows import (  # noqa: F401 (re-exported: the engine's geometry)
+    DIHEDRAL,
+    STRIDE,
+    WindowGrid,
+    padded_side,
+    reflect_pad,
+    transform,
+    untransform,
+    window_grid,
+    window_profile,
+    window_starts,
+)
 from fcn.model.checkpoints import ModelInfo, model_info
 
-STRIDE = 32  # five 2x poolings: model input sides must be multiples of this
 DEFAULT_TILE = 1024  # largest side run in one call; bigger images run as a sliding window
 
 
@@ -72,151 +85,6 @@ def as_backend(model) -> Backend:
     """A Keras model wrapped in :class:`KerasBackend`; a backend object as it is."""
     keras = sys.modules.get("keras")  # a Keras model implies Keras is loaded: exported models never load it
     return KerasBackend(model) if keras is not None and isinstance(model, keras.Model) else model
-
-
-# ---------------------------------------------------------------- geometry
-
-
-def padded_side(side: int) -> int:
-    """The smallest multiple of 32 that is >= ``side`` (and >= 32)."""
-    return max(STRIDE, -(-side // STRIDE) * STRIDE)
-
-
-def window_starts(side: int, window: int, overlap: int) -> list[int]:
-    """Start offsets of sliding windows covering ``[0, side)`` along one axis.
-
-    The first window starts at 0, the last ends exactly at ``side``, and the starts are evenly spaced
-    with the fewest windows for which neighbours overlap by at least ``overlap`` pixels.
-
-    Args:
-        side: length of the axis.
-        window: window length (``side <= window`` gives a single window at 0).
-        overlap: minimum overlap of neighbouring windows, ``0 <= overlap < window``.
-
-    Returns:
-        Sorted start offsets.
-    """
-    if side <= window:
-        return [0]
-    stride = window - overlap
-    count = -(-(side - window) // stride) + 1
-    return [round(i * (side - window) / (count - 1)) for i in range(count)]
-
-
-def window_profile(window: int, ramp: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:
-    """Blending weights of one window along one axis: 1, with raised-cosine ramps on inner sides.
-
-    A side that faces a neighbouring window ramps from nearly 0 up to 1 over ``ramp`` pixels, as
-    ``0.5 - 0.5 cos(pi (i + 0.5) / ramp)``: strictly positive, and two opposite ramps overlapping by
-    exactly ``ramp`` pixels sum to 1. A side on the image border stays at 1, so border pixels (seen by
-    one window only) never get a vanishing weight. Near a window's inner edges the network sees
-    padding instead of the true neighbourhood; the ramps give those pixels to the neighbour.
-
-    Args:
-        window: window length.
-        ramp: ramp length in pixels (0: flat weights).
-        ramp_start: ramp up at index 0 (a neighbour lies before the window).
-        ramp_end: ramp down at the end (a neighbour lies after it).
-
-    Returns:
-        (window,) float32 weights in (0, 1].
-    """
-    profile = np.ones(window, dtype=np.float32)
-    ramp = min(ramp, window)
-    if ramp > 0:
-        rise = (0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)).astype(np.float32)
-        if ramp_start:
-            profile[:ramp] = np.minimum(profile[:ramp], rise)
-        if ramp_end:
-            profile[window - ramp :] = np.minimum(profile[window - ramp :], rise[::-1])
-    return profile
-
-
-class WindowGrid(NamedTuple):
-    """The sliding windows over an image of ``height`` x ``width`` working pixels (see :func:`window_grid`).
-
-    Attributes:
-        window: (height, width) of every window (multiples of 32).
-        rows, cols: start offsets of the windows along each axis.
-        row_weights, col_weights: per start, the window's blending profile along that axis.
-    """
-
-    window: tuple[int, int]
-    rows: list[int]
-    cols: list[int]
-    row_weights: list[np.ndarray]
-    col_weights: list[np.ndarray]
-
-    @property
-    def windows(self) -> list[tuple[int, int]]:
-        """(row index, column index) of every window, row by row."""
-        return [(i, j) for i in range(len(self.rows)) for j in range(len(self.cols))]
-
-    def weight(self, i: int, j: int) -> np.ndarray:
-        """(window height, window width) blending weights of window (i, j)."""
-        return np.outer(self.row_weights[i], self.col_weights[j])
-
-
-def window_grid(height: int, width: int, tile: int, overlap: int) -> WindowGrid:
-    """The windows that cover a working image larger than one tile, and their blending weights.
-
-    An axis longer than ``tile`` is cut into ``tile`` windows overlapping by at least ``overlap``
-    (:func:`window_starts`); an axis that fits runs whole, reflect-padded to the next multiple of 32,
-    so the windows cover ``max(side, window)`` pixels of the padded image along each axis. The
-    in-memory sliding window and the streamed scenes of :mod:`fcn.inference.scenes` both walk this grid.
-
-    Args:
-        height, width: working image size (after ``scale``, before padding).
-        tile: window side (a multiple of 32).
-        overlap: minimum overlap of neighbouring windows, also the blending ramp length.
-
-    Returns:
-        The :class:`WindowGrid`.
-    """
-    window_h = tile if height > tile else padded_side(height)
-    window_w = tile if width > tile else padded_side(width)
-    rows = window_starts(max(height, window_h), window_h, overlap)
-    cols = window_starts(max(width, window_w), window_w, overlap)
-    return WindowGrid(
-        window=(window_h, window_w),
-        rows=rows,
-        cols=cols,
-        row_weights=[window_profile(window_h, overlap, i > 0, i < len(rows) - 1) for i in range(len(rows))],
-        col_weights=[window_profile(window_w, overlap, j > 0, j < len(cols) - 1) for j in range(len(cols))],
-    )
-
-
-def _reflect_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Pad an (h, w, C) array at the bottom and right to (height, width) by reflection."""
-    pad_h, pad_w = height - image.shape[0], width - image.shape[1]
-    if pad_h == 0 and pad_w == 0:
-        return image
-    # numpy reflects repeatedly when the padding is longer than the image (e.g. a 1-pixel side).
-    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
-
-
-# The 8 symmetries of the square as (transpose, flip rows, flip columns), applied in that order.
-DIHEDRAL = tuple((t, r, c) for t in (False, True) for r in (False, True) for c in (False, True))
-
-
-def _transform(batch: np.ndarray, transpose: bool, flip_rows: bool, flip_cols: bool) -> np.ndarray:
-    if transpose:
-        batch = batch.transpose(0, 2, 1, 3)
-    if flip_rows:
-        batch = batch[:, ::-1]
-    if flip_cols:
-        batch = batch[:, :, ::-1]
-    return batch
-
-
-def _untransform(batch: np.ndarray, transpose: bool, flip_rows: bool, flip_cols: bool) -> np.ndarray:
-    if flip_cols:
-        batch = batch[:, :, ::-1]
-    if flip_rows:
-        batch = batch[:, ::-1]
-    if transpose:
-        batch = batch.transpose(0, 2, 1, 3)
-    return batch
 
 
 # ---------------------------------------------------------------- the engine
@@ -299,9 +167,9 @@ class Predictor:
         total = 0.0
         for transpose in (False, True):
             variants = [t for t in DIHEDRAL if t[0] == transpose]
-            probs = self.backend(np.concatenate([_transform(batch, *t) for t in variants]))
+            probs = self.backend(np.concatenate([transform(batch, *t) for t in variants]))
             for k, variant in enumerate(variants):
-                total = total + _untransform(probs[k * count : (k + 1) * count], *variant)
+                total = total + untransform(probs[k * count : (k + 1) * count], *variant)
         return np.asarray(total / len(DIHEDRAL), dtype=np.float32)
 
     # ------------------------------------------------------------ public API
@@ -369,16 +237,15 @@ class Predictor:
         size = self.working_size(*original_size)
         if size == original_size:
             return original_size, rgb.astype(np.float32, copy=False)
-        from fcn.data.pipeline import resize_tile_tf  # the same resize as training's --image-size
-
-        return original_size, resize_tile_tf(rgb, size).numpy().astype(np.float32)
+        # Rounded to uint8 like training's --image-size tiles (fcn.inference.resize: the same kernel).
+        return original_size, resize_image(rgb, size).astype(np.float32)
 
     def _run_group(self, group, probabilities: bool) -> Iterator[np.ndarray]:
         """One model call for same-size images that each fit in one tile."""
         if not group:
             return
         height, width = group[0][1].shape[:2]
-        batch = np.stack([_reflect_pad(work, padded_side(height), padded_side(width)) for _, work in group])
+        batch = np.stack([reflect_pad(work, padded_side(height), padded_side(width)) for _, work in group])
         probs = self._forward(batch)[:, :height, :width]
         for (original_size, _), image_probs in zip(group, probs):
             yield self._finish(image_probs, original_size, probabilities)
@@ -388,7 +255,7 @@ class Predictor:
         height, width = work.shape[:2]
         grid = window_grid(height, width, self.tile, self.overlap)
         window_h, window_w = grid.window
-        padded = _reflect_pad(work, max(height, window_h), max(width, window_w))
+        padded = reflect_pad(work, max(height, window_h), max(width, window_w))
         windows = grid.windows
         total = np.zeros(padded.shape[:2] + (self.num_classes,), dtype=np.float32)
         weight_sum = np.zeros(padded.shape[:2], dtype=np.float32)
@@ -411,9 +278,7 @@ class Predictor:
     def _finish(self, probs: np.ndarray, original_size: tuple[int, int], probabilities: bool) -> np.ndarray:
         """Resize working-size probabilities back to the original size; argmax unless asked not to."""
         if probs.shape[:2] != original_size:
-            import tensorflow as tf
-
-            probs = tf.image.resize(probs, original_size, method="bilinear", antialias=True).numpy()
+            probs = resize_float(probs, original_size)
         if probabilities:
             return probs.astype(np.float32, copy=False)
         return np.argmax(probs, axis=-1).astype(np.uint8)

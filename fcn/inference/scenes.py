@@ -1,25 +1,26 @@
 """Predicting GeoTIFF scenes of any size with bounded memory: the engine's answer, window by window.
 
 :func:`predict_scene` gives a scene the class map that :meth:`fcn.inference.engine.Predictor.predict_classes`
-gives the same pixels in memory, and writes it as a georeferenced GeoTIFF (:class:`fcn.inference.geo.MaskWriter`).
+gives the same pixels in memory, and writes it as a georeferenced GeoTIFF
+(:class:`fcn.inference.geo_writer.MaskWriter`).
 
 A scene of at most ``whole_max_pixels`` (3072², a 2448² DeepGlobe tile included) runs whole through
 ``predict_classes``. A larger one runs the engine's *same* sliding windows (:func:`fcn.inference.engine.window_grid`),
 one window row at a time:
 
-1. each window's working pixels are resampled from the source pixels under the resize kernel's
-   support (:class:`WindowedResize`: TensorFlow's own tables and float32 operations for the engine's
-   whole-image resize, :func:`fcn.data.pipeline.resize_tile_tf`) and rounded to uint8 like it, so they equal
-   the whole-image working pixels bit for bit;
+1. each window row's working pixels are resized across the scene width from the source rows under
+   it plus a halo as wide as the resize kernel (:class:`fcn.inference.resize.StripResize`: the
+   engine's own resize, so bit for bit the same rows as the whole image's), rounded to uint8 like
+   the whole image, and cut into the row's windows;
 2. the windows are predicted by the engine at scale 1 (padding, batching and TTA included);
 3. their weighted softmax is accumulated in a band of ``tile`` working rows across the scene width;
-   rows that no later window touches are final, are resized back to source rows (again bit for bit
-   the engine's resize) in chunks, argmaxed and written.
+   rows that no later window touches are final, are resized back to source rows (strips with a
+   halo, the same resize) in chunks, argmaxed and written.
 
-So a scene gives the in-memory result of the whole scene, not a mosaic of independent blocks: the
-window seams are blended exactly as in memory. Memory is bounded by the window batch, the scene
-*width* at working scale (the band: 32 bytes per working pixel, ``tile`` rows; 224 MB for 32,768 px at
-scale 0.209) and fixed chunk budgets, never by the scene height.
+So a scene gives the in-memory result of the whole scene, bit for bit, not a mosaic of independent
+blocks: the window seams are blended exactly as in memory. Memory is bounded by the window batch,
+the scene *width* at working scale (the band: 32 bytes per working pixel, ``tile`` rows; 224 MB for
+32,768 px at scale 0.209) and fixed chunk budgets, never by the scene height.
 
 :func:`scene_scale` is the scale rule: a projected CRS gives the pixel size, and the scale is pixel
 size / the model's training ground sample distance, the rule ``--input-gsd`` applies to images.
@@ -38,22 +39,26 @@ import numpy as np
 
 from fcn.core.errors import InputError
 from fcn.core.palette import NUM_CLASSES
+from fcn.core.progress import progress_bar
 from fcn.inference.engine import Predictor, window_grid
-from fcn.inference.geo import NODATA_CLASS, MaskWriter, Scene, gdal_env, round_to_uint8
+from fcn.inference.geo import NODATA_CLASS, Scene, gdal_env
+from fcn.inference.geo_writer import MaskWriter
+from fcn.inference.resize import StripResize, to_uint8
 from fcn.model.checkpoints import ModelInfo
 
 # A scene of at most this many pixels (source and working) runs through Predictor.predict_classes
-# whole: exactly the JPEG path. That path holds the image, its full-size float32 probabilities and
-# their argmax at once (measured: 6.4 GiB peak for 8192² at scale 0.209), so larger scenes stream.
+# whole: exactly the JPEG path, which holds the image and its full-size probabilities at once; larger
+# scenes stream (peak memory figures: docs/BENCHMARKS.md).
 WHOLE_MAX_PIXELS = 3072 * 3072
 # Model input pixels per backend call for scenes (windows x tile², x4 with TTA): 1 window of 1024²,
-# 4 of 512². Peak RSS of a full-width FCN8s on a 32,768² scene at scale 0.209 (bench/geotiff_scale.py):
-# 2.45 GiB with 1 window of 1024² per call, 2.9-3.0 GiB with 2; on 8192², 2.15 / 2.75 / 3.93 GiB with
-# 1 / 2 / 4. The cap keeps scenes under 3 GiB.
+# 4 of 512²; keeps a 32,768² scene under 3 GiB (docs/BENCHMARKS.md).
 SCENE_BATCH_PIXELS = 1024 * 1024
+# The fill of nodata pixels: the ImageNet mean colour (fcn.model.builders.IMAGENET_BGR_MEAN as RGB,
+# rounded), ~0 after the model's own preprocessing. Written out, not imported, so that scenes run
+# with an exported model never load Keras (tests/test_scenes.py checks the two agree).
+NEUTRAL_RGB = (124, 117, 104)
 FORWARD_CHUNK_PIXELS = 16 * 2**20  # source pixels resampled at once into a window
 BACK_CHUNK_BYTES = 32 * 2**20  # float32 probabilities resized back to source rows at once (x3 while resizing)
-TRIANGLE_RADIUS = 1.0  # support of the bilinear ("triangle") kernel, in pixels (widened when shrinking)
 
 
 # ---------------------------------------------------------------- scale
@@ -169,7 +174,7 @@ def predict_scene(
         whole_max_pixels: largest scene run whole.
         max_batch_pixels: cap on model input pixels per backend call (:func:`scene_batch_size`;
             None: no cap).
-        verbose: 1 shows a ``keras.utils.Progbar`` over model windows.
+        verbose: 1 shows a progress bar over model windows (:func:`fcn.core.progress.progress_bar`).
 
     Returns:
         The :class:`SceneResult` (class counts for :func:`fcn.inference.areas.class_areas`).
@@ -184,29 +189,29 @@ def predict_scene(
     height, width = scene.height, scene.width
     work_h, work_w = predictor.working_size(height, width)
     counts = np.zeros(256, dtype=np.int64)
-    fill = neutral_rgb()
+    fill = NEUTRAL_RGB
 
     def write(writer: MaskWriter, classes: np.ndarray) -> None:
         counts[:] += np.bincount(classes.ravel(), minlength=256)
         writer.append(classes)
 
+    whole = max(height * width, work_h * work_w) <= whole_max_pixels
+    windows = len(window_grid(work_h, work_w, predictor.tile, predictor.overlap).windows)
     with (
         gdal_env(),
         MaskWriter(out_path, height=height, width=width, crs=scene.crs, transform=scene.transform) as writer,
+        progress_bar(1 if whole else windows, unit="window", enabled=verbose > 0) as bar,
     ):
-        whole = max(height * width, work_h * work_w) <= whole_max_pixels
         if whole:
-            progress = _progress(1, verbose)
             rgb, valid = scene.read(fill=fill)
             classes = predictor.predict_classes(rgb)
             del rgb
             classes[~valid] = NODATA_CLASS
             write(writer, classes)
-            windows, skipped = len(window_grid(work_h, work_w, predictor.tile, predictor.overlap).windows), 0
-            if progress is not None:
-                progress.update(1)
+            skipped = 0
+            bar.update(1)
         else:
-            windows, skipped = _stream_scene(predictor, scene, fill, lambda rows: write(writer, rows), verbose)
+            skipped = _stream_scene(predictor, scene, fill, lambda rows: write(writer, rows), bar)
     return SceneResult(
         mask=Path(out_path),
         class_counts=counts[:NUM_CLASSES].copy(),
@@ -220,160 +225,16 @@ def predict_scene(
     )
 
 
-def neutral_rgb() -> tuple[int, int, int]:
-    """The ImageNet mean colour, rounded: ~0 after the model's own preprocessing (CaffePreprocess)."""
-    from fcn.model.builders import IMAGENET_BGR_MEAN
-
-    return tuple(int(round(v)) for v in reversed(IMAGENET_BGR_MEAN))
-
-
-def _progress(total: int, verbose: int):
-    if not verbose:
-        return None
-    import keras
-
-    return keras.utils.Progbar(total, unit_name="window")
-
-
 # ---------------------------------------------------------------- windows of the engine's whole-image resizes
 
 
-def _triangle_tables(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One axis of TensorFlow's antialiased bilinear resize (``ScaleAndTranslate``, triangle kernel).
-
-    The same float32 operations in the same order as TensorFlow's kernel, so that the weights are
-    bit for bit TensorFlow's.
-
-    Returns:
-        ``(starts, stops, weights)``: per output index, the first and stop input index read, and the
-        (out_size, span) float32 weights of inputs ``starts + k`` (zero beyond ``stops``).
-    """
-    scale = np.float32(out_size) / np.float32(in_size)
-    inv_scale = np.float32(1.0 / float(scale))
-    kernel_scale = max(inv_scale, np.float32(1.0))  # the kernel widens when shrinking (antialiasing)
-    one_over_kernel_scale = np.float32(1.0) / kernel_scale
-    span = min(2 * int(np.ceil(TRIANGLE_RADIUS * kernel_scale)) + 1, in_size)
-    sample = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * inv_scale
-    radius = np.float32(TRIANGLE_RADIUS) * kernel_scale
-    starts = np.clip(np.ceil((sample - radius) - np.float32(0.5)).astype(np.int64), 0, in_size - 1)
-    stops = np.clip(np.floor((sample + radius) - np.float32(0.5)).astype(np.int64), 0, in_size - 1) + 1
-    weights = np.zeros((out_size, span), np.float32)
-    total = np.zeros(out_size, np.float32)
-    for k in range(span):
-        source = starts + k
-        distance = np.abs(((source.astype(np.float32) + np.float32(0.5)) - sample) * one_over_kernel_scale)
-        weight = np.where((source < stops) & (distance < 1), np.float32(1) - distance, np.float32(0)).astype(np.float32)
-        total += weight
-        weights[:, k] = weight
-    weights *= (np.float32(1) / total)[:, None]
-    return starts, stops, weights
-
-
-def _bilinear_tables(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One axis of TensorFlow's plain bilinear resize (``ResizeBilinear``, half-pixel centres).
-
-    Returns:
-        ``(lower, upper, lerp)``: per output index, the two input indices and the float32 weight of
-        the upper one, computed as TensorFlow computes them.
-    """
-    scale = np.float32(in_size) / np.float32(out_size)
-    position = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-    floor = np.floor(position)
-    lower = np.maximum(floor.astype(np.int64), 0)
-    upper = np.minimum(np.ceil(position).astype(np.int64), in_size - 1)
-    return lower, upper, (position - floor).astype(np.float32)
-
-
-def _gather_axis(data: np.ndarray, axis: int, starts: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Sum over k of ``weights[:, k] * data[starts + k]`` along ``axis``, in float32, in k order.
-
-    ``data`` may be uint8 (converted exactly, element by element, as TensorFlow's kernel does). Run as
-    separate TensorFlow element-wise ops (one rounding per multiply and per add, as numpy would do
-    them) because TensorFlow spreads them over every core: 2-3x numpy's single thread here.
-    """
-    import tensorflow as tf
-
-    shape = [1] * data.ndim
-    shape[axis] = -1
-    data = tf.convert_to_tensor(data)
-    out = None
-    for k in range(weights.shape[1]):
-        index = np.minimum(starts + k, data.shape[axis] - 1)  # beyond the input, the weight is 0
-        taken = tf.cast(tf.gather(data, index, axis=axis), tf.float32)
-        term = taken * tf.constant(weights[:, k].reshape(shape), tf.float32)
-        del taken
-        out = term if out is None else out + term
-    return out.numpy()
-
-
-class WindowedResize:
-    """Windows of a whole-image resize as TensorFlow computes it, from the input pixels they need.
-
-    The engine resizes whole images with TensorFlow: images to the working size as
-    :func:`fcn.data.pipeline.resize_tile_tf` does (antialiased ``ScaleAndTranslate`` when shrinking, plain
-    ``ResizeBilinear`` when only enlarging; rounded to uint8), probabilities back with the antialiased
-    one. This class computes any output window of those resizes from a region of the input, with
-    TensorFlow's per-axis tables and its order of float32 operations (rows first), so a window
-    equals the same window of the whole-image result bit for bit (checked by the tests).
-
-    Args:
-        in_size: (height, width) of the whole input.
-        out_size: (height, width) of the whole output.
-        antialias: the antialiased kernel (else plain bilinear, valid only when no axis shrinks).
-    """
-
-    def __init__(self, in_size: tuple[int, int], out_size: tuple[int, int], antialias: bool):
-        self.antialias = antialias
-        tables = _triangle_tables if antialias else _bilinear_tables
-        self._rows = tables(in_size[0], out_size[0])
-        self._cols = tables(in_size[1], out_size[1])
-
-    @classmethod
-    def like_resize_image(cls, in_size: tuple[int, int], out_size: tuple[int, int]) -> WindowedResize:
-        """The resize of :func:`fcn.data.pipeline.resize_image_tf`: antialiased when either side shrinks."""
-        return cls(in_size, out_size, antialias=out_size[0] < in_size[0] or out_size[1] < in_size[1])
-
-    def _span(self, tables, first: int, stop: int) -> tuple[int, int]:
-        low, high = tables[0][first:stop], tables[1][first:stop]
-        return int(low.min()), int(high.max()) + (0 if self.antialias else 1)
-
-    def source_rows(self, first: int, stop: int) -> tuple[int, int]:
-        """Input rows [lo, hi) that output rows [first, stop) read."""
-        return self._span(self._rows, first, stop)
-
-    def source_cols(self, first: int, stop: int) -> tuple[int, int]:
-        """Input columns [lo, hi) that output columns [first, stop) read."""
-        return self._span(self._cols, first, stop)
-
-    def __call__(
-        self, region: np.ndarray, in_offset: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
-    ) -> np.ndarray:
-        """Output rows ``rows`` x columns ``cols`` (first, stop) of the whole resize, float32 (h, w, C).
-
-        Args:
-            region: (h, w, C) input pixels starting at ``in_offset`` (row, col); it must cover
-                :meth:`source_rows` x :meth:`source_cols` of the window.
-            in_offset: where ``region`` starts in the whole input.
-            rows, cols: the output window.
-        """
-        (r0, r1), (c0, c1) = rows, cols
-        if self.antialias:
-            row_starts, _, row_weights = self._rows
-            col_starts, _, col_weights = self._cols
-            between = _gather_axis(region, 0, row_starts[r0:r1] - in_offset[0], row_weights[r0:r1])
-            return _gather_axis(between, 1, col_starts[c0:c1] - in_offset[1], col_weights[c0:c1])
-        (y_low, y_high, y_lerp), (x_low, x_high, x_lerp) = self._rows, self._cols
-        region = np.asarray(region, dtype=np.float32)
-        top_rows, bottom_rows = region[y_low[r0:r1] - in_offset[0]], region[y_high[r0:r1] - in_offset[0]]
-        x_low, x_high = x_low[c0:c1] - in_offset[1], x_high[c0:c1] - in_offset[1]
-        x_lerp = x_lerp[c0:c1][None, :, None]
-        top = top_rows[:, x_low] + (top_rows[:, x_high] - top_rows[:, x_low]) * x_lerp
-        bottom = bottom_rows[:, x_low] + (bottom_rows[:, x_high] - bottom_rows[:, x_low]) * x_lerp
-        return top + (bottom - top) * y_lerp[r0:r1][:, None, None]
-
-
 class _SceneResampling:
-    """The engine's resizes of a whole scene (source <-> working size), done a window or a band at a time."""
+    """The engine's resizes of a whole scene (source <-> working size), a strip of rows at a time.
+
+    Working pixels are made a window row at a time, across the whole width (so bit for bit the rows of
+    the engine's whole-image resize, :class:`fcn.inference.resize.StripResize`), and the windows of
+    that row are cut from the strip.
+    """
 
     def __init__(self, scene: Scene, work_size: tuple[int, int], fill) -> None:
         self.scene, self.fill = scene, fill
@@ -381,26 +242,37 @@ class _SceneResampling:
         self.work_size = work_size
         self.resized = work_size != self.source_size
         if self.resized:
-            self.forward = WindowedResize.like_resize_image(self.source_size, work_size)
-            self.back = WindowedResize(work_size, self.source_size, antialias=True)  # as Predictor._finish
+            self.forward = StripResize(self.source_size, work_size)
+            self.back = StripResize(work_size, self.source_size)  # as Predictor._finish
+        self._strip_rows: tuple[int, int] | None = None
+        self._strip = self._valid_cols = None
 
     def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> tuple[np.ndarray, bool]:
         """Working pixels of working rows x cols (first, stop), and whether any source pixel under them is valid."""
         if not self.resized:
             rgb, valid = self.scene.read(rows, cols, fill=self.fill)
             return rgb, bool(valid.any())
-        height = self.source_size[0]
-        src_cols = self.forward.source_cols(*cols)
-        chunk_rows = max(1, int(FORWARD_CHUNK_PIXELS * self.work_size[0] / height / (src_cols[1] - src_cols[0])))
-        parts, any_valid = [], False
+        if self._strip_rows != rows:
+            self._strip = self._valid_cols = None  # the previous window row's strip is done
+            self._strip, self._valid_cols = self._working_strip(rows)
+            self._strip_rows = rows
+        lo, hi = self.forward.source_cols(*cols)
+        return self._strip[:, cols[0] : cols[1]], bool(self._valid_cols[lo:hi].any())
+
+    def _working_strip(self, rows: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 working rows [first, stop) across the width, and which source columns under them are valid."""
+        height, width = self.source_size
+        chunk_rows = max(1, int(FORWARD_CHUNK_PIXELS * self.work_size[0] / height / width))
+        parts, valid_cols = [], np.zeros(width, dtype=bool)
         for first in range(rows[0], rows[1], chunk_rows):
             stop = min(first + chunk_rows, rows[1])
             src_rows = self.forward.source_rows(first, stop)
-            rgb, valid = self.scene.read(src_rows, src_cols, fill=self.fill)
-            any_valid |= bool(valid.any())
-            # Rounded to uint8 as the engine's resize_tile_tf rounds the whole working image.
-            parts.append(round_to_uint8(self.forward(rgb, (src_rows[0], src_cols[0]), (first, stop), cols)))
-        return (np.concatenate(parts) if len(parts) > 1 else parts[0]), any_valid
+            rgb, valid = self.scene.read(src_rows, (0, width), fill=self.fill)
+            valid_cols |= valid.any(axis=0)
+            # Rounded to uint8 as the engine rounds the whole working image.
+            parts.append(to_uint8(self.forward(rgb, src_rows[0], (first, stop))))
+            del rgb, valid
+        return (np.concatenate(parts) if len(parts) > 1 else parts[0]), valid_cols
 
     def settled_rows(self, next_row: int, work_stop: int, last: bool) -> int:
         """The source row up to which rows are final once working rows below ``work_stop`` are."""
@@ -465,9 +337,7 @@ class _BlendBand:
             end = min(first + chunk, out_stop)
             if resampling.resized:
                 lo, hi = resampling.back.source_rows(first, end)
-                probs = resampling.back(
-                    self.done[lo - self.done_top : hi - self.done_top], (lo, 0), (first, end), (0, width)
-                )
+                probs = resampling.back(self.done[lo - self.done_top : hi - self.done_top], lo, (first, end))
             else:
                 probs = self.done[first - self.done_top : end - self.done_top]
             classes = np.argmax(probs, axis=-1).astype(np.uint8)
@@ -483,12 +353,12 @@ class _BlendBand:
         self.done, self.done_top = self.done[keep_from - self.done_top :].copy(), keep_from
 
 
-def _stream_scene(predictor: Predictor, scene: Scene, fill, emit, verbose: int) -> tuple[int, int]:
+def _stream_scene(predictor: Predictor, scene: Scene, fill, emit, bar) -> int:
     """The in-memory sliding window of ``predictor`` over a scene, one window row at a time.
 
     Mirrors ``Predictor._sliding_window`` and ``Predictor._finish`` without holding the scene: hands
-    each finished band of class rows (255 on nodata) to ``emit``, top to bottom, and returns the
-    number of windows and of windows skipped.
+    each finished band of class rows (255 on nodata) to ``emit``, top to bottom, advances ``bar`` per
+    window, and returns the number of windows skipped (nodata only).
     """
     work_h, work_w = predictor.working_size(scene.height, scene.width)
     resampling = _SceneResampling(scene, (work_h, work_w), fill)
@@ -500,7 +370,6 @@ def _stream_scene(predictor: Predictor, scene: Scene, fill, emit, verbose: int) 
     block_h, block_w = min(grid.window[0], work_h), min(grid.window[1], work_w)
     band = _BlendBand(resampling, grid, (block_h, block_w), classes_n, emit)
     blocks = grid.windows
-    progress = _progress(len(blocks), verbose)
     unit = predictor.replace(scale=1.0)  # the working windows are already at the working scale
     pending: deque = deque()  # (i, j, any valid pixel) in block order, filled by feed()
 
@@ -511,17 +380,15 @@ def _stream_scene(predictor: Predictor, scene: Scene, fill, emit, verbose: int) 
             if any_valid:  # a window over nodata only needs no model call
                 yield work
 
-    finished = skipped = 0
+    skipped = 0
 
     def handle(i: int, j: int, probs: np.ndarray | None) -> None:
-        nonlocal finished, skipped
+        nonlocal skipped
         if probs is None:  # nodata only: any probabilities do; they reach no valid pixel
             skipped += 1
             probs = np.full((block_h, block_w, classes_n), 1.0 / classes_n, dtype=np.float32)
         band.add(i, j, probs)
-        finished += 1
-        if progress is not None:
-            progress.update(finished)
+        bar.update(1)
         if j == len(cols) - 1:
             last = i == len(rows) - 1
             band.finish_rows(work_h if last else rows[i + 1], last)
@@ -536,4 +403,4 @@ def _stream_scene(predictor: Predictor, scene: Scene, fill, emit, verbose: int) 
         i, j, _ = pending.popleft()
         handle(i, j, probs)
     drain_skipped()
-    return len(blocks), skipped
+    return skipped
