@@ -22,7 +22,7 @@ def tiles(tmp_path_factory):
 def trained_run(tiles, tmp_path_factory):
     """A tiny FCN8s trained 2 epochs at --image-size 32 (scale 0.5) with the default recipe's class
     balancing (median weights, Unknown ignored) at a constant learning rate."""
-    from fcn.training import trainer as train
+    from fcn.cli import train
 
     run = tmp_path_factory.mktemp("runs") / "run"
     argv = tiny_train_args(

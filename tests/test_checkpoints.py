@@ -16,7 +16,6 @@ from fcn.inference.engine import Predictor  # noqa: E402
 from fcn.model.checkpoints import (  # noqa: E402
     INFO_ENTRY,
     ModelInfo,
-    load_checkpoint_for_resume,
     load_model,
     read_checkpoint_state,
     read_model_info,
@@ -24,6 +23,7 @@ from fcn.model.checkpoints import (  # noqa: E402
     save_checkpoint,
     with_precision,
 )
+from fcn.training.resume import load_checkpoint_for_resume  # noqa: E402
 from helpers import conv_softmax_model, random_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests for fcn.data.pipeline: pair discovery and checks, the tf.data pipeline, class balancing."""
+"""Tests for fcn.data.pairs, fcn.data.pipeline and fcn.data.balance: pair discovery and checks, the tf.data pipeline, class balancing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from PIL import Image
 from fcn.core.errors import InputError
 from fcn.core.images import read_mask, read_rgb
 from fcn.core.palette import PALETTE, UNKNOWN, class_to_rgb, rgb_to_class
-from fcn.data.pipeline import Pair, find_pairs, make_dataset, median_frequency_weights
+from fcn.data.balance import median_frequency_weights
+from fcn.data.pairs import Pair, find_pairs
+from fcn.data.pipeline import make_dataset
 
 
 def write_pair(folder: Path, pair_id: str, rgb: np.ndarray, classes: np.ndarray, image_ext: str = ".png") -> Pair:
@@ -483,7 +485,7 @@ def test_color_jitter_changes_colours_not_labels(tmp_path):
 
 
 def test_read_pair_checks_the_sizes(tmp_path):
-    from fcn.data.pipeline import read_pair, read_pairs
+    from fcn.data.pairs import read_pair, read_pairs
 
     rng = np.random.default_rng(13)
     good = random_pair(tmp_path, "0001", rng)

@@ -25,7 +25,7 @@ if logical > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical)
 from fcn.cli.common import run_cli
-from fcn.training import trainer as train
+from fcn.cli import train
 sys.exit(run_cli(train.main, sys.argv[2:]))
 """
 
@@ -94,7 +94,7 @@ def finish(process, timeout=300):
 
 @pytest.mark.slow
 def test_mirrored_two_cpu_replicas_match_single_device_first_step(tiles, tmp_path, capsys):
-    from fcn.training import trainer as train
+    from fcn.cli import train
 
     mirrored = launch(tiles, tmp_path / "mirrored", "mirrored", logical_devices=2)
     assert train.main(arguments(tiles, tmp_path / "single", "one")) == 0  # the reference, in this process

@@ -9,7 +9,7 @@ from PIL import Image
 from fcn.core.errors import InputError
 from fcn.core.images import read_rgb
 from fcn.core.palette import NUM_CLASSES, PALETTE
-from fcn.data.pipeline import find_pairs
+from fcn.data.pairs import find_pairs
 from fcn.data.synthetic import TRACKED_VAL_IDS, make_synthetic_dataset, make_synthetic_tile, split_ids
 
 

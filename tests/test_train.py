@@ -1,5 +1,5 @@
-"""fcn.training.trainer end to end on tiny synthetic tiles and a tiny FCN8s: the run directory, every recipe flag,
-resume, the demo, and prediction reproducing what validation scored."""
+"""fcn-train (fcn.cli.train -> fcn.training.trainer) on tiny synthetic tiles and a tiny FCN8s: the run directory,
+every recipe flag, the recipes, resume, the demo, and prediction reproducing what validation scored."""
 
 import csv
 import json
@@ -9,16 +9,20 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from fcn.cli import train  # noqa: E402
 from fcn.core.evaluate import evaluate_folders  # noqa: E402
 from fcn.core.figures import GAP, LABEL_HEIGHT  # noqa: E402
 from fcn.core.images import read_rgb  # noqa: E402
 from fcn.core.palette import PALETTE, UNKNOWN  # noqa: E402
-from fcn.data.pipeline import find_pairs, read_pair  # noqa: E402
-from fcn.cli import predict  # noqa: E402
+from fcn.data.pairs import find_pairs, read_pair  # noqa: E402
 from fcn.model.checkpoints import read_checkpoint_state, read_model_info  # noqa: E402
-from fcn.training import trainer as train  # noqa: E402
-from fcn.training.callbacks import HISTORY_COLUMNS  # noqa: E402
+from fcn.training import inputs, trainer  # noqa: E402
+from fcn.training.build import build_training_model  # noqa: E402
+from fcn.training.config import COURSE_2018_RECIPE, DEFAULT_RECIPE, TrainConfig  # noqa: E402
+from fcn.training.runfiles import HISTORY_COLUMNS  # noqa: E402
 from helpers import TINY_WIDTH, tiny_train_args  # noqa: E402
+
+slow = pytest.mark.slow  # trains (or reads the session's trained run)
 
 
 def read_history(run):
@@ -29,10 +33,12 @@ def read_history(run):
 # ---------------------------------------------------------------- the run directory
 
 
+@slow
 def test_run_directory_has_every_artefact(trained_run):
     run = trained_run
     config = json.loads((run / "config.json").read_text())
-    assert config["args"]["model"] == "fcn8s" and config["args"]["epochs"] == 2
+    assert config["format"] == 2 and config["args"]["model"] == "fcn8s" and config["args"]["epochs"] == 2
+    assert config["resolved"]["precision"] == "float32" and "precision_reason" in config["resolved"]
     assert config["versions"]["tensorflow"] and config["started"]
     assert config["resolved"]["tracked_ids"] == ["0008", "0097", "0107"]
     assert config["resolved"]["model_info"]["train_scale"] == 0.5  # --image-size 32 on 64-px tiles
@@ -67,9 +73,12 @@ def test_run_directory_has_every_artefact(trained_run):
     assert not list(run.rglob(".*.tmp-*"))
 
 
+@slow
 def test_predict_with_defaults_reproduces_validation_exactly(trained_run, tiles, tmp_path, capsys):
     """predict.py on the run (defaults: its own scale) gives best.keras's recorded val_miou to the digit,
     and that epoch's tracked masks byte for byte."""
+    from fcn.cli import predict
+
     out = tmp_path / "pred"
     assert predict.main(["--model", str(trained_run), "--input", str(tiles[1]), "--output", str(out), "-q"]) == 0
     # The tiny run's masks hardly depend on the scale, so the scale used is checked as well: 32 / 64-px tiles.
@@ -84,6 +93,7 @@ def test_predict_with_defaults_reproduces_validation_exactly(trained_run, tiles,
         assert (out / f"{tile_id}_mask.png").read_bytes() == tracked.read_bytes()
 
 
+@slow
 def test_val_loss_is_the_training_loss(trained_run, tiles):
     """The last epoch's val_loss = the compiled loss (median weights as pixel weights, Unknown ignored)
     of last.keras on the validation tiles, at the tiles' own size."""
@@ -102,6 +112,7 @@ def test_val_loss_is_the_training_loss(trained_run, tiles):
     assert float(read_history(trained_run)[-1]["val_loss"]) == pytest.approx(total / pixels, rel=1e-4)
 
 
+@slow
 def test_resume_continues_history_and_optimizer(trained_run, tmp_path):
     import shutil
 
@@ -117,6 +128,7 @@ def test_resume_continues_history_and_optimizer(trained_run, tmp_path):
     assert len(json.loads((run / "config.json").read_text())["resumed"]) == 1
 
 
+@slow
 def test_resume_drops_a_history_row_the_checkpoint_does_not_hold(trained_run, tmp_path):
     import shutil
 
@@ -131,6 +143,7 @@ def test_resume_drops_a_history_row_the_checkpoint_does_not_hold(trained_run, tm
 # ---------------------------------------------------------------- the recipe flags
 
 
+@slow
 def test_recipe_flags_all_take_effect(tiles, tmp_path):
     run = tmp_path / "run"
     argv = tiny_train_args(
@@ -168,23 +181,98 @@ def test_recipe_flags_all_take_effect(tiles, tmp_path):
     assert float(encoder.learning_rate) == pytest.approx(0.1 * float(head.learning_rate))
     assert all(o.use_ema and o.ema_momentum == 0.5 for o in optimizer.optimizers)
     assert int(optimizer.iterations) == 4
-    config = json.loads((run / "config.json").read_text())["args"]
-    assert config["crop"] == 32 and config["scale_aug"] == [0.8, 1.25] and config["cache"] is True
+    assert json.loads((run / "config.json").read_text())["args"]["crop"] == 32
 
 
-def test_default_and_seed_recipes():
-    args = train.parse_args(["--train-dir", "t", "--val-dir", "v"])
-    for key, value in train.DEFAULT_RECIPE.items():
-        assert getattr(args, key) == value
-    args = train.parse_args(["--recipe", "seed", "--train-dir", "t", "--val-dir", "v"])
-    for key, value in train.SEED_RECIPE.items():
-        assert getattr(args, key) == value
-    assert train.parse_args(["--recipe", "seed", "--lr", "3e-4"]).lr == 3e-4  # given flags still win
-    assert train.parse_args(["--no-ignore-unknown"]).ignore_unknown is False
+def recipe_config(*flags):
+    config, _ = train.parse_config([*flags, "--train-dir", "t", "--val-dir", "v", "--weights", "none"])
+    return config.replace(width=TINY_WIDTH, precision="float32")
 
 
+def learning_rates(model, steps):
+    """The optimizer's learning rate at each of these steps."""
+    rates = []
+    for step in steps:
+        model.optimizer.iterations.assign(step)
+        rates.append(float(model.optimizer.learning_rate))
+    return rates
+
+
+def test_default_recipe_balances_classes_and_decays_the_learning_rate():
+    """The default recipe's model: warm-up then cosine decay of a 5e-5 peak, median weights, Unknown ignored."""
+    config = recipe_config()
+    masks = [np.array([[0, 0, 0, 1], [1, 2, UNKNOWN, UNKNOWN]])]
+    model = build_training_model(config, "float32", epoch_steps=10)  # 40 epochs: 400 steps, 20 of warm-up
+    first, peak, last = learning_rates(model, [0, 20, 399])
+    assert first < peak == pytest.approx(DEFAULT_RECIPE["lr"]) and last < 0.02 * peak
+    assert model.loss.ignore_class == UNKNOWN
+    weights = inputs.class_weights_for(config, masks)
+    assert weights[2] > weights[1] > weights[0] and weights[UNKNOWN] == 0
+
+
+def test_course_2018_recipe_is_constant_adam_without_balancing():
+    config = recipe_config("--recipe", "course-2018")
+    model = build_training_model(config, "float32", epoch_steps=10)
+    assert learning_rates(model, [0, 200, 399]) == pytest.approx([COURSE_2018_RECIPE["lr"]] * 3)
+    assert model.loss.ignore_class is None
+    assert inputs.class_weights_for(config, [np.zeros((2, 2), int)]) is None
+    assert recipe_config("--recipe", "seed") == config  # the old name
+    assert recipe_config("--recipe", "seed", "--lr", "3e-4").lr == 3e-4  # given flags still win
+    assert recipe_config("--recipe", "seed", "--class-weights", "median").class_weights == "median"
+
+
+def test_no_ignore_unknown_puts_unknown_pixels_into_the_loss():
+    """Under the default recipe (median weights) --no-ignore-unknown makes Unknown pixels count: a model
+    wrong on Unknown pixels only has a loss, which --ignore-unknown does not see."""
+    labels = np.array([[[0, 1], [UNKNOWN, UNKNOWN]]])
+    probs = np.full((1, 2, 2, 7), 0.01, np.float32)
+    probs[0, 0, 0, 0] = probs[0, 0, 1, 1] = 0.94
+    probs[0, 1, :, 0] = 0.94  # Unknown pixels predicted as class 0
+    masks = [labels[0], np.array([[2, 3], [4, 5]])]
+
+    def loss_of(*flags):
+        config = recipe_config(*flags)
+        model = build_training_model(config, "float32", epoch_steps=1)
+        weights = np.asarray(inputs.class_weights_for(config, masks), np.float32)
+        return float(model.loss(labels, probs, sample_weight=weights[labels])), weights[UNKNOWN]
+
+    ignored, ignored_weight = loss_of()
+    counted, counted_weight = loss_of("--no-ignore-unknown")
+    assert ignored_weight == 0 and counted_weight == inputs.UNKNOWN_WEIGHT
+    assert counted > 2 * ignored
+
+
+def first_batches(config, pairs, count=2):
+    dataset = trainer._training_dataset(config, pairs, None)
+    return [tuple(t.numpy() for t in batch) for batch in dataset.take(count)]
+
+
+def test_augmentation_and_cache_flags_change_what_the_pipeline_yields(tiles, tmp_path):
+    """The trainer's dataset, built from the config of each flag, against the plain one (same seed)."""
+    import shutil
+
+    folder = tmp_path / "train"
+    shutil.copytree(tiles[0], folder)
+    pairs = find_pairs(folder)
+    base = TrainConfig(batch_size=4, recipe="default")
+    plain = first_batches(base, pairs)
+    cropped = first_batches(base.replace(crop=32), pairs)
+    assert plain[0][0].shape == (4, 64, 64, 3) and cropped[0][0].shape == (4, 32, 32, 3)
+    jittered = first_batches(base.replace(color_aug=0.5), pairs)
+    assert not np.array_equal(jittered[0][0], plain[0][0]) and np.array_equal(jittered[0][1], plain[0][1])
+    scaled = first_batches(base.replace(scale_aug=(1.5, 2.0)), pairs)
+    assert not np.array_equal(scaled[0][1], plain[0][1])
+    cached = trainer._training_dataset(base.replace(cache=True), pairs, None)
+    list(cached)  # one pass fills the cache
+    shutil.rmtree(folder)
+    assert sum(len(batch[0]) for batch in cached) == 8  # the next pass reads no file
+    with pytest.raises(Exception, match="(?i)not found|no such file"):
+        list(trainer._training_dataset(base, pairs, None))
+
+
+@slow
 def test_demo_makes_its_own_data_and_trains(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "DEMO_DATA", {"n_train": 8, "n_val": 4, "size": 64})  # the demo's path, smaller
+    monkeypatch.setattr(inputs, "DEMO_DATA", {"n_train": 8, "n_val": 4, "size": 64})  # the demo's path, smaller
     run = tmp_path / "demo"
     argv = [
         "--demo",
@@ -202,10 +290,11 @@ def test_demo_makes_its_own_data_and_trains(tmp_path, monkeypatch):
         "float32",
     ]
     assert train.main(argv) == 0
-    assert len(find_pairs(run / "data" / "train")) == train.DEMO_DATA["n_train"]
+    assert len(find_pairs(run / "data" / "train")) == inputs.DEMO_DATA["n_train"]
     config = json.loads((run / "config.json").read_text())
     assert config["args"]["model"] == "fcn8s" and config["args"]["batch_size"] == 8  # the demo's defaults
     assert config["args"]["epochs"] == 1  # ...unless given
+    assert config["args"]["train_dir"] == str(run / "data" / "train")
     assert config["resolved"]["model_info"]["tile_gsd"] is None  # synthetic tiles have no ground resolution
     assert (run / "tracked" / "0008.png").is_file()
 
@@ -250,7 +339,11 @@ def test_summary_prints_the_architecture(capsys):
 
 
 def test_default_track_ids_fall_back_to_first_validation_ids():
-    assert train.pick_tracked_ids("0008,0097,0107", ["0001", "0002", "0003", "0004"], "val") == ["0001", "0002", "0003"]
-    assert train.pick_tracked_ids("0008,0097,0107", ["0001", "0097"], "val") == ["0097"]
-    with pytest.raises(train.InputError, match="0005"):
-        train.pick_tracked_ids("0005", ["0001"], "val")
+    assert inputs.pick_tracked_ids("0008,0097,0107", ["0001", "0002", "0003", "0004"], "val") == [
+        "0001",
+        "0002",
+        "0003",
+    ]
+    assert inputs.pick_tracked_ids(("0008", "0097", "0107"), ["0001", "0097"], "val") == ["0097"]
+    with pytest.raises(inputs.InputError, match="0005"):
+        inputs.pick_tracked_ids("0005", ["0001"], "val")

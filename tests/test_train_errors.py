@@ -15,8 +15,8 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 
+from fcn.cli import train  # noqa: E402
 from fcn.cli.common import run_cli  # noqa: E402
-from fcn.training import trainer as train  # noqa: E402
 from fcn.training.rundir import RunDirectory  # noqa: E402
 from helpers import tiny_train_args  # noqa: E402
 
@@ -130,6 +130,7 @@ def test_nan_in_validation_stops_the_run_without_saving_the_epoch(tmp_path):
     from fcn.inference.engine import Predictor
     from fcn.model.checkpoints import ModelInfo
     from fcn.training.callbacks import EpochValidation, HistoryCSV, RunCheckpoint, StopControl
+    from fcn.training.runfiles import RunFiles
 
     class NanWhenPredicting(keras.layers.Layer):
         def call(self, x, training=None):
@@ -146,9 +147,9 @@ def test_nan_in_validation_stops_the_run_without_saving_the_epoch(tmp_path):
     stop = StopControl()
     callbacks = [
         stop,
-        EpochValidation(tiles, Predictor, [], tmp_path, stop),
-        HistoryCSV(tmp_path / "history.csv", stop, 3),
-        RunCheckpoint(tmp_path, stop, ModelInfo()),
+        EpochValidation(tiles, Predictor, [], RunFiles(tmp_path), stop),
+        HistoryCSV(RunFiles(tmp_path), stop, 3),
+        RunCheckpoint(RunFiles(tmp_path), stop, ModelInfo()),
     ]
     history = model.fit(images, labels, batch_size=2, epochs=3, verbose=0, callbacks=callbacks)
     assert np.isfinite(history.history["loss"][0])  # training itself was fine

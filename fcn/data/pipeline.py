@@ -1,211 +1,25 @@
-"""Finding tile/mask pairs on disk, checking them up front, and the tf.data input pipeline.
+"""The tf.data input pipeline: decode, resize, augment and batch tile/mask pairs for the model.
 
-A data folder holds ``<id>_sat.jpg`` (or ``.jpeg`` / ``.png``) satellite tiles and their
-``<id>_mask.png`` palette masks. :func:`find_pairs` matches them by id and validates every file
-before any training starts, so that a bad file is reported at once (one line naming it) instead
-of crashing the input pipeline hours later. :func:`make_dataset` turns the pairs into a
+:func:`make_dataset` turns pairs (from :func:`fcn.data.pairs.find_pairs`) into a
 ``tf.data.Dataset`` of ``(image, label)`` batches: float32 RGB in 0..255 (the model does its own
-preprocessing) and int32 class indices.
-
-TensorFlow is imported inside the functions that need it, so discovery and checking stay cheap.
+preprocessing) and int32 class indices. TensorFlow is imported inside the functions that need it.
 """
 
 from __future__ import annotations
 
-import os
-import re
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from fcn.core.errors import InputError
-from fcn.core.images import MASK_SUFFIX, SAT_SUFFIX, read_mask, read_rgb
 from fcn.core.images import image_size as read_image_size
-from fcn.core.palette import NUM_CLASSES, UNKNOWN, rgb_to_class_tf
+from fcn.core.palette import NUM_CLASSES, rgb_to_class_tf
+from fcn.core.workers import io_workers
+from fcn.data.pairs import CHECK_WORKERS, Pair
 
-# The validation tiles whose masks the course study shows (training tracks them when present).
-TRACKED_VAL_IDS = ("0008", "0097", "0107")
 # Ground sample distance of the course tiles: DeepGlobe's 0.5 m pixels, a 1224 px quadrant shrunk to 512.
 COURSE_TILE_GSD = 0.5 * 1224 / 512
-
-_IMAGE_NAME = re.compile(rf"^(?P<id>.+){SAT_SUFFIX}\.(?:jpg|jpeg|png)$", re.IGNORECASE)
-_MASK_NAME = re.compile(rf"^(?P<id>.+){MASK_SUFFIX}\.png$", re.IGNORECASE)
-
-# End-of-file markers. A file cut short (interrupted copy or download, full disk) has a valid
-# header, so a header read passes it; the missing trailer gives it away without decoding.
-_JPEG_END = b"\xff\xd9"
-_PNG_END = b"IEND\xaeB`\x82"
-_TAIL_BYTES = 4096
-
-
-class Pair(NamedTuple):
-    """One training example on disk: a satellite tile and its palette mask."""
-
-    id: str
-    image_path: Path
-    mask_path: Path
-
-
-def _natural_key(pair_id: str):
-    # DeepGlobe ids are not zero-padded (855, 6399, 10901): sort numbers as numbers.
-    return (0, int(pair_id), pair_id) if pair_id.isdigit() else (1, 0, pair_id)
-
-
-def _default_workers() -> int:
-    return min(32, (os.cpu_count() or 1) + 4)
-
-
-def _has_end_marker(path: Path) -> bool:
-    """Whether a JPEG/PNG file ends with its format's trailer (EOI / IEND), ignoring zero padding."""
-    with open(path, "rb") as f:
-        magic = f.read(8)
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - _TAIL_BYTES))
-        tail = f.read().rstrip(b"\0")
-    if magic.startswith(b"\x89PNG"):
-        return tail.endswith(_PNG_END)
-    if magic.startswith(b"\xff\xd8"):
-        return tail.endswith(_JPEG_END)
-    return False
-
-
-def _check_file(path: Path, check_pixels: bool) -> tuple[int, int]:
-    """(height, width) of an image after checking it can be read; raises InputError naming it."""
-    size = read_image_size(path)
-    # A missing trailer is only a hint (a writer may append extra data after the image): confirm
-    # with a full decode before calling the file truncated.
-    if check_pixels or not _has_end_marker(path):
-        read_rgb(path)
-    return size
-
-
-def _check_pair(pair: Pair, check_pixels: bool) -> str | None:
-    """The one-line problem with a pair, or None when it is usable."""
-    try:
-        image_hw = _check_file(pair.image_path, check_pixels)
-        mask_hw = _check_file(pair.mask_path, check_pixels)
-    except InputError as err:
-        return str(err)
-    except OSError as err:  # unreadable (permissions, I/O error) while looking at the trailer
-        return f"{err.filename or pair.image_path}: cannot read file ({err.strerror or err})"
-    if image_hw != mask_hw:
-        return (
-            f"{pair.mask_path}: mask is {mask_hw[0]}x{mask_hw[1]} (HxW) but its image "
-            f"{pair.image_path.name} is {image_hw[0]}x{image_hw[1]}"
-        )
-    return None
-
-
-def first_tile(folder: str | os.PathLike) -> Path | None:
-    """The tile ``find_pairs`` would list first (lowest id), found by name alone: nothing is read or checked."""
-    tiles = {m["id"]: p for p in Path(folder).iterdir() if (m := _IMAGE_NAME.match(p.name)) and p.is_file()}
-    return tiles[min(tiles, key=_natural_key)] if tiles else None
-
-
-def find_pairs(
-    folder: str | os.PathLike,
-    *,
-    check_pixels: bool = False,
-    workers: int | None = None,
-) -> list[Pair]:
-    """Match ``<id>_sat.{jpg,jpeg,png}`` tiles with ``<id>_mask.png`` masks and validate them all.
-
-    Every file is checked in parallel before this returns: its header must decode, it must not be
-    truncated (JPEG/PNG end marker present, confirmed by a full decode when missing), and the mask
-    must have the size of its image. With ``check_pixels=True`` every file is also fully decoded,
-    which additionally catches damage in the middle of a file that the decoders would reject
-    (most such damage only garbles pixels and does not stop training).
-
-    Args:
-        folder: directory holding the tiles and masks (not searched recursively). Files that match
-            neither pattern are ignored.
-        check_pixels: fully decode every image and mask too (slower; see the README for timings).
-        workers: threads for the checks (default: a small multiple of the CPU count).
-
-    Returns:
-        The pairs sorted by id (numeric ids in numeric order).
-
-    Raises:
-        InputError: missing or empty folder, an image without mask or mask without image, two
-            images with the same id, an unreadable or truncated file, or a mask whose size differs
-            from its image. The message names the first offending file and counts the others.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
-
-    tiles: dict[str, Path] = {}
-    masks: dict[str, Path] = {}
-    problems: list[str] = []
-    for path in sorted(folder.iterdir()):
-        if not path.is_file():
-            continue
-        if match := _IMAGE_NAME.match(path.name):
-            pair_id = match["id"]
-            if pair_id in tiles:
-                problems.append(f"{path}: a second image for id {pair_id} (also {tiles[pair_id].name})")
-            else:
-                tiles[pair_id] = path
-        elif match := _MASK_NAME.match(path.name):
-            masks[match["id"]] = path
-
-    for pair_id in sorted(tiles.keys() - masks.keys(), key=_natural_key):
-        problems.append(f"{tiles[pair_id]}: no mask {pair_id}_mask.png next to it")
-    for pair_id in sorted(masks.keys() - tiles.keys(), key=_natural_key):
-        problems.append(f"{masks[pair_id]}: no image {pair_id}_sat.jpg (or .jpeg/.png) next to it")
-    _raise_first(problems)
-
-    if not tiles:
-        raise InputError(f"{folder}: no <id>_sat.jpg + <id>_mask.png pairs in this folder")
-
-    pairs = [Pair(i, tiles[i], masks[i]) for i in sorted(tiles, key=_natural_key)]
-    with ThreadPoolExecutor(max_workers=workers or _default_workers()) as pool:
-        results = list(pool.map(lambda p: _check_pair(p, check_pixels), pairs))
-    _raise_first([r for r in results if r is not None])
-    return pairs
-
-
-def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """Decode a pair: (H, W, 3) uint8 RGB tile and (H, W) uint8 class map.
-
-    Raises:
-        InputError: a file cannot be read, or the mask's size differs from the tile's.
-    """
-    rgb, labels = read_rgb(pair.image_path), read_mask(pair.mask_path)
-    if rgb.shape[:2] != labels.shape:
-        raise InputError(
-            f"{pair.mask_path}: mask is {labels.shape[0]}x{labels.shape[1]} (HxW) but its image "
-            f"{pair.image_path.name} is {rgb.shape[0]}x{rgb.shape[1]}"
-        )
-    return rgb, labels
-
-
-def read_pairs(pairs: Sequence[Pair], workers: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """:func:`read_pair` of each pair, in order, decoded a few pairs ahead in a thread pool."""
-    workers = workers or min(4, _default_workers())
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = deque()
-        for pair in pairs:
-            pending.append(pool.submit(read_pair, pair))
-            if len(pending) > 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
-def _raise_first(problems: list[str]) -> None:
-    if problems:
-        more = f" (and {len(problems) - 1} more problem{'s' * (len(problems) > 2)})" if len(problems) > 1 else ""
-        raise InputError(problems[0] + more)
-
-
-# --------------------------------------------------------------------------------------------
-# tf.data pipeline
 
 
 def _as_hw(size: int | Sequence[int] | None, what: str) -> tuple[int, int] | None:
@@ -357,7 +171,7 @@ def _check_sizes(pairs, resize_to, crop, batch_size) -> None:
     must_be_uniform = crop is None and batch_size > 1
     if not (must_fit_crop or must_be_uniform):
         return
-    with ThreadPoolExecutor(max_workers=_default_workers()) as pool:
+    with ThreadPoolExecutor(max_workers=io_workers(CHECK_WORKERS)) as pool:
         sizes = list(pool.map(lambda p: read_image_size(p.image_path), pairs))
     for pair, (height, width) in zip(pairs, sizes):
         if must_fit_crop and (height < crop[0] or width < crop[1]):
@@ -513,76 +327,3 @@ def _batch_converter(out_hw, batch_dim, class_weights):
         return images, labels, tf.gather(tf.constant(class_weights, tf.float32), labels)
 
     return to_model_types
-
-
-# --------------------------------------------------------------------------------------------
-# class balancing
-
-
-def class_pixel_counts(
-    masks: Iterable[Pair | np.ndarray], num_classes: int = NUM_CLASSES
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class pixel counts, and per-class total pixels of the masks containing that class.
-
-    Args:
-        masks: pairs (their mask files are read in parallel) or (H, W) integer label arrays.
-        num_classes: length of the returned arrays.
-
-    Returns:
-        ``(class_pixels, pixels_of_masks_with_class)``, both int64 arrays of length num_classes.
-    """
-    masks = list(masks)
-
-    def counts(item) -> np.ndarray:
-        labels = read_mask(item.mask_path) if isinstance(item, Pair) else np.asarray(item)
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"labels must lie in 0..{num_classes - 1}")
-        return np.bincount(labels.ravel().astype(np.int64), minlength=num_classes)
-
-    if any(isinstance(m, Pair) for m in masks):
-        with ThreadPoolExecutor(max_workers=_default_workers()) as pool:
-            per_mask = list(pool.map(counts, masks))
-    else:
-        per_mask = [counts(m) for m in masks]
-    class_pixels = np.zeros(num_classes, np.int64)
-    pixels_with_class = np.zeros(num_classes, np.int64)
-    for c in per_mask:
-        class_pixels += c
-        pixels_with_class += np.where(c > 0, c.sum(), 0)
-    return class_pixels, pixels_with_class
-
-
-def median_frequency_weights(
-    masks: Iterable[Pair | np.ndarray],
-    num_classes: int = NUM_CLASSES,
-    *,
-    ignore_unknown: bool = True,
-    power: float = 1.0,
-) -> np.ndarray:
-    """Median-frequency class balancing weights (Eigen & Fergus, 2015).
-
-    ``freq(c)`` = pixels of class c / total pixels of the training masks in which c appears;
-    ``weight(c) = median(freq) / freq(c)``, the median taken over the classes that appear. A class
-    that never appears gets weight 0 (there is nothing to weight). Unknown (class 6) is not a
-    scored class and is mostly clouds or no-data, so by default it is left out of the median and
-    gets weight 0: its pixels then do not pull on the model (use ``ignore_unknown=True`` in the
-    loss as well to also leave them out of the loss average).
-
-    Args:
-        masks: training pairs (masks read from disk) or (H, W) integer label arrays.
-        num_classes: number of classes.
-        ignore_unknown: treat Unknown as described above; False treats it like any class.
-        power: raise the weights to this power (0.5: a softer balancing, "sqrt-median").
-
-    Returns:
-        float32 array of length ``num_classes``.
-    """
-    class_pixels, pixels_with_class = class_pixel_counts(masks, num_classes)
-    counted = class_pixels > 0
-    if ignore_unknown and num_classes > UNKNOWN:
-        counted[UNKNOWN] = False
-    weights = np.zeros(num_classes, np.float64)
-    if counted.any():
-        freq = class_pixels[counted] / pixels_with_class[counted]
-        weights[counted] = (np.median(freq) / freq) ** power
-    return weights.astype(np.float32)

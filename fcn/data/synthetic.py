@@ -24,7 +24,7 @@ from fcn.cli.common import run_cli
 from fcn.core.errors import InputError
 from fcn.core.images import write_image_atomic, write_mask
 from fcn.core.palette import NUM_CLASSES
-from fcn.data.pipeline import TRACKED_VAL_IDS
+from fcn.data.pairs import TRACKED_VAL_IDS
 
 # Validation ids whose predictions the training run tracks; the demo data always contains them.
 

@@ -13,6 +13,7 @@ Keras is imported only by the functions that load or save models.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import zipfile
@@ -20,13 +21,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fcn.core.errors import InputError, first_line, to_stderr
+from fcn.core.errors import InputError, first_line
 from fcn.core.files import atomic_path
 from fcn.core.palette import CLASS_NAMES, NUM_CLASSES, PALETTE
 
 STATE_ENTRY = "fcn_state.json"
 INFO_ENTRY = "fcn_model.json"
 MODEL_FILES = ("best.keras", "last.keras")  # what a run directory holds, in order of preference
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,12 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
 
 
 def _legacy_run_info(config_path: Path) -> ModelInfo:
+    """Info for an fcn 0.1 checkpoint from its run's ``config.json`` (format 1, read-only).
+
+    The one reader of ``config.json`` outside :class:`fcn.training.runfiles.RunFiles`: the model layer
+    may not import training, and only runs older than the info need it (``args.image_size``,
+    ``args.model`` and ``resolved.train_dir`` keep their names in every format).
+    """
     try:
         config = json.loads(config_path.read_text())
         args = config["args"]
@@ -145,7 +154,7 @@ def _legacy_run_info(config_path: Path) -> ModelInfo:
         if not image_size:
             return ModelInfo(model=args.get("model"))
         from fcn.core.images import image_size as header_size
-        from fcn.data.pipeline import first_tile
+        from fcn.data.pairs import first_tile
 
         first = first_tile(config["resolved"]["train_dir"])  # a whole check of the folder is not needed here
         if first is None:
@@ -155,61 +164,13 @@ def _legacy_run_info(config_path: Path) -> ModelInfo:
         return ModelInfo()
 
 
-def load_checkpoint_for_resume(run_dir: str | os.PathLike):
-    """Load a run's ``last.keras`` with its optimizer state to continue training.
-
-    Also repairs what a kill between the two checkpoint writes of one epoch can leave: ``best.keras``
-    missing or older than the best epoch that ``last.keras`` records (that epoch is then the one
-    ``last.keras`` holds, so it is copied).
-
-    Returns:
-        (compiled model, state dict of :func:`read_checkpoint_state`).
-
-    Raises:
-        InputError: ``last.keras`` is damaged or cannot be loaded (the message says what to do).
-    """
-    import shutil
-
-    import keras
-
-    from fcn.model import builders, losses  # noqa: F401  (register the objects the checkpoint uses)
-
-    run_dir = Path(run_dir)
-    last, best = run_dir / "last.keras", run_dir / "best.keras"
-    try:
-        state = read_checkpoint_state(last)
-        model = keras.saving.load_model(last)
-    except Exception as err:  # a damaged zip, or a file Keras cannot read
-        fallback = (
-            f"; {best.name} holds epoch {read_checkpoint_state(best).get('epoch', '?')}" if _readable(best) else ""
-        )
-        raise InputError(
-            f"{last}: damaged, cannot resume from it ({err.__class__.__name__}){fallback}; "
-            f"replace it (e.g. copy {best.name} over it) to resume from an earlier epoch"
-        ) from None
-    best_epoch = state.get("best_epoch")
-    best_is_last = best_epoch is not None and best_epoch == state.get("epoch")
-    if best_is_last and (not _readable(best) or read_checkpoint_state(best).get("epoch") != best_epoch):
-        with atomic_path(best) as tmp:
-            shutil.copyfile(last, tmp)
-    return model, state
-
-
-def _readable(path: Path) -> bool:
-    try:
-        read_checkpoint_state(path)
-        return True
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return False
-
-
 def resolve_model_path(path: str | os.PathLike, note: Callable[[str], None] | None = None) -> Path:
     """The file that ``--model`` names: the file itself, or a run directory's best model.
 
     Args:
         path: a model file, or a training run directory holding ``best.keras`` (else ``last.keras``,
             with a note).
-        note: receives the one-line note about the fallback (stderr when None).
+        note: receives the one-line note about the fallback (this module's logger when None).
 
     Raises:
         InputError: nothing to load there.
@@ -220,7 +181,7 @@ def resolve_model_path(path: str | os.PathLike, note: Callable[[str], None] | No
         if best.is_file():
             return best
         if last.is_file():
-            (note or to_stderr)(f"note: {best} not found, using {last.name}")
+            (note or log.info)(f"note: {best} not found, using {last.name}")
             return last
         raise InputError(f"{path}: run directory holds neither {' nor '.join(MODEL_FILES)}")
     if not path.is_file():
@@ -242,7 +203,7 @@ def load_model(
         precision: ``None`` keeps the saved dtype policy; otherwise one of
             :data:`fcn.model.runtime.PRECISIONS`.
         num_classes: required number of output channels (None: any).
-        note: receives one-line notes (stderr when None).
+        note: receives one-line notes (this module's logger when None).
 
     Returns:
         The Keras model (not compiled).

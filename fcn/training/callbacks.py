@@ -1,15 +1,18 @@
-"""Keras callbacks that make up a training run directory.
+"""Keras callbacks that make up a training run directory (its files are written through
+:class:`fcn.training.runfiles.RunFiles`).
 
 Order matters: Keras calls callbacks in list order with one shared ``logs`` dict, and appends its
-progress bar last, so :class:`EpochValidation` must come first for ``val_miou`` to reach the progress
-bar, ``history.csv``, the checkpoints and TensorBoard.
+progress bar last. The trainer's order is :class:`StopControl` (it marks a NaN epoch before anyone
+records it), Keras's ``SwapEMAWeights`` when weights are averaged (so that what follows sees the
+averaged weights), :class:`EpochValidation` (it adds ``val_miou`` and the rest to ``logs``), then
+:class:`HistoryCSV` and ``TensorBoard`` (chief only), which record those logs, and
+:class:`RunCheckpoint` last, so that a checkpoint is written only after its epoch's row.
 """
 
 from __future__ import annotations
 
-import csv
+import logging
 import math
-import os
 import signal
 import tempfile
 import time
@@ -19,14 +22,14 @@ import keras
 import numpy as np
 
 from fcn.core.figures import montage, pick_epochs
-from fcn.core.images import read_rgb, write_image_atomic, write_mask
+from fcn.core.images import read_rgb
 from fcn.core.metrics import ConfusionMatrix
-from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES, class_to_rgb
-from fcn.model.checkpoints import ModelInfo, save_checkpoint
+from fcn.core.palette import SCORED_CLASSES, class_to_rgb
+from fcn.model.checkpoints import ModelInfo
 from fcn.training.optimizer import current_learning_rate
+from fcn.training.runfiles import HISTORY_COLUMNS, IOU_COLUMNS, RunFiles
 
-IOU_COLUMNS = tuple(f"iou_{CLASS_NAMES[i]}" for i in SCORED_CLASSES)
-HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "val_miou", *IOU_COLUMNS, "lr", "seconds")
+log = logging.getLogger(__name__)
 
 
 class StopControl(keras.callbacks.Callback):
@@ -61,10 +64,10 @@ class StopControl(keras.callbacks.Callback):
         if self.stop_requested:
             raise KeyboardInterrupt
         self.stop_requested = True
-        print(
-            f"\n{signal.Signals(signum).name}: finishing epoch {self._epoch} then stopping "
-            "(send it again to stop now; the last checkpoint is kept)",
-            flush=True,
+        log.warning(
+            "\n%s: finishing epoch %d then stopping (send it again to stop now; the last checkpoint is kept)",
+            signal.Signals(signum).name,
+            self._epoch,
         )
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -101,21 +104,28 @@ class EpochValidation(keras.callbacks.Callback):
         tiles: (id, rgb uint8 (H, W, 3), class map (H, W)) of every validation tile.
         make_predictor: callable(model) -> :class:`fcn.inference.engine.Predictor` used for inference.
         tracked_ids: ids whose masks are saved every epoch.
-        run_dir: the run directory; None writes nothing (non-chief workers).
+        files: the run directory's files; None writes nothing (non-chief workers).
         stop: the run's :class:`StopControl`, to skip epochs that ended on a NaN loss.
         tensorboard_dir: where the tracked masks are logged (None: not logged).
         class_weights: the per-class loss weights training uses (None: unweighted).
     """
 
     def __init__(
-        self, tiles, make_predictor, tracked_ids, run_dir, stop: StopControl, tensorboard_dir=None, class_weights=None
+        self,
+        tiles,
+        make_predictor,
+        tracked_ids,
+        files: RunFiles | None,
+        stop: StopControl,
+        tensorboard_dir=None,
+        class_weights=None,
     ):
         super().__init__()
         self.tiles = tiles
         self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float32)
         self.make_predictor = make_predictor
         self.tracked_ids = list(tracked_ids)
-        self.run_dir = Path(run_dir) if run_dir else None
+        self.files = files
         self.stop = stop
         self.tensorboard_dir = tensorboard_dir
         self._writer = None
@@ -148,7 +158,7 @@ class EpochValidation(keras.callbacks.Callback):
         logs["val_accuracy"] = confusion.pixel_accuracy()
         for column, value in zip(IOU_COLUMNS, iou[list(SCORED_CLASSES)]):
             logs[column] = float(value)
-        if self.run_dir is not None:
+        if self.files is not None:
             self._save_tracked(epoch + 1, tracked)
 
     def _loss(self, labels: np.ndarray, probs: np.ndarray) -> float:
@@ -159,11 +169,9 @@ class EpochValidation(keras.callbacks.Callback):
     def _save_tracked(self, epoch: int, tracked: dict[str, np.ndarray]) -> None:
         by_id = {tile_id: (rgb, labels) for tile_id, rgb, labels in self.tiles}
         for tile_id, class_map in tracked.items():
-            folder = self.run_dir / "tracked" / tile_id
-            folder.mkdir(parents=True, exist_ok=True)
-            write_mask(folder / f"epoch_{epoch:03d}.png", class_map)
+            self.files.write_tracked(tile_id, epoch, class_map)
             rgb, labels = by_id[tile_id]
-            write_image_atomic(self.run_dir / "tracked" / f"{tile_id}.png", tracked_montage(folder, rgb, labels))
+            self.files.write_tracked_montage(tile_id, tracked_montage(self.files.tracked_epochs(tile_id), rgb, labels))
         if self.tensorboard_dir and tracked:
             self._log_images(epoch, tracked)
 
@@ -178,24 +186,23 @@ class EpochValidation(keras.callbacks.Callback):
         self._writer.flush()
 
 
-def tracked_montage(folder: Path, rgb: np.ndarray, labels: np.ndarray, panel_size: int = 256) -> np.ndarray:
-    """Satellite tile, ground truth, then the first, a middle and the latest saved epoch masks."""
-    epochs = {int(p.stem.split("_")[1]): p for p in folder.glob("epoch_*.png")}
+def tracked_montage(epochs: dict[int, Path], rgb: np.ndarray, labels: np.ndarray, panel_size: int = 256) -> np.ndarray:
+    """Satellite tile, ground truth, then the first, a middle and the latest of the saved epoch masks."""
     panels = [("satellite", rgb), ("ground truth", class_to_rgb(labels))]
     panels += [(f"epoch {e}", read_rgb(epochs[e])) for e in pick_epochs(list(epochs))]
     return montage(panels, panel_size=min(panel_size, rgb.shape[0]))
 
 
 class HistoryCSV(keras.callbacks.Callback):
-    """Appends one row per completed epoch to ``history.csv`` and prints a one-line summary.
+    """Appends one row per completed epoch to ``history.csv`` and logs a one-line summary.
 
     Hand-written instead of ``keras.callbacks.CSVLogger``: the run directory promises fixed columns,
     1-based epochs, the learning rate and the epoch's wall time.
     """
 
-    def __init__(self, path, stop: StopControl, total_epochs: int, best_so_far: float = -math.inf):
+    def __init__(self, files: RunFiles, stop: StopControl, total_epochs: int, best_so_far: float = -math.inf):
         super().__init__()
-        self.path = Path(path)
+        self.files = files
         self.stop = stop
         self.total_epochs = total_epochs
         self.best = best_so_far
@@ -214,19 +221,18 @@ class HistoryCSV(keras.callbacks.Callback):
             "seconds": round(time.perf_counter() - self._start, 2),
             **{key: logs.get(key, float("nan")) for key in HISTORY_COLUMNS if key not in ("epoch", "lr", "seconds")},
         }
-        new_file = not self.path.exists()
-        with open(self.path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-            handle.flush()
-            os.fsync(handle.fileno())
+        self.files.append_history(row)
         self.best = max(self.best, row["val_miou"]) if math.isfinite(row["val_miou"]) else self.best
-        print(
-            f"epoch {row['epoch']}/{self.total_epochs}  loss {row['loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-            f"val_mIoU {row['val_miou']:.4f}  best {self.best:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f} s",
-            flush=True,
+        log.info(
+            "epoch %d/%d  loss %.4f  val_loss %.4f  val_mIoU %.4f  best %.4f  lr %.2e  %.1f s",
+            row["epoch"],
+            self.total_epochs,
+            row["loss"],
+            row["val_loss"],
+            row["val_miou"],
+            self.best,
+            row["lr"],
+            row["seconds"],
         )
 
 
@@ -239,7 +245,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     travel inside the ``.keras`` zip.
 
     Args:
-        run_dir: where the checkpoints go; None for non-chief workers, which write (as collective
+        files: the run directory's files; None for non-chief workers, which write (as collective
             saving requires) to a throw-away folder.
         stop: the run's :class:`StopControl`; bad epochs are not saved.
         info: how to use the model (its training scale and ground sample distance).
@@ -248,10 +254,15 @@ class RunCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, run_dir, stop: StopControl, info: ModelInfo, best_so_far: float = -math.inf, best_epoch: int | None = None
+        self,
+        files: RunFiles | None,
+        stop: StopControl,
+        info: ModelInfo,
+        best_so_far: float = -math.inf,
+        best_epoch: int | None = None,
     ):
         super().__init__()
-        self.run_dir = Path(run_dir) if run_dir else None
+        self.files = files
         self.stop = stop
         self.info = info
         self.best = best_so_far
@@ -265,12 +276,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         if improved:
             self.best, self.best_epoch = miou, epoch + 1
         state = {"epoch": epoch + 1, "val_miou": miou, "best_val_miou": self.best, "best_epoch": self.best_epoch}
-        if self.run_dir is None:
+        if self.files is None:
             with tempfile.TemporaryDirectory() as scratch:
                 self.model.save(Path(scratch) / "last.keras")
             return
         # last.keras first: a kill before best.keras is written leaves last.keras recording this epoch as
-        # the best, and resuming copies it to best.keras (fcn.model.checkpoints.load_checkpoint_for_resume).
-        save_checkpoint(self.model, self.run_dir / "last.keras", state, self.info)
+        # the best, and resuming copies it to best.keras (fcn.training.resume.load_checkpoint_for_resume).
+        self.files.save_checkpoint(self.model, "last", state, self.info)
         if improved:
-            save_checkpoint(self.model, self.run_dir / "best.keras", state, self.info)
+            self.files.save_checkpoint(self.model, "best", state, self.info)
