@@ -131,6 +131,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"reader/writer threads (default {io_workers()})",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing output files that fcn did not write (refused by default: they may be ground truth)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
     return parser
@@ -159,6 +164,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
         precision=args.precision,
         workers=args.workers,
         progress=not args.quiet,
+        overwrite=args.overwrite,
     )
 
 

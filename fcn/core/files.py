@@ -287,3 +287,42 @@ def is_signature(value) -> bool:
     if isinstance(value, bytes):
         value = value.decode("latin-1", "replace")
     return isinstance(value, str) and (value == MARK or value.startswith(f"{MARK} "))
+
+
+def remove_temp_files_of(targets) -> list[Path]:
+    """Delete the temporary files a killed run left for any of ``targets`` (one listing per folder).
+
+    Only temporary files of these very targets go: another process writing other names into the same
+    folder keeps its own.
+
+    Returns:
+        The paths removed.
+    """
+    by_folder: dict[Path, set[str]] = {}
+    for target in map(Path, targets):
+        by_folder.setdefault(target.parent, set()).add(target.name)
+    removed = []
+    for folder, names in by_folder.items():
+        for stale in stale_temp_files(folder):
+            if stale.name[1 : stale.name.index(TEMP_MARK)] in names:
+                _remove_quietly(stale)
+                removed.append(stale)
+    return removed
+
+
+def missing_folders(folder: str | os.PathLike) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first: what ``mkdir(parents=True)`` creates."""
+    missing, folder = [], Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_if_empty(folders) -> None:
+    """Remove the folders (deepest first) that are empty: what a failed command created and did not use."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            continue  # not empty (or gone): its parents are not empty either, and rmdir leaves them

@@ -384,3 +384,23 @@ def tiling_memory(height: int, width: int, size: int, grid: int, processes: int 
     cell = -(-height // grid) * -(-width // grid)
     tile = size * size
     return int(processes * (2 * height * width * 3 + 2 * cell * 3 * 4 + tile * (3 * 4 + 3 * 3 + 1)))
+
+
+def check_keras_file(path: str | os.PathLike) -> None:
+    """Refuse a ``.keras`` file that is not a whole Keras archive (a renamed JPEG, a cut-off copy) in one line.
+
+    Raises:
+        InputError: the file is not a zip archive with a ``config.json``.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        return  # the loader names a missing file
+    try:
+        with zipfile.ZipFile(path) as archive:
+            valid = "config.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        valid = False
+    if not valid:
+        raise InputError(f"{path}: not a valid .keras model (damaged, cut off, or another kind of file)")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn.core.errors import InputError
-from fcn.core.files import write_text_atomic
+from fcn.core.files import WriteError, write_text_atomic
 from fcn.core.palette import CLASS_NAMES, NUM_CLASSES
 
 STATS_SUFFIXES = (".csv", ".json")
@@ -119,6 +119,16 @@ def format_stats(areas: Sequence[ClassArea], json_format: bool = False) -> str:
     return buffer.getvalue()
 
 
+def is_stats_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a table :func:`write_stats` wrote (its CSV header, or JSON rows of its fields)."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as handle:
+        if path.suffix.lower() != ".json":
+            return handle.readline().strip() == ",".join(STATS_FIELDS)
+        rows = json.load(handle)
+    return isinstance(rows, list) and all(isinstance(r, dict) and tuple(r) == STATS_FIELDS for r in rows)
+
+
 def write_stats(path: str | os.PathLike, areas: Sequence[ClassArea]) -> None:
     """Write the table atomically: JSON for a ``.json`` path, CSV otherwise.
 
@@ -128,5 +138,7 @@ def write_stats(path: str | os.PathLike, areas: Sequence[ClassArea]) -> None:
     path = Path(path)
     try:
         write_text_atomic(path, format_stats(areas, json_format=path.suffix.lower() == ".json"))
+    except WriteError:
+        raise  # names the file already; a full disk stays a DiskFullError
     except OSError as err:
         raise InputError(f"{path}: cannot write statistics ({err.strerror or err})") from None

@@ -22,10 +22,27 @@ import numpy as np
 
 from fcn.core.errors import InputError
 from fcn.core.figures import OVERLAY_JPEG_QUALITY, overlay_image
-from fcn.core.images import IMAGE_SUFFIXES, MASK_SUFFIX, read_rgb, tile_id, write_image_atomic, write_mask
+from fcn.core.files import WriteError, is_disk_full, write_error
+from fcn.core.guards import (
+    FolderScan,
+    check_memory,
+    check_not_an_input,
+    check_replaceable,
+    prediction_memory,
+    scan_folder,
+)
+from fcn.core.images import (
+    IMAGE_SUFFIXES,
+    MASK_SUFFIX,
+    image_size,
+    read_rgb,
+    tile_id,
+    write_image_atomic,
+    write_mask,
+)
 from fcn.core.progress import progress_bar
 from fcn.core.workers import beside, io_workers, read_ahead
-from fcn.inference.areas import count_classes
+from fcn.inference.areas import count_classes, is_stats_file
 from fcn.inference.engine import Predictor
 from fcn.inference.geo import GEOTIFF_SUFFIXES, is_geotiff, scene_mask_name
 
@@ -73,21 +90,28 @@ def list_input_images(path: str | os.PathLike) -> list[Path]:
     Raises:
         InputError: no such file or folder, a file of another kind, or nothing to predict in the folder.
     """
+    return scan_inputs(path).files
+
+
+def scan_inputs(path: str | os.PathLike) -> FolderScan:
+    """Like :func:`list_input_images`, and the entries that cannot be read (dangling links, loops), named.
+
+    Raises:
+        InputError: see :func:`list_input_images`; also a folder that cannot be listed.
+    """
     path = Path(path)
     if path.is_file():
         if path.suffix.lower() not in INPUT_SUFFIXES:
             raise InputError(f"{path}: not a .jpg/.jpeg/.png image or a .tif/.tiff GeoTIFF")
-        return [path]
+        return FolderScan([path])
     if not path.is_dir():
         raise InputError(f"{path}: no such file or folder")
-    inputs = sorted(
-        p for p in path.iterdir() if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES and not _is_mask_file(p)
-    )
-    if not inputs:
+    scan = scan_folder(path, INPUT_SUFFIXES, skip=_is_mask_file)
+    if not scan.files and not scan.problems:
         raise InputError(
             f"{path}: no .jpg/.jpeg/.png image or .tif/.tiff scene to predict (files *_mask.png/.tif are skipped)"
         )
-    return inputs
+    return scan
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -117,8 +141,16 @@ def plan_jobs(
     output_dir: str | os.PathLike,
     overlay_dir: str | os.PathLike | None = None,
     stats_path: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    model: str | os.PathLike | None = None,
+    problems: list[tuple[Path, str]] | None = None,
 ) -> list[PredictionJob]:
     """List the inputs of ``input_path`` and the files to write for each, refusing any overwrite of inputs.
+
+    Outputs must not be inputs or files of ``model``, and an existing output the project did not
+    write is refused unless ``overwrite`` (:func:`fcn.core.guards.check_replaceable`). Entries of the
+    input folder that cannot be read are appended to ``problems`` (or refused when it is None).
 
     Args:
         input_path: a folder of images and scenes, or one file.
@@ -131,7 +163,12 @@ def plan_jobs(
             inputs with the same output name, or an output path that is an input file.
     """
     input_path, output_dir = Path(input_path), Path(output_dir)
-    images = list_input_images(input_path)
+    scan = scan_inputs(input_path)
+    if scan.problems and problems is None:
+        raise InputError(scan.problems[0][1])
+    if problems is not None:
+        problems.extend(scan.problems)
+    images = scan.files
     folders = [("--output", output_dir)] + ([("--overlay", Path(overlay_dir))] if overlay_dir is not None else [])
     for option, folder in folders:
         if input_path.is_dir() and _same_path(folder, input_path):
@@ -139,6 +176,8 @@ def plan_jobs(
     claims = _Claims(images)
     if stats_path is not None:
         claims.claim(Path(stats_path), "--stats", "--stats")
+        check_not_an_input([stats_path], model=model)
+        check_replaceable(stats_path, overwrite=overwrite, option="--stats", ours=is_stats_file)
     jobs = []
     for image in images:
         job = PredictionJob(
@@ -149,6 +188,8 @@ def plan_jobs(
         for target in (job.mask, job.overlay):
             if target is not None:
                 claims.claim(target, str(image), image.name)
+                check_not_an_input([target], model=model)
+                check_replaceable(target, overwrite=overwrite)
         jobs.append(job)
     return jobs
 
@@ -222,7 +263,9 @@ class _Writer:
         try:
             future.result()
         except OSError as err:
-            self.report.fail(job.mask, f"{job.mask}: cannot write ({err.strerror or err})")
+            if is_disk_full(err):
+                raise write_error(job.mask, err) from None  # every later write would fail too: stop here
+            self.report.fail(job.mask, str(err) if isinstance(err, WriteError) else str(write_error(job.mask, err)))
             return
         self.report.written.append(job)
         if counts is not None:
@@ -276,6 +319,33 @@ def predict_folder(
         writer.drain()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def fitting_images(jobs: Sequence[PredictionJob], scale: float, failures, tile: int) -> list[PredictionJob]:
+    """The image jobs whose header reads and whose prediction fits in memory; the others go to ``failures``.
+
+    Reads each image's header only: an image over Pillow's pixel limit, an unreadable file, or one
+    that ``scale`` makes too large for the memory available is one line naming it.
+    """
+    fitting = []
+    for job in jobs:
+        try:
+            height, width = image_size(job.image)
+            check_memory(
+                prediction_memory(height, width, scale) + tile_memory(tile),
+                f"{job.image} ({height}x{width} px at scale {scale:g})",
+                "a smaller --scale, or a .tif scene predicted window by window",
+            )
+        except InputError as err:
+            failures.add(job.image, str(err))
+            continue
+        fitting.append(job)
+    return fitting
+
+
+def tile_memory(tile: int) -> int:
+    """A rough bound of the model's working memory for one ``tile``² window (VGG16 activations, float32)."""
+    return tile * tile * 64 * 4 * 8
 
 
 def _read_image(job: PredictionJob) -> np.ndarray:

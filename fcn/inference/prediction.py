@@ -18,11 +18,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fcn.core.errors import EXIT_USER_ERROR, InputError
+from fcn.core.files import missing_folders, remove_if_empty, remove_temp_files_of
+from fcn.core.guards import check_keras_file
 from fcn.core.palette import NUM_CLASSES
 from fcn.inference.areas import ClassArea, check_stats_path, class_areas, write_stats
 from fcn.inference.backends import artefact_format
 from fcn.inference.engine import DEFAULT_TILE, Predictor
-from fcn.inference.folder import plan_jobs, predict_folder, prepare_output_folder
+from fcn.inference.folder import fitting_images, plan_jobs, predict_folder, prepare_output_folder
 from fcn.inference.geo import check_value_range
 from fcn.inference.scene_jobs import JobFailures, SceneReading, pixel_area, plan_scenes, predict_scenes
 from fcn.model.checkpoints import ModelInfo, load_model, model_info, read_model_info, resolve_model_path
@@ -52,6 +54,7 @@ class PredictConfig:
     precision: str | None = None
     workers: int | None = None
     progress: bool = True
+    overwrite: bool = False
 
     @property
     def reading(self) -> SceneReading:
@@ -94,10 +97,25 @@ def _checked(config: PredictConfig) -> PredictConfig:
     return replace(config, value_range=check_value_range(config.value_range))
 
 
+def _prepare_outputs(config: PredictConfig) -> list[Path]:
+    """Create the output folders; returns those that did not exist (deepest first)."""
+    created: list[Path] = []
+    folders = [(config.output, "--output"), (config.overlay, "--overlay")]
+    if config.stats is not None:
+        folders.append((Path(config.stats).parent, "--stats"))
+    for folder, option in folders:
+        if folder is not None:
+            created = missing_folders(folder) + created
+            prepare_output_folder(folder, option)
+    return created
+
+
 def _model_path(config: PredictConfig) -> tuple[Path, bool]:
     """The model file and whether it is an exported artefact; refuses a precision an artefact cannot take."""
     if artefact_format(config.model) is None:
-        return resolve_model_path(config.model), False
+        path = resolve_model_path(config.model)
+        check_keras_file(path)
+        return path, False
     path = Path(config.model)
     if not path.exists():
         raise InputError(f"{path}: no such exported model")
@@ -126,6 +144,15 @@ class PredictionRun:
     written: int = 0
     failures: JobFailures = field(default_factory=JobFailures)
     areas: dict[Path, list[ClassArea]] | None = None
+    created: list[Path] = field(default_factory=list)
+
+    def _image_scale(self) -> float:
+        """The scale plain images run at (the rule of :class:`fcn.inference.engine.Predictor`)."""
+        if self.config.scale is not None:
+            return self.config.scale
+        if self.config.input_gsd is not None:
+            return self.info.scale_for(self.config.input_gsd)
+        return self.info.train_scale or 1.0
 
     @classmethod
     def start(cls, config: PredictConfig) -> PredictionRun:
@@ -136,14 +163,33 @@ class PredictionRun:
         """
         config = _checked(config)
         model_path, exported = _model_path(config)
-        jobs = plan_jobs(config.input, config.output, config.overlay, config.stats)
+        problems: list[tuple[Path, str]] = []
+        jobs = plan_jobs(
+            config.input,
+            config.output,
+            config.overlay,
+            config.stats,
+            overwrite=config.overwrite,
+            model=model_path,
+            problems=problems,
+        )
         if (config.bands is not None or config.value_range is not None) and not any(j.is_scene for j in jobs):
             raise InputError(f"{config.input}: --bands and --value-range apply to .tif/.tiff inputs, and there is none")
-        prepare_output_folder(config.output, "--output")
-        if config.overlay is not None:
-            prepare_output_folder(config.overlay, "--overlay")
-        if config.stats is not None:
-            prepare_output_folder(Path(config.stats).parent, "--stats")
+        created = _prepare_outputs(config)
+        try:
+            run = cls._opened(config, model_path, exported, jobs)
+        except BaseException:
+            remove_if_empty(created)
+            raise
+        run.created = created
+        for path, reason in problems:
+            run.failures.add(path, reason)
+        remove_temp_files_of([p for job in jobs for p in (job.mask, job.overlay) if p is not None])
+        return run
+
+    @classmethod
+    def _opened(cls, config: PredictConfig, model_path: Path, exported: bool, jobs: list) -> PredictionRun:
+        """The run with the model's facts read (and the model loaded when they need it)."""
         model, info = None, None
         if not exported:
             try:  # the scale rule of scenes needs it; reading it does not load TensorFlow
@@ -166,9 +212,22 @@ class PredictionRun:
         return EXIT_USER_ERROR if self.failures.items else 0
 
     def lines(self) -> Iterator[str]:
-        """Predict every input; yields the report lines (scale per input kind, the summary) as they come."""
+        """Predict every input; yields the report lines (scale per input kind, the summary) as they come.
+
+        An output folder the run created is removed again when the run fails before writing anything.
+        """
+        try:
+            yield from self._lines()
+        except BaseException:
+            if not self.written:
+                remove_if_empty(self.created)
+            raise
+
+    def _lines(self) -> Iterator[str]:
         config, start, rate = self.config, time.perf_counter(), ""
-        images = [job for job in self.jobs if not job.is_scene]
+        images = fitting_images(
+            [job for job in self.jobs if not job.is_scene], self._image_scale(), self.failures, config.tile
+        )
         plans = plan_scenes([job for job in self.jobs if job.is_scene], config.reading, self.info, self.failures)
         if images or plans:
             predictor = self._predictor()

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fcn.core.errors import InputError
+from fcn.core.files import DiskFullError
 from fcn.inference.areas import ClassArea, class_areas
 from fcn.inference.engine import Predictor, window_grid
 from fcn.inference.folder import PredictionJob
-from fcn.inference.geo import open_scene, require_rasterio, write_overlay_preview
+from fcn.inference.geo import open_scene, require_rasterio
+from fcn.inference.geo_writer import write_overlay_preview
 from fcn.inference.scenes import predict_scene, scene_batch_size, scene_scale
 from fcn.model.checkpoints import ModelInfo
 
@@ -130,6 +132,8 @@ def predict_scenes(
                 if job.overlay is not None:
                     write_overlay_preview(scene, job.mask, job.overlay)
                 area = scene.pixel_area_m2 if scene.pixel_area_m2 is not None else pixel_area(reading.input_gsd)
+        except DiskFullError:
+            raise  # every later scene would fail the same way: stop at the first
         except InputError as err:
             failures.add(job.image, str(err))
             continue
