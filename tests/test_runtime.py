@@ -39,51 +39,12 @@ EPYC_ROME_FLAGS = "fpu vme sse2 avx avx2 fma bmi2 sha_ni"
         ("", "float32"),  # no flags known (macOS, Windows, unreadable /proc/cpuinfo)
     ],
 )
-def test_auto_precision_on_cpu_follows_amx_bf16(flags, expected):
+def test_flag_rule_on_cpu_follows_amx_bf16(flags, expected):
+    """The rule auto falls back on when the probe is switched off (FCN_PRECISION_PROBE=0)."""
     assert runtime.auto_precision([], flags.split()) == expected
     # GPU rule unchanged: tensor cores win whatever the CPU; older GPUs leave the choice to the CPU.
     assert runtime.auto_precision([(8, 0)], flags.split()) == "mixed_float16"
     assert runtime.auto_precision([(6, 1)], flags.split()) == expected
-
-
-def test_cpu_flags_read_from_cpuinfo_text():
-    cpuinfo = (
-        "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu AVX2 avx512_bf16 amx_bf16\n\n"
-        "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16\n"
-    )
-    assert runtime.cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16", "amx_bf16"}
-    assert runtime.has_native_bf16(runtime.cpu_flags(cpuinfo))
-    assert runtime.has_native_bf16(["avx512_bf16"]) and not runtime.has_native_bf16(
-        ["avx512_bf16"], required=["amx_bf16"]
-    )
-    # ARM lists "Features", not "flags": no x86 bf16 flags, so float32.
-    assert runtime.cpu_flags("processor\t: 0\nFeatures\t: fp asimd bf16\n") == frozenset()
-    assert runtime.cpu_flags("") == frozenset()
-
-
-def test_resolve_precision_auto_with_faked_flags():
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        pytest.skip("a GPU is visible: auto picks by the GPU")
-    assert runtime.resolve_precision("auto", flags=SAPPHIRE_RAPIDS_FLAGS.split()) == "mixed_bfloat16"
-    assert runtime.resolve_precision("auto", flags=EPYC_ROME_FLAGS.split()) == "float32"
-    # An explicit policy overrides the rule.
-    assert runtime.resolve_precision("float32", flags=SAPPHIRE_RAPIDS_FLAGS.split()) == "float32"
-    assert runtime.resolve_precision("mixed_bfloat16", flags=EPYC_ROME_FLAGS.split()) == "mixed_bfloat16"
-    with pytest.raises(ValueError, match="float32"):
-        runtime.resolve_precision("half")
-
-
-def test_resolve_precision_auto_reads_this_machines_cpu(monkeypatch):
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        pytest.skip("a GPU is visible: auto picks by the GPU")
-    monkeypatch.setattr(runtime, "cpu_flags", lambda cpuinfo=None: frozenset(SAPPHIRE_RAPIDS_FLAGS.split()))
-    assert runtime.resolve_precision("auto") == "mixed_bfloat16"
-    monkeypatch.setattr(runtime, "cpu_flags", lambda cpuinfo=None: frozenset(EPYC_ROME_FLAGS.split()))
-    assert runtime.resolve_precision("auto") == "float32"
 
 
 def test_multiworker_needs_tf_config(monkeypatch):
