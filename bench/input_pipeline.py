@@ -21,7 +21,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fcn.cli.common import run_cli  # noqa: E402
-from fcn.data.pipeline import Pair, find_pairs, make_dataset  # noqa: E402
+from fcn.data.pairs import Pair, find_pairs  # noqa: E402
+from fcn.data.pipeline import make_dataset  # noqa: E402
 
 
 def measure_input_pipeline(
@@ -38,7 +39,7 @@ def measure_input_pipeline(
     """Pull training batches from :func:`fcn.data.pipeline.make_dataset` for about ``seconds`` and time them.
 
     Args:
-        data: a data folder or pairs from :func:`fcn.data.pipeline.find_pairs`.
+        data: a data folder or pairs from :func:`fcn.data.pairs.find_pairs`.
         image_size, batch_size, crop, scale_range, cache: as for :func:`fcn.data.pipeline.make_dataset`
             (training=True, repeating).
         seconds: measuring time, after ``warmup_batches`` batches (pipeline start, autotuning).

@@ -31,7 +31,6 @@ Per-model wall time (training subprocess, start to exit) is printed and saved in
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import signal
@@ -48,6 +47,7 @@ if __package__ in (None, ""):
 from fcn import MODEL_NAMES  # noqa: E402  (TensorFlow-free)
 from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
+from fcn.training.runfiles import RunFiles  # noqa: E402  (TensorFlow-free)
 
 DEFAULT_MODELS = ("fcn32s", "fcn8s")
 DEFAULT_VAL_IDS = "0160-0199,0008,0097,0107"
@@ -140,7 +140,7 @@ def make_split(data_dir: str | Path, val_spec: str, split_dir: str | Path) -> tu
     Raises:
         InputError: bad data folder or spec, an empty split, or a ``split_dir`` that holds other files.
     """
-    from fcn.data.pipeline import find_pairs
+    from fcn.data.pairs import find_pairs
 
     data_dir, split_dir = Path(data_dir), Path(split_dir)
     pairs = find_pairs(data_dir)
@@ -165,20 +165,18 @@ def make_split(data_dir: str | Path, val_spec: str, split_dir: str | Path) -> tu
 
 
 def history_rows(run_dir: Path) -> list[dict]:
-    path = run_dir / "history.csv"
-    if not path.exists():
-        return []
+    """The run's history so far ([] while none, or while it cannot be read)."""
     try:
-        with open(path, newline="") as handle:
-            return list(csv.DictReader(handle))
-    except (OSError, csv.Error):
+        return RunFiles(run_dir).read_history(missing_ok=True)
+    except InputError:
         return []
 
 
 def train_command(model: str, run_dir: Path, args, train_dir: Path, val_dir: Path, extra: Sequence[str]) -> list[str]:
     """The scripts/train.py command line for one model (a resume when the run already has last.keras)."""
     script = [sys.executable, str(REPO / "scripts" / "train.py")]
-    if (run_dir / "last.keras").is_file() and (run_dir / "config.json").is_file():
+    files = RunFiles(run_dir)
+    if files.last.is_file() and files.config_path.is_file():
         return script + ["--resume", str(run_dir), "--epochs", str(args.epochs), "--verbose", "0"]
     command = script + [
         "--model",
@@ -265,14 +263,10 @@ def _minutes(seconds: float) -> str:
 
 
 def best_val_miou(run_dir: Path) -> float | None:
-    values = []
-    for row in history_rows(run_dir):
-        try:
-            values.append(float(row["val_miou"]))
-        except (KeyError, TypeError, ValueError):
-            pass
-    values = [v for v in values if v == v]
-    return max(values) if values else None
+    try:
+        return RunFiles(run_dir).best_val_miou()
+    except InputError:
+        return None
 
 
 # ---------------------------------------------------------------- command line

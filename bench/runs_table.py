@@ -12,7 +12,6 @@ the per-class IoU of the last epoch, the largest drop between consecutive evalua
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import sys
@@ -23,29 +22,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
-
-IOU_COLUMNS = [f"iou_{CLASS_NAMES[c]}" for c in SCORED_CLASSES]
+from fcn.training.runfiles import IOU_COLUMNS, RunFiles  # noqa: E402  (TensorFlow-free)
 
 
 def summarise(run_dir: Path, after: int) -> dict:
     """The figures of one run directory."""
-    path = run_dir / "history.csv"
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+    files = RunFiles(run_dir)
+    rows = files.read_history()
     if not rows:
-        raise InputError(f"{path}: no epoch recorded")
-    miou = [float(r["val_miou"]) for r in rows]
-    drops = [miou[i - 1] - miou[i] for i in range(1, len(miou)) if int(rows[i]["epoch"]) > after]
+        raise InputError(f"{files.history_path}: no epoch recorded")
+    miou = [r["val_miou"] for r in rows]
+    drops = [miou[i - 1] - miou[i] for i in range(1, len(miou)) if rows[i]["epoch"] > after]
     return {
         "epochs": len(rows),
         "last3": statistics.mean(miou[-3:]),
         "best": max(miou),
         "worst_drop": max(drops, default=0.0),
-        "minutes": sum(float(r["seconds"]) for r in rows) / 60,
-        "last_iou": [float(rows[-1][c]) for c in IOU_COLUMNS],
+        "minutes": sum(r["seconds"] for r in rows) / 60,
+        "last_iou": [rows[-1][c] for c in IOU_COLUMNS],
         "curve": miou,
     }
 

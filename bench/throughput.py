@@ -15,14 +15,14 @@ One run measures, on the machine it runs on (see docs/BENCHMARKS.md for what eac
    size, as images/s, GFLOP/s and fraction of the peak of the compute dtype, plus that process's
    peak resident memory (``ru_maxrss``);
 3. the real pipelines for the first model, as fractions of the bare model at the same settings: the
-   ``fcn.training.trainer`` input pipeline alone (``bench/input_pipeline.py``), ``fcn.training.trainer.main`` end to end
+   ``fcn.training.trainer`` input pipeline alone (``bench/input_pipeline.py``), ``fcn-train`` end to end
    (seconds of the last epoch in ``history.csv``, with and without its validation pass) and
    ``fcn.inference.folder.predict_folder`` on tiles on disk;
 4. a first script's per-image loop (read, ``model.predict`` one tile, argmax, colour, write) against
    ``predict_folder`` on the same tiles (``bench/predict_speed.py``);
 5. ``fcn-mean-iou`` against the course tool's way on the tiles' masks (``bench/mean_iou_speed.py``).
 
-FLOPs are counted from the model's layers by :func:`fcn.model.builders.count_flops` (2 per multiply-add of
+FLOPs are counted from the model's layers by ``bench/flops.py``'s ``count_flops`` (2 per multiply-add of
 the convolutions; elementwise layers are not counted). A training step counts 3x the forward FLOPs.
 
 Tiles: ``--data DIR`` (a folder of ``<id>_sat.jpg`` + ``<id>_mask.png``) gives the first ``--limit``
@@ -36,7 +36,6 @@ a measurement.
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import io
 import json
@@ -205,21 +204,12 @@ def matmul_peaks(sizes, seconds: float) -> dict:
 def training_model(model_name: str, precision: str, jit: bool):
     """The compiled model ``fcn.training.trainer`` would train (random init), and its dtype policy."""
     from fcn.model import runtime
-    from fcn.training import trainer as train
+    from fcn.training.build import build_training_model
+    from fcn.training.config import TrainConfig
 
-    argv = [
-        "--model",
-        model_name,
-        "--weights",
-        "none",
-        "--precision",
-        precision,
-        "--jit-compile",
-        "on" if jit else "off",
-    ]
-    args = train.parse_args(argv)
+    config = TrainConfig(model=model_name, weights="none", precision=precision, jit_compile="on" if jit else "off")
     policy = runtime.resolve_precision(precision)
-    return train.build_training_model(args, policy, epoch_steps=1), policy
+    return build_training_model(config, policy, epoch_steps=1), policy
 
 
 def _timed(call) -> float:
@@ -344,7 +334,7 @@ def prepare_tiles(out_dir: Path, image_size: int, limit: int, data_dir: Path | N
     from PIL import Image
 
     from fcn.core.images import read_mask, read_rgb, write_image_atomic, write_mask
-    from fcn.data.pipeline import find_pairs
+    from fcn.data.pairs import find_pairs
 
     pairs = find_pairs(data_dir)
     chosen = {"train": pairs[:limit], "val": pairs[limit : limit + 1] or pairs[-1:]}
@@ -376,7 +366,7 @@ def input_pipeline_figures(train_dir: Path, image_size: int, batch_size: int, se
         from input_pipeline import measure_input_pipeline
     except ImportError:
         measure_input_pipeline = None
-    from fcn.data.pipeline import find_pairs
+    from fcn.data.pairs import find_pairs
 
     pairs = find_pairs(train_dir)
     if measure_input_pipeline is not None:
@@ -403,7 +393,7 @@ def train_end_to_end_figures(
     image_size: int,
     epochs: int = 3,
 ) -> dict:
-    """``fcn.training.trainer.main`` for ``epochs`` epochs; figures of its last epoch.
+    """``fcn-train`` (:func:`fcn.cli.train.main`) for ``epochs`` epochs; figures of its last epoch.
 
     The first epoch traces; the first step after the first checkpoint save stalls once for about one
     extra step (a bare ``model.fit`` + ``model.save`` shows the same, so it is Keras/TensorFlow's, and
@@ -418,9 +408,12 @@ def train_end_to_end_figures(
         dict with ``epoch_s``, ``validation_s``, ``images_per_epoch``, ``train_img_s`` (without
         validation) and ``train_img_s_with_validation``.
     """
+    from fcn.cli import train
     from fcn.model.checkpoints import read_model_info
-    from fcn.training import trainer as train
+    from fcn.training.build import validation_predictor
     from fcn.training.callbacks import EpochValidation, StopControl
+    from fcn.training.inputs import load_data
+    from fcn.training.runfiles import RunFiles
 
     argv = [
         "--train-dir",
@@ -450,16 +443,15 @@ def train_end_to_end_figures(
     with redirect_stdout(log):
         code = train.main(argv)
     if code != 0:
-        raise RuntimeError(f"fcn.training.trainer.main exited with {code}: {log.getvalue()[-500:]}")
-    with open(run_dir / "history.csv", newline="") as handle:
-        epoch_s = float(list(csv.DictReader(handle))[-1]["seconds"])
+        raise RuntimeError(f"fcn-train exited with {code}: {log.getvalue()[-500:]}")
+    files = RunFiles(run_dir)
+    epoch_s = files.read_history()[-1]["seconds"]
 
-    args = train.parse_args(argv)
-    train_pairs, val_tiles, _ = train.load_data(args)
+    train_pairs, val_tiles, _ = load_data(files.read_train_config())
     model, _ = training_model(model_name, precision, jit=False)
-    info = read_model_info(run_dir / "last.keras")
+    info = read_model_info(files.last)
     validation = EpochValidation(
-        val_tiles, lambda m: train.validation_predictor(m, info, batch_size), [], None, StopControl()
+        val_tiles, lambda m: validation_predictor(m, info, batch_size), [], None, StopControl()
     )
     validation.set_model(model)
     validation_s = _timed(lambda: validation.on_epoch_end(0, {}))

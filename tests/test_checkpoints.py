@@ -140,6 +140,7 @@ def test_fcn_01_checkpoints_with_the_old_loss_still_load(tmp_path):
     assert loaded.loss.ignore_class == 6
 
 
+@pytest.mark.slow
 def test_import_fcn_is_all_plain_keras_needs_to_load_a_checkpoint(trained_run):
     code = (
         "import fcn, sys; assert 'keras' not in sys.modules; import keras; "

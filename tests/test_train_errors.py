@@ -104,6 +104,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow  # needs the session's trained run
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tiles, tmp_path, trained_run, capsys):
     argv, named = case_arguments(case, tiles, tmp_path, trained_run)
@@ -157,6 +158,7 @@ def test_nan_in_validation_stops_the_run_without_saving_the_epoch(tmp_path):
     assert not (tmp_path / "last.keras").exists() and not (tmp_path / "history.csv").exists()
 
 
+@pytest.mark.slow
 def test_the_script_prints_only_the_error_line_even_after_tensorflow_started(tiles, tmp_path):
     path = other_architecture_weights(tmp_path)
     argv = tiny_train_args(*tiles, tmp_path / "run", "--epochs", "1")

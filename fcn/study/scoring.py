@@ -6,12 +6,9 @@ TensorFlow is imported only to score checkpoints.
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 import time
 import zipfile
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +17,7 @@ import numpy as np
 
 from fcn.core.errors import InputError
 from fcn.core.metrics import ConfusionMatrix
+from fcn.core.workers import beside
 
 DEFAULT_BOUNDARY_PX = 3
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -38,7 +36,7 @@ class Run:
         config: ``config.json`` as saved by training.
         history: ``history.csv`` rows, values as floats (``epoch`` as int).
         val_dir: the validation folder the run was scored on.
-        val_pairs: its tile/mask pairs (checked by :func:`fcn.data.pipeline.find_pairs`).
+        val_pairs: its tile/mask pairs (checked by :func:`fcn.data.pairs.find_pairs`).
     """
 
     path: Path
@@ -65,40 +63,20 @@ class Run:
         ids = self.config.get("resolved", {}).get("tracked_ids")
         if ids:
             return [str(i) for i in ids]
-        return sorted(p.stem for p in (self.path / "tracked").glob("*.png"))
+        from fcn.training.runfiles import RunFiles
+
+        return RunFiles(self.path).tracked_ids()
 
 
 def read_history(path: str | Path) -> list[dict]:
-    """Rows of a run's ``history.csv``: ``epoch`` as int, every other column as float (nan if empty).
+    """Rows of a run's ``history.csv`` (see :meth:`fcn.training.runfiles.RunFiles.read_history`).
 
     Raises:
         InputError: missing or unreadable file, or no ``epoch``/``val_miou`` column.
     """
-    path = Path(path)
-    try:
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            fields = reader.fieldnames or []
-            raw_rows = list(reader)
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found; the run has no completed epoch") from None
-    except (OSError, csv.Error, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
-    if "epoch" not in fields or "val_miou" not in fields:
-        raise InputError(f"{path}: not a training history (needs epoch and val_miou columns)")
-    rows = []
-    for number, raw in enumerate(raw_rows, start=2):
-        try:
-            row = {key: _to_float(value) for key, value in raw.items() if key is not None}
-            row["epoch"] = int(row["epoch"])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: line {number} is not a row of numbers") from None
-        rows.append(row)
-    return rows
+    from fcn.training.runfiles import RunFiles
 
-
-def _to_float(value) -> float:
-    return float("nan") if value in (None, "") else float(value)
+    return RunFiles(Path(path).parent).read_history()
 
 
 def load_run(run_dir: str | Path, name: str | None = None) -> Run:
@@ -115,26 +93,23 @@ def load_run(run_dir: str | Path, name: str | None = None) -> Run:
         InputError: not a run directory, no ``best.keras``, no usable history, or the validation
             folder named in ``config.json`` is gone or holds a bad tile. The message names the path.
     """
-    from fcn.data.pipeline import find_pairs
+    from fcn.data.pairs import find_pairs
+    from fcn.training.runfiles import RunFiles
 
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
+    files = RunFiles(run_dir)
+    config_path = files.config_path
     if not run_dir.is_dir() or not config_path.is_file():
         raise InputError(f"{run_dir}: not a run directory (no config.json); make one with scripts/train.py")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{config_path}: cannot read run configuration ({err})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("args"), dict) or "model" not in config["args"]:
-        raise InputError(f"{config_path}: not a training run configuration (no args.model)")
-    checkpoint = run_dir / "best.keras"
+    config = files.read_config()
+    checkpoint = files.best
     if not checkpoint.is_file():
         raise InputError(f"{checkpoint}: not found; the run has no scored epoch to report")
     if not _looks_like_keras_file(checkpoint):
         raise InputError(f"{checkpoint}: not a readable .keras file (truncated or corrupt?)")
-    history = read_history(run_dir / "history.csv")
+    history = files.read_history()
     if not history:
-        raise InputError(f"{run_dir / 'history.csv'}: no epoch recorded")
+        raise InputError(f"{files.history_path}: no epoch recorded")
 
     named = config.get("resolved", {}).get("val_dir") or config["args"].get("val_dir")
     if not named:
@@ -246,7 +221,7 @@ def score_checkpoint(
 
     Args:
         checkpoint: a ``.keras`` file.
-        val_pairs: :class:`fcn.data.pipeline.Pair` list of the validation folder.
+        val_pairs: :class:`fcn.data.pairs.Pair` list of the validation folder.
         batch_size: tiles per model call.
         boundary_px: half-width of the boundary band (see :func:`boundary_band`).
 
@@ -258,22 +233,15 @@ def score_checkpoint(
     """
     import keras
 
-    from fcn.data.pipeline import read_pairs
+    from fcn.data.pairs import read_pairs
     from fcn.inference.engine import Predictor
     from fcn.model.checkpoints import load_model
 
     start = time.perf_counter()
     predictor = Predictor(load_model(checkpoint), batch_size=batch_size)
     overall, boundary, interior = ConfusionMatrix(), ConfusionMatrix(), ConfusionMatrix()
-    ground_truth: deque = deque()  # labels of the tiles handed to the predictor, in order
-
-    def images():
-        for rgb, labels in read_pairs(val_pairs):
-            ground_truth.append(labels)
-            yield rgb
-
-    for predicted in predictor.predict_many(images()):
-        labels = ground_truth.popleft()
+    tiles = ((labels, rgb) for rgb, labels in read_pairs(val_pairs))
+    for labels, predicted in beside(predictor.predict_many, tiles):
         near = boundary_band(labels, boundary_px)
         overall.update(labels, predicted)
         boundary.update(labels[near], predicted[near])
