@@ -324,6 +324,7 @@ def test_bad_option_values_are_refused(tmp_path, capsys):
         assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_process_pool_writes_the_same_tiles(tmp_path):
     source = make_folder(tmp_path / "dg", ["1", "2"])
     params = TileParameters(size=16)

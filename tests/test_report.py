@@ -1,4 +1,4 @@
-"""fcn.study.scoring and fcn.study.report on two tiny training runs, their error cases, and the quality benchmark's split."""
+"""fcn.study.scoring, fcn.study.report and fcn-report on two tiny training runs, their error cases, and the quality benchmark's split."""
 
 import csv
 import json
@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fcn.cli import report
 from fcn.cli.common import run_cli
 from fcn.core.errors import InputError
 from fcn.core.images import read_rgb
 from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES
 from fcn.data.synthetic import make_synthetic_dataset
-from fcn.study import report, scoring
+from fcn.study import curves, scoring
 from helpers import tiny_train_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 def runs(tiles, trained_run, tmp_path_factory):
     """The session's tiny fcn8s run, and a tiny fcn32s trained the same way."""
     pytest.importorskip("keras")
-    from fcn.training import trainer as train
+    from fcn.cli import train
 
     fcn32s = tmp_path_factory.mktemp("report_runs") / "fcn32s"
     config = json.loads((trained_run / "config.json").read_text())["args"]
@@ -63,6 +64,7 @@ def section(text: str, title: str) -> str:
 # ---------------------------------------------------------------- the report
 
 
+@pytest.mark.slow
 def test_architecture_tables_show_each_runs_model_at_the_seed_input(built):
     from helpers import tiny_fcn
 
@@ -78,6 +80,7 @@ def test_architecture_tables_show_each_runs_model_at_the_seed_input(built):
     assert "score_pool3" not in section(text, "fcn32s")
 
 
+@pytest.mark.slow
 def test_every_embedded_image_exists_and_montages_are_the_runs_own(built, runs):
     out, text, _ = built
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
@@ -94,6 +97,7 @@ def test_every_embedded_image_exists_and_montages_are_the_runs_own(built, runs):
     assert "val_miou_all.png" in links
 
 
+@pytest.mark.slow
 def test_scores_match_training_validation_and_course_format(built, runs):
     _, text, document = built
     for run in document["runs"]:
@@ -115,6 +119,7 @@ def test_scores_match_training_validation_and_course_format(built, runs):
             assert re.search(rf"^\| {c} {CLASS_NAMES[c]} \|", part, flags=re.M)
 
 
+@pytest.mark.slow
 def test_boundary_and_interior_pixels_partition_the_folder(built):
     _, text, document = built
     for run in document["runs"]:
@@ -128,6 +133,7 @@ def test_boundary_and_interior_pixels_partition_the_folder(built):
     assert "within 3 px of a boundary" in text
 
 
+@pytest.mark.slow
 def test_side_by_side_table_lists_both_runs(built):
     _, text, document = built
     table = section(text, "Side by side")
@@ -162,7 +168,7 @@ def test_unique_names_keep_repeated_folder_names_apart(tmp_path):
 def test_missing_matplotlib_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(InputError, match="matplotlib is needed"):
-        report.require_matplotlib()
+        curves.require_matplotlib()
 
 
 # ---------------------------------------------------------------- errors: one line, exit 2
@@ -175,6 +181,7 @@ def one_error_line(capsys, argv):
     return err[0]
 
 
+@pytest.mark.slow
 def test_not_a_run_directory_from_the_script(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "report.py"), str(tmp_path), "--out", str(tmp_path / "out")],
@@ -195,12 +202,14 @@ def copy_run_without_checkpoints(run_dir: Path, target: Path) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_missing_best_checkpoint_is_named(runs, tmp_path, capsys):
     broken = copy_run_without_checkpoints(runs["fcn8s"], tmp_path / "broken")
     line = one_error_line(capsys, [str(broken), "--out", str(tmp_path / "out")])
     assert str(broken / "best.keras") in line
 
 
+@pytest.mark.slow
 def test_a_bad_run_stops_the_report_before_any_scoring(runs, tmp_path, capsys):
     gone = copy_run_without_checkpoints(runs["fcn8s"], tmp_path / "moved")
     (gone / "best.keras").symlink_to(runs["fcn8s"] / "best.keras")
@@ -256,8 +265,3 @@ def test_split_links_tiles_without_copying(quality, tmp_path):
     for missing in ("4242", "0300-0399"):
         with pytest.raises(InputError, match=missing):
             quality.make_split(data, missing, tmp_path / "split")
-
-
-def test_importing_the_report_does_not_load_tensorflow():
-    code = "import sys, fcn.study.report; sys.exit(int('tensorflow' in sys.modules or 'keras' in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60).returncode == 0
