@@ -1,7 +1,7 @@
 """Quality benchmark: train FCN32s and FCN8s with the default recipe, then write the study report.
 
     python bench/quality.py --train-dir data/train --val-dir data/validation --out runs/quality
-    python bench/quality.py --data /work/shared/data/landcover-dev --val-ids 0160-0199,0008,0097,0107
+    python bench/quality.py --data DATA_DIR --val-ids 0160-0199,0008,0097,0107
     python bench/quality.py --data DIR --epochs 40 --max-minutes 0 -- --crop 224   # extra train.py args after --
 
 Each model is trained by ``scripts/train.py`` in its own subprocess (memory is returned between models,
@@ -49,116 +49,11 @@ from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 from fcn.training.runfiles import RunFiles  # noqa: E402  (TensorFlow-free)
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ siblings
+from quality_split import DEFAULT_VAL_IDS, make_split, parse_id_spec, select_ids  # noqa: E402, F401  (tests use them here)
+
 DEFAULT_MODELS = ("fcn32s", "fcn8s")
-DEFAULT_VAL_IDS = "0160-0199,0008,0097,0107"
-SPLIT_MARKER = ".fcn-quality-split"
 POLL_SECONDS = 5.0
-
-
-# ---------------------------------------------------------------- the split
-
-
-def parse_id_spec(spec: str) -> list[tuple[str, str]]:
-    """Parse ``"0160-0199,0008"`` into ``[("0160", "0199"), ("0008", "0008")]``.
-
-    Raises:
-        InputError: empty spec, a range that is not two numbers, or a range whose end precedes its start.
-    """
-    items = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        bounds = [b.strip() for b in part.split("-")]
-        if len(bounds) == 1:
-            items.append((bounds[0], bounds[0]))
-            continue
-        if len(bounds) != 2 or not all(b.isdigit() for b in bounds):
-            raise InputError(f"--val-ids: {part!r} is not an id or a numeric range A-B")
-        if int(bounds[1]) < int(bounds[0]):
-            raise InputError(f"--val-ids: range {part!r} ends before it starts")
-        items.append((bounds[0], bounds[1]))
-    if not items:
-        raise InputError("--val-ids: no id given")
-    return items
-
-
-def select_ids(available: Sequence[str], spec: str, folder: Path) -> list[str]:
-    """The ids of ``available`` that ``spec`` names (numeric ids compare as numbers: 8 matches 0008).
-
-    Raises:
-        InputError: a single id that is not in ``folder``, or a range that matches no tile there.
-    """
-    chosen: list[str] = []
-    for start, end in parse_id_spec(spec):
-        if start == end and not start.isdigit():
-            matches = [i for i in available if i == start]
-        else:
-            low, high = int(start), int(end)
-            matches = [i for i in available if i.isdigit() and low <= int(i) <= high]
-        if not matches:
-            what = f"id {start}" if start == end else f"range {start}-{end}"
-            raise InputError(f"{folder}: --val-ids {what} matches no tile in this folder")
-        chosen += [i for i in matches if i not in chosen]
-    return chosen
-
-
-def _link(source: Path, target: Path) -> None:
-    try:
-        target.symlink_to(source.resolve())
-    except OSError:
-        try:
-            os.link(source, target)
-        except OSError as err:
-            raise InputError(
-                f"{target}: cannot link to {source} ({err.strerror or err}); use --train-dir/--val-dir"
-            ) from None
-
-
-def _clear_split_folder(folder: Path) -> None:
-    """Empty a split folder made by an earlier call (only links and tile files, never anything else)."""
-    for path in folder.iterdir():
-        if path.is_symlink() or (
-            path.is_file() and path.name.endswith(("_sat.jpg", "_sat.jpeg", "_sat.png", "_mask.png"))
-        ):
-            path.unlink()
-        else:
-            raise InputError(f"{path}: unexpected file in the split folder; remove it or pick another --out")
-
-
-def make_split(data_dir: str | Path, val_spec: str, split_dir: str | Path) -> tuple[Path, Path]:
-    """Link the tiles of one folder into ``split_dir/train`` and ``split_dir/val``.
-
-    Args:
-        data_dir: folder of ``<id>_sat.jpg`` + ``<id>_mask.png`` pairs.
-        val_spec: validation ids, e.g. ``"0160-0199,0008,0097,0107"`` (see :func:`select_ids`);
-            every other tile goes to training.
-        split_dir: created; rebuilt when it holds an earlier split.
-
-    Returns:
-        ``(train_dir, val_dir)``.
-
-    Raises:
-        InputError: bad data folder or spec, an empty split, or a ``split_dir`` that holds other files.
-    """
-    from fcn.data.pairs import find_pairs
-
-    data_dir, split_dir = Path(data_dir), Path(split_dir)
-    pairs = find_pairs(data_dir)
-    val_ids = set(select_ids([p.id for p in pairs], val_spec, data_dir))
-    if len(val_ids) == len(pairs):
-        raise InputError(f"{data_dir}: --val-ids takes every tile; nothing is left to train on")
-    if split_dir.exists() and any(split_dir.iterdir()) and not (split_dir / SPLIT_MARKER).exists():
-        raise InputError(f"{split_dir}: exists and was not made by bench/quality.py; pick another --out")
-    folders = {"train": split_dir / "train", "val": split_dir / "val"}
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-        _clear_split_folder(folder)
-    (split_dir / SPLIT_MARKER).write_text(f"data: {data_dir.resolve()}\nval ids: {val_spec}\n")
-    for pair in pairs:
-        folder = folders["val" if pair.id in val_ids else "train"]
-        for source in (pair.image_path, pair.mask_path):
-            _link(source, folder / source.name)
-    return folders["train"], folders["val"]
 
 
 # ---------------------------------------------------------------- training under a time budget
@@ -349,61 +244,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--val-ids needs --data")
     if args.epochs < 1 or args.batch_size < 1 or args.max_minutes < 0 or args.image_size < 0:
         parser.error("--epochs and --batch-size must be >= 1, --max-minutes and --image-size >= 0")
-
-    out = args.out
-    if args.data:
-        train_dir, val_dir = make_split(args.data, args.val_ids or DEFAULT_VAL_IDS, out / "split")
-        print(
-            f"split {args.data}: {len(list(train_dir.glob('*_mask.png')))} training and "
-            f"{len(list(val_dir.glob('*_mask.png')))} validation tiles linked under {out / 'split'}",
-            flush=True,
-        )
-    elif args.train_dir and args.val_dir:
-        train_dir, val_dir = args.train_dir, args.val_dir
-    else:
+    if not (args.data or (args.train_dir and args.val_dir)):
         parser.error("give --train-dir and --val-dir, or --data")
-    out.mkdir(parents=True, exist_ok=True)
 
-    results = {}
-    for model in models:
-        run_dir = out / model
-        budget = f"budget {args.max_minutes:g} min" if args.max_minutes else "no time budget"
-        print(f"=== {model}: training ({budget}, up to {args.epochs} epochs) ===", flush=True)
-        result = run_training(
-            train_command(model, run_dir, args, train_dir, val_dir, extra), run_dir, args.max_minutes * 60 or None
-        )
-        result["best_val_miou"] = best_val_miou(run_dir)
-        results[model] = result
-        print(
-            f"=== {model}: {result['epochs']} epoch(s) in {_minutes(result['seconds'])} total "
-            f"(exit {result['exit_code']}){', stopped by the time budget' if result['stopped_for_time'] else ''} ===",
-            flush=True,
-        )
-        if result["exit_code"] not in (0,):
-            print(f"warning: {model} training exited with code {result['exit_code']}", file=sys.stderr, flush=True)
-
-    reportable = [out / m for m in models if (out / m / "best.keras").is_file()]
-    report_result = None
-    if not args.no_report and reportable:
-        command = [
-            sys.executable,
-            str(REPO / "scripts" / "report.py"),
-            *map(str, reportable),
-            "--out",
-            str(out / "report"),
-            "--json",
-            str(out / "report" / "numbers.json"),
-        ]
-        print("$ " + " ".join(command), flush=True)
-        start = time.perf_counter()
-        code = subprocess.call(command)
-        report_result = {
-            "exit_code": code,
-            "seconds": round(time.perf_counter() - start, 1),
-            "path": str(out / "report" / "report.md"),
-        }
-
-    (out / "quality.json").write_text(
+    train_dir, val_dir = data_folders(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {model: train_model(model, args, train_dir, val_dir, extra) for model in models}
+    reportable = [args.out / m for m in models if RunFiles(args.out / m).best.is_file()]
+    report_result = write_report(reportable, args.out) if not args.no_report and reportable else None
+    (args.out / "quality.json").write_text(
         json.dumps(
             {
                 "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -417,12 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         + "\n"
     )
-    print("\nmodel      epochs  total time  best val mIoU")
-    for model, result in results.items():
-        miou = "n/a" if result["best_val_miou"] is None else f"{result['best_val_miou']:.4f}"
-        print(f"{model:<10} {result['epochs']:>6}  {_minutes(result['seconds']):>10}  {miou:>13}")
-    if report_result:
-        print(f"report: {report_result['path']} ({_minutes(report_result['seconds'])})")
+    print_summary(results, report_result)
     failed = [m for m, r in results.items() if r["exit_code"] != 0] + (
         [] if not report_result or report_result["exit_code"] == 0 else ["report"]
     )
@@ -430,6 +274,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no model produced best.keras; no report", file=sys.stderr)
         return 1
     return 1 if failed else 0
+
+
+def data_folders(args) -> tuple[Path, Path]:
+    """The training and validation folders: given, or linked from ``--data`` by ``--val-ids``."""
+    if not args.data:
+        return args.train_dir, args.val_dir
+    train_dir, val_dir = make_split(args.data, args.val_ids or DEFAULT_VAL_IDS, args.out / "split")
+    print(
+        f"split {args.data}: {len(list(train_dir.glob('*_mask.png')))} training and "
+        f"{len(list(val_dir.glob('*_mask.png')))} validation tiles linked under {args.out / 'split'}",
+        flush=True,
+    )
+    return train_dir, val_dir
+
+
+def train_model(model: str, args, train_dir: Path, val_dir: Path, extra: Sequence[str]) -> dict:
+    """Train (or resume) one model under the time budget; its figures."""
+    run_dir = args.out / model
+    budget = f"budget {args.max_minutes:g} min" if args.max_minutes else "no time budget"
+    print(f"=== {model}: training ({budget}, up to {args.epochs} epochs) ===", flush=True)
+    result = run_training(
+        train_command(model, run_dir, args, train_dir, val_dir, extra), run_dir, args.max_minutes * 60 or None
+    )
+    result["best_val_miou"] = best_val_miou(run_dir)
+    print(
+        f"=== {model}: {result['epochs']} epoch(s) in {_minutes(result['seconds'])} total "
+        f"(exit {result['exit_code']}){', stopped by the time budget' if result['stopped_for_time'] else ''} ===",
+        flush=True,
+    )
+    if result["exit_code"] != 0:
+        print(f"warning: {model} training exited with code {result['exit_code']}", file=sys.stderr, flush=True)
+    return result
+
+
+def write_report(run_dirs: Sequence[Path], out: Path) -> dict:
+    """scripts/report.py over the runs, in a subprocess; its exit code, time and report path."""
+    command = [
+        sys.executable,
+        str(REPO / "scripts" / "report.py"),
+        *map(str, run_dirs),
+        "--out",
+        str(out / "report"),
+        "--json",
+        str(out / "report" / "numbers.json"),
+    ]
+    print("$ " + " ".join(command), flush=True)
+    start = time.perf_counter()
+    code = subprocess.call(command)
+    return {
+        "exit_code": code,
+        "seconds": round(time.perf_counter() - start, 1),
+        "path": str(out / "report" / "report.md"),
+    }
+
+
+def print_summary(results: dict, report_result: dict | None) -> None:
+    print("\nmodel      epochs  total time  best val mIoU")
+    for model, result in results.items():
+        miou = "n/a" if result["best_val_miou"] is None else f"{result['best_val_miou']:.4f}"
+        print(f"{model:<10} {result['epochs']:>6}  {_minutes(result['seconds']):>10}  {miou:>13}")
+    if report_result:
+        print(f"report: {report_result['path']} ({_minutes(report_result['seconds'])})")
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def test_mirrored_two_cpu_replicas_match_single_device_first_step(tiles, tmp_pat
 
     mirrored = launch(tiles, tmp_path / "mirrored", "mirrored", logical_devices=2)
     assert train.main(arguments(tiles, tmp_path / "single", "one")) == 0  # the reference, in this process
-    assert "1 replica(s)" in capsys.readouterr().out
+    assert "1 replica(s)" in capsys.readouterr().err  # a log line
     assert "2 replica(s)" in finish(mirrored)
     loss_single = float(history(tmp_path / "single")[0]["loss"])
     loss_mirrored = float(history(tmp_path / "mirrored")[0]["loss"])

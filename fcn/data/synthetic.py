@@ -13,14 +13,12 @@ id is the same picture in every split and every run.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from fcn.cli.common import run_cli
 from fcn.core.errors import InputError
 from fcn.core.images import write_image_atomic, write_mask
 from fcn.core.palette import NUM_CLASSES
@@ -194,28 +192,7 @@ def make_synthetic_dataset(
     return folders["train"], folders["val"]
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Write a synthetic land-cover dataset (train/ and val/).")
-    parser.add_argument("out_dir", help="output folder (train/ and val/ are created inside)")
-    parser.add_argument("--n-train", type=int, default=48, help="training tiles (default 48)")
-    parser.add_argument("--n-val", type=int, default=12, help="validation tiles (default 12)")
-    parser.add_argument("--size", type=int, default=128, help="tile side in pixels (default 128)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    return parser
+if __name__ == "__main__":  # python -m fcn.data.synthetic OUT ...: the command lives in fcn.cli.synthetic
+    from fcn.cli.synthetic import cli
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    train_dir, val_dir = make_synthetic_dataset(
-        args.out_dir, n_train=args.n_train, n_val=args.n_val, size=args.size, seed=args.seed
-    )
-    print(f"wrote {args.n_train} tiles to {train_dir} and {args.n_val} to {val_dir}")
-    return 0
-
-
-def cli() -> None:
-    raise SystemExit(run_cli(main))
-
-
-if __name__ == "__main__":
     cli()

@@ -16,9 +16,9 @@ If none works, one error lists the remedies.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
-import sys
 import warnings
 from pathlib import Path
 
@@ -26,6 +26,8 @@ import numpy as np
 
 from fcn.core.errors import InputError, first_line
 from fcn.core.files import atomic_path
+
+log = logging.getLogger(__name__)
 
 KERAS_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 KERAS_NOTOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + KERAS_NOTOP_FILE
@@ -176,7 +178,7 @@ def imagenet_weights_file() -> Path:
         return downloaded
     onnx_path = offline_onnx_path()
     if onnx_path is not None:
-        print(f"fcn: converting ImageNet VGG16 weights from {OFFLINE_PACKAGE} into {converted} (once)", file=sys.stderr)
+        log.info("fcn: converting ImageNet VGG16 weights from %s into %s (once)", OFFLINE_PACKAGE, converted)
         return convert_offline_weights(onnx_path, converted)
     raise InputError(REMEDIES)
 
