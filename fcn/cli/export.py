@@ -54,7 +54,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="saved_model (directory), onnx (.onnx file) or litert (.tflite file)",
     )
     parser.add_argument(
-        "--output", required=True, metavar="PATH", help="artefact path; an existing artefact there is replaced"
+        "--output",
+        required=True,
+        metavar="PATH",
+        help="artefact path; an artefact fcn wrote there is replaced (anything else only with --overwrite)",
     )
     parser.add_argument(
         "--info",
@@ -69,6 +72,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--no-check",
         action="store_true",
         help="skip the parity check (artefact vs Keras on two random images; needs the format's runtime)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing file at --output that fcn did not write (refused by default)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr (no notes)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
@@ -85,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         info=parse_info(args.info),
         opset=args.opset,
         check=not args.no_check,
+        overwrite=args.overwrite,
     )
     for line in run_export(config):
         print(line, flush=True)

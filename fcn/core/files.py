@@ -82,11 +82,12 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def _fsync_file(path: Path) -> None:
+def sync_to_disk(path: Path) -> None:
+    """fsync a file, or every file of a folder (a SavedModel), so that a rename publishes whole files."""
     if path.is_dir():
         for child in sorted(path.rglob("*")):
             if child.is_file() and not child.is_symlink():
-                _fsync_file(child)
+                sync_to_disk(child)
         return
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -151,7 +152,7 @@ def atomic_path(
                 raise write_error(path, err) from None
             raise
         try:
-            _fsync_file(tmp)
+            sync_to_disk(tmp)
             if size is not None and not tmp.is_dir():
                 on_disk = tmp.stat().st_size
                 if on_disk != size:

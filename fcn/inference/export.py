@@ -39,7 +39,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fcn.core.errors import InputError, first_line
-from fcn.core.files import atomic_path
+from fcn.core.files import (
+    TEMP_MARK,
+    atomic_path,
+    is_disk_full,
+    missing_folders,
+    remove_if_empty,
+    remove_temp_files_of,
+    sync_to_disk,
+    write_bytes_atomic,
+    write_error,
+)
+from fcn.core.guards import check_keras_file, check_not_an_input, check_replaceable
 from fcn.core.palette import NUM_CLASSES
 from fcn.inference.artefact_metadata import INPUT_NAME, ONNX_OUTPUT_NAME, artefact_metadata
 from fcn.inference.backends import EMBEDDED_METADATA, LITERT_SUFFIX, ONNX_SUFFIX, SAVED_MODEL_FILE, sidecar_path
@@ -87,11 +98,13 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def check_output_path(output: str | os.PathLike, format: str) -> Path:
+def check_output_path(
+    output: str | os.PathLike, format: str, *, overwrite: bool = False, model: str | os.PathLike | None = None
+) -> Path:
     """Check that ``output`` can receive an artefact of ``format``; create its parent folder.
 
-    An existing artefact of the same kind is replaced (only once the new one is complete); anything
-    else in the way is refused.
+    An existing artefact fcn wrote is replaced (only once the new one is complete); a file fcn did
+    not write is refused unless ``overwrite``, and the model being exported (any file of it) always.
 
     Raises:
         InputError: unknown format, or the path holds something that is not a replaceable artefact,
@@ -107,13 +120,18 @@ def check_output_path(output: str | os.PathLike, format: str) -> Path:
             raise InputError(f"{output}: directory exists and is not a SavedModel; refusing to replace it")
     elif output.is_dir():
         raise InputError(f"{output}: is a directory; --format {format} writes a file")
+    sidecar = [] if format == "onnx" else [sidecar_path(output)]
+    check_not_an_input([output, *sidecar], model=model)
+    for path in [output, *sidecar]:
+        check_replaceable(path, overwrite=overwrite, option="--output")
     prepare_output_folder(output.parent if str(output.parent) else Path("."), "--output")
     return output
 
 
 def _quiet_converters() -> None:
     # tf2onnx logs every rewrite at INFO level; the absl-based converters obey TF_CPP_MIN_LOG_LEVEL.
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    # Its errors too: a conversion that fails raises (or yields an invalid model, refused in one line).
+    logging.getLogger("tf2onnx").setLevel(logging.CRITICAL)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -163,8 +181,14 @@ def _finish_onnx(raw: Path, target: Path, metadata: dict) -> None:
         f"fcn {metadata['model_name']}: input '{INPUT_NAME}' float32 (B, H, W, 3) RGB 0-255, H and W multiples of 32; "
         f"output '{ONNX_OUTPUT_NAME}' float32 (B, H, W, {metadata['num_classes']}) softmax probabilities."
     )
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(target))
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as err:  # ValidationError: its message is the whole failing node
+        raise InputError(
+            f"--format onnx: the converted model is not valid ONNX ({first_line(err)[:160]}); "
+            "is --opset too old? tf2onnx's default works"
+        ) from None
+    write_bytes_atomic(target, proto.SerializeToString())  # checked; ONNX's own save does not sync or check
 
 
 def _convert(model, raw: Path, format: str, opset: int | None) -> None:
@@ -183,6 +207,8 @@ def _convert(model, raw: Path, format: str, opset: int | None) -> None:
     except ImportError as err:
         raise InputError(f"--format {format} needs {err.name}: {EXPORT_EXTRA_HINT}") from None
     except Exception as err:  # the converters raise many types; the user gets the real one
+        if is_disk_full(err):
+            raise write_error(raw, err) from None
         raise InputError(f"--format {format}: export failed ({err.__class__.__name__}: {first_line(err)})") from None
 
 
@@ -192,8 +218,9 @@ def _swap_into_place(staging: Path, output: Path, metadata_path: Path | None, me
     with atomic_path(metadata_path) if metadata_path else contextlib.nullcontext() as tmp_json:
         if tmp_json is not None:
             tmp_json.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        sync_to_disk(staging)
         if output.exists():
-            old = output.with_name(f".{output.name}.old-{os.getpid()}")
+            old = output.with_name(f".{output.name}{TEMP_MARK}old-{os.getpid()}")
             os.replace(output, old)
             os.replace(staging, output)
             _remove(old)
@@ -247,18 +274,24 @@ def export_model(
     metadata = artefact_metadata(model, format, model_info=model_info, source=source)
     start = time.perf_counter()
     # Temporary names end with the format's suffix: Keras insists on ".tflite" for LiteRT.
-    staging = output.with_name(f".{output.name}.tmp-{os.getpid()}{SUFFIX[format]}")
-    raw = staging.with_name(f".{output.name}.raw-{os.getpid()}{SUFFIX[format]}") if format == "onnx" else staging
+    # Temporary names carry TEMP_MARK, so that the next run removes what a killed one left.
+    staging = output.with_name(f".{output.name}{TEMP_MARK}{os.getpid()}{SUFFIX[format]}")
+    raw = (
+        output.with_name(f".{output.name}{TEMP_MARK}raw-{os.getpid()}{SUFFIX[format]}") if format == "onnx" else staging
+    )
+    metadata_path = None if format == "onnx" else sidecar_path(output)
     try:
         _convert(model, raw, format, opset)
         if format == "onnx":
-            _finish_onnx(raw, staging, metadata)
-        elif format == "saved_model":
-            embedded = staging / EMBEDDED_METADATA
-            embedded.parent.mkdir(parents=True, exist_ok=True)
-            embedded.write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-        metadata_path = None if format == "onnx" else sidecar_path(output)
-        _swap_into_place(staging, output, metadata_path, metadata)
+            _finish_onnx(raw, output, metadata)
+        else:
+            if format == "saved_model":
+                embedded = staging / EMBEDDED_METADATA
+                embedded.parent.mkdir(parents=True, exist_ok=True)
+                embedded.write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+            _swap_into_place(staging, output, metadata_path, metadata)
+    except OSError as err:  # a full disk, an unwritable folder: one line naming the artefact
+        raise write_error(output, err) from None
     finally:
         for leftover in {raw, staging}:
             _remove(leftover)
@@ -284,6 +317,7 @@ class ExportConfig:
     info: dict = field(default_factory=dict)
     opset: int | None = None
     check: bool = True
+    overwrite: bool = False
 
 
 def run_export(config: ExportConfig) -> Iterator[str]:
@@ -297,10 +331,18 @@ def run_export(config: ExportConfig) -> Iterator[str]:
 
     # Every check that can fail runs before the model is loaded.
     model_path = resolve_model_path(config.model)
-    output = check_output_path(config.output, config.format)
-    model = load_model(model_path, precision="float32", num_classes=NUM_CLASSES)
-    info = {**model_info(model).to_dict(), **config.info}  # the run's scale travels with it
-    result = export_model(model, output, config.format, model_info=info, source=model_path, opset=config.opset)
+    check_keras_file(model_path)
+    check_not_an_input([config.output], model=config.model)
+    created = missing_folders(Path(config.output).parent)
+    try:
+        output = check_output_path(config.output, config.format, overwrite=config.overwrite, model=model_path)
+        remove_temp_files_of([output, sidecar_path(output)])  # what a killed export left
+        model = load_model(model_path, precision="float32", num_classes=NUM_CLASSES)
+        info = {**model_info(model).to_dict(), **config.info}  # the run's scale travels with it
+        result = export_model(model, output, config.format, model_info=info, source=model_path, opset=config.opset)
+    except BaseException:
+        remove_if_empty(created)
+        raise
     where = f"{result.path}" + (
         f" (metadata: {result.metadata_path})" if result.metadata_path else " (metadata inside)"
     )
