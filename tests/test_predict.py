@@ -1,4 +1,4 @@
-"""The fcn-predict command (fcn.inference.predict): naming, folder jobs, overlays, errors."""
+"""The fcn-predict command (fcn.cli.predict over fcn.inference.folder and prediction): naming, folder jobs, overlays, errors."""
 
 import numpy as np
 import pytest
