@@ -18,6 +18,7 @@ import numpy as np
 
 from fcn.core.errors import InputError
 from fcn.core.files import write_text_atomic
+from fcn.core.guards import check_different_folders, scan_folder
 from fcn.core.images import read_rgb, tile_id
 from fcn.core.metrics import ConfusionMatrix
 from fcn.core.palette import CODE_TO_CLASS, NUM_CLASSES
@@ -43,16 +44,18 @@ class MaskPairing:
     pairs: list[tuple[Path, Path]] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)
     extra: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _masks_by_key(folder: str | os.PathLike, role: str) -> dict[str, Path]:
+def _masks_by_key(folder: str | os.PathLike, role: str, unreadable: list | None = None) -> dict[str, Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder ({role} masks)")
+    scan = scan_folder(folder, (MASK_EXTENSION,))  # hidden temporary files of killed writes are not masks
+    if unreadable is not None:
+        unreadable.extend(scan.problems)
     by_key: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not (path.is_file() and path.suffix.lower() == MASK_EXTENSION):
-            continue
+    for path in scan.files:
         key = tile_id(path)
         if key in by_key:
             raise InputError(f"{path}: same tile as {by_key[key].name}; keep one {role} mask per tile")
@@ -74,14 +77,17 @@ def pair_masks(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> MaskPa
     Raises:
         InputError: a folder does not exist, holds no mask, or holds two masks for one tile.
     """
-    gt = _masks_by_key(gt_dir, "ground-truth")
-    pred = _masks_by_key(pred_dir, "predicted")
+    check_different_folders(gt_dir, pred_dir, ("-g", "-p"))
+    unreadable: list[tuple[Path, str]] = []
+    gt = _masks_by_key(gt_dir, "ground-truth", unreadable)
+    pred = _masks_by_key(pred_dir, "predicted", unreadable)
     if not gt:
         raise InputError(f"{gt_dir}: no {MASK_EXTENSION} ground-truth masks")
     return MaskPairing(
         pairs=[(gt[k], pred[k]) for k in sorted(gt) if k in pred],
         missing=[gt[k] for k in sorted(gt) if k not in pred],
         extra=[pred[k] for k in sorted(pred) if k not in gt],
+        unreadable=unreadable,
     )
 
 
@@ -210,6 +216,8 @@ def evaluate_folders(
             an unreadable mask or a size mismatch.
     """
     pairing = pair_masks(gt_dir, pred_dir)
+    for _, reason in pairing.unreadable:
+        log.error("error: %s", reason)
     if pairing.extra:
         log.warning("warning: %s", extra_message(pairing.extra))
     if pairing.missing:
@@ -257,8 +265,14 @@ def run_mean_iou(config: MeanIouConfig) -> Iterator[str]:
     yield confusion.course_report()
     if config.confusion:
         yield confusion.format_matrix()
-    if config.json is None:
-        return
+    if config.json is not None:
+        _write_summary(config, confusion, pairing)
+    if pairing.unreadable:
+        count = len(pairing.unreadable)
+        raise InputError(f"{count} mask file{'s' * (count != 1)} could not be read and were left out (see above)")
+
+
+def _write_summary(config: MeanIouConfig, confusion, pairing: MaskPairing) -> None:
     summary = confusion.to_dict()
     summary.update(
         labels=str(config.labels),

@@ -157,8 +157,15 @@ def tile_id(path: str | os.PathLike) -> str:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files (.jpg, .jpeg, .png) directly in ``folder``, sorted by name."""
+    """Image files (.jpg, .jpeg, .png) directly in ``folder``, sorted by name (hidden files, such as the
+    temporary files of a killed write, left out)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    try:
+        entries = list(folder.iterdir())
+    except OSError as err:
+        raise InputError(f"{folder}: folder cannot be read ({err.strerror or err})") from None
+    return sorted(
+        p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
