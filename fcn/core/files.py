@@ -51,6 +51,17 @@ class WriteError(InputError, OSError):
     def __str__(self) -> str:
         return self.args[0]
 
+    def __reduce__(self):  # picklable across a process pool, whatever the constructor takes
+        error = WriteError.__new__(type(self))
+        return _rebuilt, (error.__class__, self.args[0], self.strerror, self.errno, self.filename)
+
+
+def _rebuilt(kind: type, message: str, reason: str | None, code: int | None, filename: str | None) -> WriteError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, message)
+    error.errno, error.strerror, error.filename = code, reason, filename
+    return error
+
 
 class DiskFullError(WriteError):
     """No space (or quota) left where an output goes: every later write would fail the same way."""

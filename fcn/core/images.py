@@ -147,6 +147,29 @@ def write_mask(path: str | os.PathLike, class_map: np.ndarray) -> None:
     write_image_atomic(path, class_to_rgb(class_map))
 
 
+_TRAILERS = {".png": b"IEND\xaeB`\x82", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}
+
+
+def looks_whole(path: str | os.PathLike) -> bool:
+    """Whether a PNG or JPEG file ends as a whole one does (IEND chunk / end-of-image marker).
+
+    A cheap check (the last bytes only) of files another run wrote, e.g. the tiles a resumed
+    conversion counts as done: a write cut off by a full disk or a crash fails it. Other suffixes: True.
+    """
+    path = Path(path)
+    trailer = _TRAILERS.get(path.suffix.lower())
+    if trailer is None:
+        return path.is_file()
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64))
+            return trailer in handle.read()
+    except OSError:
+        return False
+
+
 def tile_id(path: str | os.PathLike) -> str:
     """The id a tile or mask file stands for: ``0001_sat.jpg``, ``0001_mask.png`` and ``0001.png`` all give ``0001``."""
     stem = Path(path).stem

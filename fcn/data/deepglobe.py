@@ -29,7 +29,9 @@ import numpy as np
 
 from fcn.core import images as image_files
 from fcn.core.errors import InputError
-from fcn.core.images import image_size, read_rgb, write_image_atomic, write_mask
+from fcn.core.files import DiskFullError
+from fcn.core.guards import scan_folder
+from fcn.core.images import image_size, looks_whole, read_rgb, write_image_atomic, write_mask
 from fcn.core.palette import rgb_to_class
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,11 @@ def find_sources(input_dir: str | os.PathLike) -> list[SourcePair]:
     folder = Path(input_dir)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(SAT_SUFFIX))
+    scan = scan_folder(folder, (".jpg",))  # an unreadable folder, a dangling link: one line naming it
+    if scan.problems:
+        more = f" (and {len(scan.problems) - 1} more)" if len(scan.problems) > 1 else ""
+        raise InputError(f"{scan.problems[0][1]}{more}")
+    images = [p for p in scan.files if p.name.endswith(SAT_SUFFIX)]
     if not images:
         hint = f" (did you mean {folder / 'train'}?)" if (folder / "train").is_dir() else ""
         raise InputError(f"{folder}: no DeepGlobe images (*{SAT_SUFFIX}) in this folder{hint}")
@@ -215,7 +221,7 @@ def convert_source(
         todo = []
         for row, col, box in cells:
             paths = tile_paths(folder, tile_stem(pair.source_id, row, col, params.grid))
-            if not overwrite and all(p.is_file() for p in paths):
+            if not overwrite and all(looks_whole(p) for p in paths):  # a cut-off tile is redone
                 result.skipped += 1
             else:
                 todo.append((box, paths))
@@ -233,6 +239,8 @@ def convert_source(
             write_mask(mask_path, rgb_to_class(mask_cell))
             write_image_atomic(image_path, image_cell, quality=params.jpeg_quality)
             result.written += 1
+    except DiskFullError:
+        raise  # every later tile would fail the same way: the command stops at the first
     except InputError as err:
         result.error = str(err)
     return result

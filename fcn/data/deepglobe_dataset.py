@@ -18,6 +18,8 @@ from pathlib import Path
 
 from fcn.core.errors import InputError
 from fcn.core.files import TEMP_MARK, write_text_atomic
+from fcn.core.guards import check_apart, check_memory, tiling_memory
+from fcn.core.images import image_size
 from fcn.core.progress import progress_bar
 from fcn.core.workers import available_cores
 from fcn.data.deepglobe import (
@@ -149,7 +151,9 @@ def convert_dataset(
     params = params or TileParameters()
     if params.size < 1 or params.grid < 1 or workers < 1:
         raise ValueError("size, grid and workers must be >= 1")
+    check_apart(input_dir, output_dir)  # tiles among the sources: a train/validation leak
     pairs = find_sources(input_dir)
+    _check_memory(pairs, params, min(workers, len(pairs)))  # each worker holds its own image and tiles
     splits = split_sources([p.source_id for p in pairs], val_fraction, seed)
     split_of = {sid: split for split, ids in splits.items() for sid in ids}
     output_dir = Path(output_dir)
@@ -180,6 +184,25 @@ def convert_dataset(
     manifest["failed"] = dict(sorted(summary.failed.items()))
     write_text_atomic(output_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     return summary
+
+
+def _check_memory(pairs, params: TileParameters, processes: int) -> None:
+    """Refuse, before any work, a tile size / grid whose largest image cannot be cut in the memory available."""
+    largest, where = 0, None
+    for pair in pairs:
+        try:
+            height, width = image_size(pair.image_path)
+        except InputError:
+            continue  # reported by its conversion, and the other images still done
+        if height * width > largest:
+            largest, where = height * width, (pair.image_path, height, width)
+    if where is not None:
+        path, height, width = where
+        check_memory(
+            tiling_memory(height, width, params.size, params.grid, processes),
+            f"{path}: --size {params.size} --grid {params.grid}",
+            "choose a smaller --size",
+        )
 
 
 def _book(summary: ConversionSummary, result: SourceResult) -> None:
