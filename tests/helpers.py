@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from fcn.core.palette import NUM_CLASSES
+import numpy as np
+from PIL import Image
+
+from fcn.core.palette import NUM_CLASSES, class_to_rgb
+from fcn.data.pairs import Pair
 
 # A tiny FCN: the real architecture (every layer, every skip) at 1/16 of the width; it builds and
 # runs in milliseconds. The full-width models are checked by the seed-parity tests only.
@@ -69,3 +73,19 @@ def tiny_train_args(train_dir, val_dir, out, *extra) -> list[str]:
         "0",
         *map(str, extra),
     ]
+
+
+def write_pair(folder: Path, pair_id: str, rgb: np.ndarray, classes: np.ndarray, image_ext: str = ".png") -> Pair:
+    """Write <id>_sat<ext> and <id>_mask.png; PNG images keep pixels exact."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image_path = folder / f"{pair_id}_sat{image_ext}"
+    mask_path = folder / f"{pair_id}_mask.png"
+    Image.fromarray(rgb).save(image_path)
+    Image.fromarray(class_to_rgb(classes)).save(mask_path)
+    return Pair(pair_id, image_path, mask_path)
+
+
+def random_pair(folder: Path, pair_id: str, rng: np.random.Generator, size=(32, 32), image_ext=".png") -> Pair:
+    classes = rng.integers(0, 7, size, dtype=np.uint8)
+    rgb = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    return write_pair(folder, pair_id, rgb, classes, image_ext)

@@ -1,8 +1,6 @@
-"""Tests for fcn.data.pairs, fcn.data.pipeline and fcn.data.balance: pair discovery and checks, the tf.data pipeline, class balancing."""
+"""fcn.data.pipeline and fcn.data.balance: the tf.data pipeline and class balancing (pairs: test_pairs.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,24 +10,9 @@ from fcn.core.errors import InputError
 from fcn.core.images import read_mask, read_rgb
 from fcn.core.palette import PALETTE, UNKNOWN, class_to_rgb, rgb_to_class
 from fcn.data.balance import median_frequency_weights
-from fcn.data.pairs import Pair, find_pairs
+from fcn.data.pairs import find_pairs
 from fcn.data.pipeline import make_dataset
-
-
-def write_pair(folder: Path, pair_id: str, rgb: np.ndarray, classes: np.ndarray, image_ext: str = ".png") -> Pair:
-    """Write <id>_sat<ext> and <id>_mask.png; PNG images keep pixels exact."""
-    folder.mkdir(parents=True, exist_ok=True)
-    image_path = folder / f"{pair_id}_sat{image_ext}"
-    mask_path = folder / f"{pair_id}_mask.png"
-    Image.fromarray(rgb).save(image_path)
-    Image.fromarray(class_to_rgb(classes)).save(mask_path)
-    return Pair(pair_id, image_path, mask_path)
-
-
-def random_pair(folder: Path, pair_id: str, rng: np.random.Generator, size=(32, 32), image_ext=".png") -> Pair:
-    classes = rng.integers(0, 7, size, dtype=np.uint8)
-    rgb = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-    return write_pair(folder, pair_id, rgb, classes, image_ext)
+from helpers import random_pair, write_pair
 
 
 def block_tile(rng: np.random.Generator, size: int, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,133 +36,6 @@ def dihedral(array: np.ndarray) -> list[np.ndarray]:
     for turned in (array, np.flip(array, 1)):
         out.extend(np.rot90(turned, k) for k in range(4))
     return out
-
-
-# ----------------------------------------------------------------------------- find_pairs
-
-
-def test_find_pairs_matches_by_id_and_sorts_numerically(tmp_path):
-    rng = np.random.default_rng(0)
-    random_pair(tmp_path, "10901", rng, image_ext=".jpg")
-    random_pair(tmp_path, "855", rng, image_ext=".jpeg")
-    random_pair(tmp_path, "6399", rng, image_ext=".png")
-    (tmp_path / "notes.txt").write_text("not an image")
-    (tmp_path / "subdir").mkdir()
-
-    pairs = find_pairs(tmp_path)
-
-    assert [p.id for p in pairs] == ["855", "6399", "10901"]
-    for pair in pairs:
-        assert pair.image_path.name.startswith(f"{pair.id}_sat.")
-        assert pair.mask_path == tmp_path / f"{pair.id}_mask.png"
-
-
-@pytest.mark.parametrize("check_pixels", [False, True])
-def test_find_pairs_accepts_valid_folder_in_both_modes(tmp_path, check_pixels):
-    rng = np.random.default_rng(1)
-    for i in range(5):
-        random_pair(tmp_path, f"{i:04d}", rng, image_ext=".jpg")
-    assert len(find_pairs(tmp_path, check_pixels=check_pixels)) == 5
-
-
-def test_missing_mask_names_the_image(tmp_path):
-    rng = np.random.default_rng(0)
-    random_pair(tmp_path, "0001", rng)
-    pair = random_pair(tmp_path, "0002", rng)
-    pair.mask_path.unlink()
-    with pytest.raises(InputError, match=r"0002_sat\.png: no mask 0002_mask\.png"):
-        find_pairs(tmp_path)
-
-
-def test_missing_image_names_the_mask(tmp_path):
-    rng = np.random.default_rng(0)
-    pair = random_pair(tmp_path, "0003", rng)
-    pair.image_path.unlink()
-    with pytest.raises(InputError, match=r"0003_mask\.png: no image"):
-        find_pairs(tmp_path)
-
-
-def test_several_problems_reported_on_one_line_with_count(tmp_path):
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        random_pair(tmp_path, f"{i:04d}", rng).mask_path.unlink()
-    with pytest.raises(InputError) as info:
-        find_pairs(tmp_path)
-    message = str(info.value)
-    assert "\n" not in message
-    assert "0000_sat.png" in message and "and 2 more problems" in message
-
-
-def test_duplicate_image_for_one_id(tmp_path):
-    rng = np.random.default_rng(0)
-    pair = random_pair(tmp_path, "0005", rng, image_ext=".jpg")
-    Image.open(pair.image_path).save(tmp_path / "0005_sat.png")
-    with pytest.raises(InputError, match=r"0005_sat\.\w+: a second image for id 0005"):
-        find_pairs(tmp_path)
-
-
-def test_unreadable_image_named(tmp_path):
-    rng = np.random.default_rng(0)
-    random_pair(tmp_path, "0001", rng)
-    bad = random_pair(tmp_path, "0002", rng, image_ext=".jpg")
-    bad.image_path.write_bytes(b"this is not a jpeg at all")
-    with pytest.raises(InputError, match=r"0002_sat\.jpg: cannot read image"):
-        find_pairs(tmp_path)
-
-
-@pytest.mark.parametrize("which", ["image_path", "mask_path"])
-def test_truncated_file_caught_without_full_decode_option(tmp_path, which):
-    # A cut-short file still has a valid header: a header read alone would let it through.
-    rng = np.random.default_rng(0)
-    pair = random_pair(tmp_path, "0007", rng, size=(64, 64), image_ext=".jpg")
-    path = getattr(pair, which)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with Image.open(path) as img:
-        assert img.size == (64, 64)  # the header is intact
-    with pytest.raises(InputError, match=rf"{path.name}: cannot read image"):
-        find_pairs(tmp_path)
-
-
-def test_file_with_data_after_end_marker_is_accepted(tmp_path):
-    # Some writers append data after the JPEG end marker; only a failed full decode is an error.
-    rng = np.random.default_rng(0)
-    pair = random_pair(tmp_path, "0001", rng, image_ext=".jpg")
-    pair.image_path.write_bytes(pair.image_path.read_bytes() + b"extra trailing metadata")
-    assert [p.id for p in find_pairs(tmp_path)] == ["0001"]
-
-
-def test_check_pixels_catches_damage_inside_a_file(tmp_path):
-    rng = np.random.default_rng(0)
-    pair = random_pair(tmp_path, "0001", rng, size=(32, 32))
-    data = bytearray(pair.mask_path.read_bytes())
-    middle = len(data) // 2
-    data[middle : middle + 16] = bytes(b ^ 0x55 for b in data[middle : middle + 16])
-    pair.mask_path.write_bytes(bytes(data))
-
-    assert len(find_pairs(tmp_path)) == 1  # trailer intact: the quick check cannot see it
-    with pytest.raises(InputError, match=r"0001_mask\.png: cannot read image"):
-        find_pairs(tmp_path, check_pixels=True)
-
-
-def test_mask_size_differs_from_image(tmp_path):
-    rng = np.random.default_rng(0)
-    pair = random_pair(tmp_path, "0004", rng, size=(32, 32))
-    Image.fromarray(class_to_rgb(np.zeros((32, 48), np.uint8))).save(pair.mask_path)
-    with pytest.raises(InputError, match=r"0004_mask\.png: mask is 32x48 .* 0004_sat\.png is 32x32"):
-        find_pairs(tmp_path)
-
-
-def test_empty_folder(tmp_path):
-    (tmp_path / "readme.txt").write_text("no tiles here")
-    with pytest.raises(InputError, match=rf"{tmp_path}: no <id>_sat.jpg"):
-        find_pairs(tmp_path)
-
-
-def test_missing_folder(tmp_path):
-    missing = tmp_path / "nope"
-    with pytest.raises(InputError, match=rf"{missing}: no such folder"):
-        find_pairs(missing)
 
 
 # ----------------------------------------------------------------------------- make_dataset
@@ -482,17 +338,3 @@ def test_color_jitter_changes_colours_not_labels(tmp_path):
     np.testing.assert_array_equal(jittered[1].numpy(), plain[1].numpy())  # same geometry, same labels
     difference = np.abs(jittered[0].numpy() - plain[0].numpy())
     assert difference.mean() > 2 and jittered[0].numpy().min() >= 0 and jittered[0].numpy().max() <= 255
-
-
-def test_read_pair_checks_the_sizes(tmp_path):
-    from fcn.data.pairs import read_pair, read_pairs
-
-    rng = np.random.default_rng(13)
-    good = random_pair(tmp_path, "0001", rng)
-    rgb, labels = read_pair(good)
-    assert rgb.shape == (32, 32, 3) and labels.shape == (32, 32)
-    bad = random_pair(tmp_path, "0002", rng)
-    Image.fromarray(class_to_rgb(np.zeros((16, 32), np.uint8))).save(bad.mask_path)
-    with pytest.raises(InputError, match="0002_mask.png"):
-        read_pair(bad)
-    assert [r[1].shape for r in read_pairs([good, good])] == [(32, 32), (32, 32)]
