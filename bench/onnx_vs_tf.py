@@ -164,7 +164,7 @@ def main(argv=None) -> int:
     from export_parity import export_in_subprocess
 
     from fcn.model.checkpoints import load_model, resolve_model_path
-    from fcn.model.runtime import cpu_flags, resolve_precision
+    from fcn.model.precision import NATIVE_BF16_CPU_FLAGS, choose_precision, cpu_flags
 
     model_path = resolve_model_path(args.model)
     paths = list_input_images(args.data)
@@ -173,8 +173,8 @@ def main(argv=None) -> int:
         "data": str(args.data),
         "batch_size": args.batch_size,
         "engines": names,
-        "cpu_bf16_flags": sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"}),
-        "precision_auto": resolve_precision("auto"),
+        "cpu_bf16_flags": sorted(cpu_flags() & set(NATIVE_BF16_CPU_FLAGS)),
+        "precision_auto": choose_precision("auto").policy,
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "cores": len(os.sched_getaffinity(0)),
     }

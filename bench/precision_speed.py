@@ -45,15 +45,18 @@ def main(argv=None) -> int:
 
     from fcn.model.builders import build_model
     from fcn.model.losses import segmentation_loss
-    from fcn.model.runtime import cpu_flags, resolve_precision
+    from fcn.model.precision import NATIVE_BF16_CPU_FLAGS, choose_precision, cpu_flags
 
+    start = time.perf_counter()
+    auto = choose_precision("auto")  # the probe runs (and is cached) here on a CPU with bfloat16 instructions
+    auto_seconds = time.perf_counter() - start
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(0, 255, (args.batch_size, args.image_size, args.image_size, 3)).astype("float32"))
     labels = tf.constant(rng.integers(0, 7, (args.batch_size, args.image_size, args.image_size)).astype("int32"))
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "(not capped)")
     print(
         f"{args.model}, batch {args.batch_size} at {args.image_size}px; ONEDNN_MAX_CPU_ISA {isa}; "
-        f"bf16 flags {sorted(cpu_flags() & {'avx512_bf16', 'amx_bf16'})}; auto = {resolve_precision('auto')}",
+        f"bf16 flags {sorted(cpu_flags() & set(NATIVE_BF16_CPU_FLAGS))}; auto = {auto.policy} ({auto.reason})",
         flush=True,
     )
 
@@ -114,6 +117,7 @@ def main(argv=None) -> int:
                     "image_size": args.image_size,
                     "batch_size": args.batch_size,
                     "onednn_max_cpu_isa": isa,
+                    "auto": {"policy": auto.policy, "reason": auto.reason, "seconds": auto_seconds},
                     "rates": {f"{p}/{ph}": v for (p, ph), v in rates.items()},
                     "ratios": ratios,
                     "load_average": loads,
