@@ -10,6 +10,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from fcn.cli import train  # noqa: E402
+from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.evaluate import evaluate_folders  # noqa: E402
 from fcn.core.figures import GAP, LABEL_HEIGHT  # noqa: E402
 from fcn.core.images import read_rgb  # noqa: E402
@@ -333,6 +334,14 @@ def test_help_documents_every_flag_with_defaults(capsys):
     assert "(default: 40)" in text and "multiple of 32" in text
 
 
+def test_log_level_flags_are_apart_from_keras_verbose():
+    config, args = train.parse_config(["-q", "--verbose", "2", "--train-dir", "t", "--val-dir", "v"])
+    assert args.log_level == -1 and config.verbose == 2
+    assert train.parse_config(["-v", "--train-dir", "t", "--val-dir", "v"])[1].log_level == 1
+    with pytest.raises(InputError, match="not allowed with"):
+        train.parse_config(["-q", "-v"])
+
+
 def test_summary_prints_the_architecture(capsys):
     assert train.main(["--model", "fcn32s", "--summary"]) == 0
     assert "Total params: 40,118,087" in capsys.readouterr().out
@@ -345,5 +354,5 @@ def test_default_track_ids_fall_back_to_first_validation_ids():
         "0003",
     ]
     assert inputs.pick_tracked_ids(("0008", "0097", "0107"), ["0001", "0097"], "val") == ["0097"]
-    with pytest.raises(inputs.InputError, match="0005"):
+    with pytest.raises(InputError, match="0005"):
         inputs.pick_tracked_ids("0005", ["0001"], "val")
