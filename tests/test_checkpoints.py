@@ -151,13 +151,17 @@ def test_import_fcn_is_all_plain_keras_needs_to_load_a_checkpoint(trained_run):
     assert result.stdout.strip() == "CaffePreprocess"
 
 
-def test_run_directory_resolution(tmp_path):
+def test_run_directory_resolution(tmp_path, monkeypatch):
+    import logging
+
     notes = []
+    logger = logging.getLogger("fcn.model.checkpoints")
+    monkeypatch.setattr(logger, "info", lambda message, *args: notes.append(message % args))
     (tmp_path / "last.keras").touch()
-    assert resolve_model_path(tmp_path, note=notes.append) == tmp_path / "last.keras"
+    assert resolve_model_path(tmp_path) == tmp_path / "last.keras"
     assert len(notes) == 1 and "best.keras" in notes[0]
     (tmp_path / "best.keras").touch()
-    assert resolve_model_path(tmp_path, note=notes.append) == tmp_path / "best.keras"
+    assert resolve_model_path(tmp_path) == tmp_path / "best.keras"
     (tmp_path / "empty_run").mkdir()
     with pytest.raises(InputError, match="neither"):
         resolve_model_path(tmp_path / "empty_run")

@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import zipfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -164,13 +163,12 @@ def _legacy_run_info(config_path: Path) -> ModelInfo:
         return ModelInfo()
 
 
-def resolve_model_path(path: str | os.PathLike, note: Callable[[str], None] | None = None) -> Path:
+def resolve_model_path(path: str | os.PathLike) -> Path:
     """The file that ``--model`` names: the file itself, or a run directory's best model.
 
     Args:
         path: a model file, or a training run directory holding ``best.keras`` (else ``last.keras``,
-            with a note).
-        note: receives the one-line note about the fallback (this module's logger when None).
+            with a note in the log).
 
     Raises:
         InputError: nothing to load there.
@@ -181,7 +179,7 @@ def resolve_model_path(path: str | os.PathLike, note: Callable[[str], None] | No
         if best.is_file():
             return best
         if last.is_file():
-            (note or log.info)(f"note: {best} not found, using {last.name}")
+            log.info("note: %s not found, using %s", best, last.name)
             return last
         raise InputError(f"{path}: run directory holds neither {' nor '.join(MODEL_FILES)}")
     if not path.is_file():
@@ -194,7 +192,6 @@ def load_model(
     *,
     precision: str | None = None,
     num_classes: int | None = NUM_CLASSES,
-    note: Callable[[str], None] | None = None,
 ):
     """Load a saved FCN for prediction, with its :class:`ModelInfo` attached as ``model.fcn_info``.
 
@@ -203,7 +200,6 @@ def load_model(
         precision: ``None`` keeps the saved dtype policy; otherwise one of
             :data:`fcn.model.runtime.PRECISIONS`.
         num_classes: required number of output channels (None: any).
-        note: receives one-line notes (this module's logger when None).
 
     Returns:
         The Keras model (not compiled).
@@ -212,7 +208,7 @@ def load_model(
         InputError: missing or unreadable file, or a model that does not output (B, H, W,
             num_classes).
     """
-    model_path = resolve_model_path(path, note)
+    model_path = resolve_model_path(path)
     import keras
 
     from fcn.model import builders  # noqa: F401  (registers the custom layers)
