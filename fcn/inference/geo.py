@@ -361,7 +361,7 @@ def open_scene(
             warnings.simplefilter("ignore")  # NotGeoreferencedWarning: a plain TIFF is fine
             dataset = rasterio.open(path)
     except Exception as err:
-        raise InputError(f"{path}: cannot read GeoTIFF ({first_line(err, err.__class__.__name__)})") from None
+        raise InputError(f"{path}: cannot read GeoTIFF ({_gdal_reason(err)})") from None
     try:
         if bands is None:
             bands = default_bands(dataset.colorinterp, dataset.count)
