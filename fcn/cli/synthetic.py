@@ -1,4 +1,4 @@
-"""``python -m fcn.data.synthetic OUT`` / ``python -m fcn.cli.synthetic OUT``: write the demo's synthetic tiles."""
+"""``python -m fcn.cli.synthetic OUT``: write the demo's synthetic tiles (formerly ``python -m fcn.data.synthetic``)."""
 
 from __future__ import annotations
 

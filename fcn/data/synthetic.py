@@ -190,9 +190,3 @@ def make_synthetic_dataset(
             write_mask(folder / f"{tile_id}_mask.png", classes)
         folders[split] = folder
     return folders["train"], folders["val"]
-
-
-if __name__ == "__main__":  # python -m fcn.data.synthetic OUT ...: the command lives in fcn.cli.synthetic
-    from fcn.cli.synthetic import cli
-
-    cli()
