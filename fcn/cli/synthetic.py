@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from fcn.cli.common import ArgumentParser, positive_int, run_cli
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fcn.cli.synthetic")  # not __name__: "__main__" under python -m
 
 
 def get_args_parser() -> ArgumentParser:

@@ -8,7 +8,6 @@ The defaults shown by ``--help`` are read from :class:`TrainConfig`.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from fcn import MODEL_NAMES
@@ -31,8 +30,6 @@ from fcn.training.config import (
     make_config,
     split_ids,
 )
-
-log = logging.getLogger(__name__)
 
 DEFAULTS = TrainConfig()
 # Flags that are not TrainConfig fields.
