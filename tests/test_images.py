@@ -45,14 +45,18 @@ def test_list_images_sorts_and_filters(tmp_path):
         list_images(tmp_path / "nope")
 
 
-@pytest.mark.parametrize("side", [12, 20])  # 144 px: over the limit (Pillow warns); 400: over twice (it raises)
-def test_images_over_pillows_pixel_limit_are_one_line_errors(tmp_path, monkeypatch, side):
+def test_images_over_pillows_pixel_limit_are_one_line_errors_and_those_it_only_warns_about_are_read(
+    tmp_path, monkeypatch, recwarn
+):
     from PIL import Image
 
-    path = tmp_path / "big_sat.png"
-    Image.fromarray(np.zeros((side, side, 3), np.uint8)).save(path)
+    warned, refused = tmp_path / "large_sat.png", tmp_path / "big_sat.png"
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(warned)  # 144 px: over the limit, Pillow warns
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(refused)  # 400 px: over twice the limit, it refuses
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    assert read_rgb(warned).shape == (12, 12, 3) and image_size(warned) == (12, 12)
+    assert not [w for w in recwarn if "decompression" in str(w.message).lower()]
     for reader in (read_rgb, image_size):
         with pytest.raises(InputError) as info:
-            reader(path)
-        assert str(info.value).startswith(f"{path}: more than 100 pixels") and "\n" not in str(info.value)
+            reader(refused)
+        assert str(info.value).startswith(f"{refused}: more than 200 pixels") and "\n" not in str(info.value)

@@ -47,23 +47,24 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise InputError(too_many_pixels(path)) from None
     except (OSError, ValueError, SyntaxError) as err:  # UnidentifiedImageError is an OSError
         raise InputError(f"{path}: cannot read image ({_reason(err)})") from None
 
 
 def _pillow():
-    """``PIL.Image``, with images over its pixel limit made errors (one line) instead of warnings.
+    """``PIL.Image``, with its decompression-bomb warning silenced.
 
-    Pillow warns above ``Image.MAX_IMAGE_PIXELS`` (printed twice, and the image decoded) and raises
-    above twice that. The filter is set at every call, as other code (a test runner) may reset the
-    filters; ``warnings.catch_warnings`` would not do, as it is not thread-safe and images are read in
-    threads.
+    Pillow warns above ``Image.MAX_IMAGE_PIXELS`` (twice, and decodes the image) and refuses above
+    twice that (:func:`too_many_pixels` is then the one line). Images between the two are large
+    orthophotos more often than bombs: they are read, and the commands' memory estimate guards them.
+    The filter is set at every call, as other code (a test runner) may reset the filters;
+    ``warnings.catch_warnings`` would not do, as it is not thread-safe and images are read in threads.
     """
     from PIL import Image
 
-    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     return Image
 
 
@@ -72,7 +73,7 @@ def too_many_pixels(path: str | os.PathLike) -> str:
     from PIL import Image
 
     return (
-        f"{path}: more than {Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against decompression bombs; "
+        f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against decompression bombs; "
         "cut it into tiles, or save it as a .tif to predict it window by window"
     )
 
@@ -95,7 +96,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             return height, width
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise InputError(too_many_pixels(path)) from None
     except (OSError, ValueError, SyntaxError) as err:
         raise InputError(f"{path}: cannot read image ({_reason(err)})") from None

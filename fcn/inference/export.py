@@ -191,7 +191,7 @@ def _finish_onnx(raw: Path, target: Path, metadata: dict) -> None:
     write_bytes_atomic(target, proto.SerializeToString())  # checked; ONNX's own save does not sync or check
 
 
-def _convert(model, raw: Path, format: str, opset: int | None) -> None:
+def _convert(model, raw: Path, format: str, opset: int | None, target: Path) -> None:
     """Run Keras's exporter for ``format`` into ``raw``; its failures become one-line InputErrors."""
     try:
         with warnings.catch_warnings(), _collect_garbage_every(0.5):
@@ -208,7 +208,7 @@ def _convert(model, raw: Path, format: str, opset: int | None) -> None:
         raise InputError(f"--format {format} needs {err.name}: {EXPORT_EXTRA_HINT}") from None
     except Exception as err:  # the converters raise many types; the user gets the real one
         if is_disk_full(err):
-            raise write_error(raw, err) from None
+            raise write_error(target, err) from None
         raise InputError(f"--format {format}: export failed ({err.__class__.__name__}: {first_line(err)})") from None
 
 
@@ -281,7 +281,7 @@ def export_model(
     )
     metadata_path = None if format == "onnx" else sidecar_path(output)
     try:
-        _convert(model, raw, format, opset)
+        _convert(model, raw, format, opset, output)
         if format == "onnx":
             _finish_onnx(raw, output, metadata)
         else:
