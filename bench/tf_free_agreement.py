@@ -54,8 +54,8 @@ def main(argv=None) -> int:
     unit, engine = Predictor(model, scale=1.0), Predictor(model, scale=args.scale)
     totals = {"onnx_vs_tf_path": 0, "keras_engine_vs_tf_path": 0}
     pixels = 0
-    for mask_path in sorted(Path(args.masks).glob(f"*{MASK_SUFFIX}")):
-        tile_id = mask_path.name[: -len(MASK_SUFFIX)]
+    for mask_path in sorted(Path(args.masks).glob(f"*{MASK_SUFFIX}.png")):
+        tile_id = mask_path.name[: -len(f"{MASK_SUFFIX}.png")]
         (source,) = [p for p in Path(args.input).glob(f"{tile_id}_sat.*")]
         rgb = read_rgb(source)
         reference = tensorflow_path(unit, rgb, args.scale)
