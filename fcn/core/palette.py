@@ -72,19 +72,3 @@ def class_to_rgb(class_map: np.ndarray) -> np.ndarray:
     if class_map.size and (class_map.min() < 0 or class_map.max() >= NUM_CLASSES):
         raise ValueError(f"class indices must lie in 0..{NUM_CLASSES - 1}")
     return PALETTE[class_map]
-
-
-def rgb_to_class_tf(mask_rgb):
-    """The same rule as :func:`rgb_to_class` on a TensorFlow tensor (usable inside tf.data).
-
-    Args:
-        mask_rgb: (..., H, W, C) uint8 tensor with C >= 3.
-
-    Returns:
-        (..., H, W) uint8 tensor of class indices.
-    """
-    import tensorflow as tf
-
-    bits = tf.cast(mask_rgb[..., :3] >= 128, tf.int32)
-    code = bits[..., 0] * 4 + bits[..., 1] * 2 + bits[..., 2]
-    return tf.gather(tf.constant(CODE_TO_CLASS), code)

@@ -14,12 +14,28 @@ import numpy as np
 
 from fcn.core.errors import InputError
 from fcn.core.images import image_size as read_image_size
-from fcn.core.palette import NUM_CLASSES, rgb_to_class_tf
+from fcn.core.palette import CODE_TO_CLASS, NUM_CLASSES
 from fcn.core.workers import io_workers
 from fcn.data.pairs import CHECK_WORKERS, Pair
 
 # Ground sample distance of the course tiles: DeepGlobe's 0.5 m pixels, a 1224 px quadrant shrunk to 512.
 COURSE_TILE_GSD = 0.5 * 1224 / 512
+
+
+def rgb_to_class_tf(mask_rgb):
+    """The course rule of :func:`fcn.core.palette.rgb_to_class` on a TensorFlow tensor (inside tf.data).
+
+    Args:
+        mask_rgb: (..., H, W, C) uint8 tensor with C >= 3.
+
+    Returns:
+        (..., H, W) uint8 tensor of class indices.
+    """
+    import tensorflow as tf
+
+    bits = tf.cast(mask_rgb[..., :3] >= 128, tf.int32)
+    code = bits[..., 0] * 4 + bits[..., 1] * 2 + bits[..., 2]
+    return tf.gather(tf.constant(CODE_TO_CLASS), code)
 
 
 def _as_hw(size: int | Sequence[int] | None, what: str) -> tuple[int, int] | None:
