@@ -214,14 +214,13 @@ class PredictionRun:
     def lines(self) -> Iterator[str]:
         """Predict every input; yields the report lines (scale per input kind, the summary) as they come.
 
-        An output folder the run created is removed again when the run fails before writing anything.
+        An output folder the run created is removed again when the run writes nothing into it.
         """
         try:
             yield from self._lines()
-        except BaseException:
+        finally:
             if not self.written:
                 remove_if_empty(self.created)
-            raise
 
     def _lines(self) -> Iterator[str]:
         config, start, rate = self.config, time.perf_counter(), ""
