@@ -30,7 +30,7 @@ class RunSetup:
     """What a run decided at start from its config, recorded in ``config.json`` under ``"resolved"``."""
 
     policy: str
-    precision_reason: str | None
+    precision_reason: str
     replicas: int
     tracked_ids: list[str]
     class_weights: list[float] | None
@@ -39,7 +39,7 @@ class RunSetup:
     def to_json(self, config: TrainConfig) -> dict:
         return {
             "precision": self.policy,
-            # Why --precision resolved to this policy (fcn.model.runtime's measured probe; None: the rule).
+            # Why --precision resolved to this policy (the flag, the CPU's instructions or a measured probe).
             "precision_reason": self.precision_reason,
             "replicas": self.replicas,
             "tracked_ids": self.tracked_ids,
@@ -77,16 +77,17 @@ def train(config: TrainConfig) -> int:
 def _setup(config: TrainConfig, strategy, train_pairs, tracked_ids) -> RunSetup:
     from fcn.core.images import image_size
     from fcn.model.checkpoints import ModelInfo, training_scale
-    from fcn.model.runtime import resolve_precision
+    from fcn.model.precision import choose_precision
 
     info = ModelInfo(
         model=config.model,
         train_scale=training_scale(config.image_size, max(image_size(train_pairs[0].image_path))),
         tile_gsd=config.gsd,
     )
+    choice = choose_precision(config.precision)
     return RunSetup(
-        policy=resolve_precision(config.precision),
-        precision_reason=None,
+        policy=choice.policy,
+        precision_reason=choice.reason,
         replicas=strategy.num_replicas_in_sync,
         tracked_ids=tracked_ids,
         class_weights=class_weights_for(config, train_pairs),
@@ -126,12 +127,13 @@ def _train(config: TrainConfig, files: RunFiles | None, train_pairs, val_tiles, 
         runtime.patch_keras_for_multiworker(model, next(iter(train_ds)))
     callbacks, stop, checkpoint = _callbacks(config, files, model, setup, val_tiles, (best, best_epoch))
     log.info(
-        "training %s on %d tiles, validating on %d at scale %g; precision %s, %d replica(s); run directory %s",
+        "training %s on %d tiles, validating on %d at scale %g; precision %s (%s), %d replica(s); run directory %s",
         config.model,
         len(train_pairs),
         len(val_tiles),
         setup.info.train_scale,
         setup.policy,
+        setup.precision_reason,
         setup.replicas,
         config.out,
     )
