@@ -34,6 +34,16 @@ def damage_jpeg_in_the_middle(path: Path) -> None:
         Image.open(path).load()
 
 
+def plant_end_marker_in_the_scan(path: Path) -> None:
+    """An end marker in the middle of the scan: Pillow decodes the rest as grey without a word."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 2] = b"\xff\xd9"
+    path.write_bytes(bytes(data))
+    with Image.open(path) as image:
+        image.load()  # no error: only libjpeg's warning on stderr tells
+
+
 def other_architecture_weights(tmp_path: Path) -> Path:
     from helpers import tiny_fcn
 
@@ -52,6 +62,14 @@ def case_arguments(case, tiles, tmp_path, trained_run):
         bad = sorted(train_dir.glob("*_sat.jpg"))[2]
         damage_jpeg_in_the_middle(bad)
         return tiny_train_args(train_dir, tiles[1], out, "--epochs", "1"), bad.name
+    if case == "jpeg that decodes with warnings":
+        train_dir = tmp_path / "train"
+        shutil.copytree(tiles[0], train_dir)
+        bad = sorted(train_dir.glob("*_sat.jpg"))[1]
+        plant_end_marker_in_the_scan(bad)
+        return tiny_train_args(
+            train_dir, tiles[1], out, "--epochs", "1"
+        ), f"{bad.name}: damaged JPEG (Corrupt JPEG data"
     if case == "out under a file":
         (tmp_path / "file").write_text("x")
         return tiny_train_args(*tiles, tmp_path / "file" / "run", "--epochs", "1"), "is a file"
@@ -89,6 +107,7 @@ def case_arguments(case, tiles, tmp_path, trained_run):
 
 CASES = [
     "damaged jpeg",
+    "jpeg that decodes with warnings",
     "out under a file",
     "truncated last.keras",
     "epochs 0",

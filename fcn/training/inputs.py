@@ -51,9 +51,25 @@ def load_data(config: TrainConfig):
         raise InputError("--train-dir and --val-dir are required (or --demo, or --resume RUN_DIR)")
     train_pairs = find_pairs(config.train_dir, check_pixels=True)
     val_pairs = find_pairs(config.val_dir)
+    refuse_damaged_jpegs([pair.image_path for pair in train_pairs + val_pairs])
     val_tiles = [(pair.id, rgb, labels) for pair, (rgb, labels) in zip(val_pairs, read_pairs(val_pairs))]
     tracked = pick_tracked_ids(config.track, [tile[0] for tile in val_tiles], config.val_dir)
     return train_pairs, val_tiles, tracked
+
+
+def refuse_damaged_jpegs(paths) -> None:
+    """Refuse JPEGs that decode only with libjpeg's corruption warnings (their grey would be learned).
+
+    Raises:
+        InputError: one line naming the first such file, its warning, and how many more there are.
+    """
+    from fcn.data.integrity import jpeg_decoder_warnings
+
+    damaged = jpeg_decoder_warnings(paths)
+    if damaged:
+        (first, message), others = next(iter(damaged.items())), len(damaged) - 1
+        more = f"; {others} more: {', '.join(p.name for p in list(damaged)[1:6])}" if others else ""
+        raise InputError(f"{first}: damaged JPEG ({message}){more}")
 
 
 def pick_tracked_ids(track, val_ids: list[str], val_dir) -> list[str]:
