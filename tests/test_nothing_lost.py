@@ -411,3 +411,19 @@ def test_kill_9_during_export_then_the_next_run_cleans_up(model, tmp_path, capsy
     assert hidden(tmp_path) and not (tmp_path / "m.onnx").exists()
     code, _ = run("export", argv, capsys)
     assert code == 0 and hidden(tmp_path) == [] and carries_mark(tmp_path / "m.onnx")
+
+
+@pytest.mark.slow
+def test_export_with_an_opset_too_old_is_one_line(tmp_path, capsys):
+    pytest.importorskip("tf2onnx")
+    from fcn.model.checkpoints import ModelInfo, save_checkpoint
+    from helpers import tiny_fcn
+
+    model = tmp_path / "run" / "best.keras"
+    model.parent.mkdir()
+    save_checkpoint(tiny_fcn("fcn32s"), model, {}, ModelInfo(model="fcn32s", train_scale=1.0))
+    tmp_path = tmp_path / "out"
+    argv = ["--model", model, "--format", "onnx", "--output", tmp_path / "m.onnx", "--opset", "1", "--no-check"]
+    code, lines = run("export", argv, capsys)
+    assert code == 2 and len(lines) == 1 and "--opset" in lines[0] and lines[0].startswith("error:")
+    assert not tmp_path.exists()  # the folder it created is removed again
