@@ -144,7 +144,7 @@ def stderr_lines(text: str) -> list[str]:
     lines = []
     for line in text.replace("\r", "\n").splitlines():
         line = line.strip()
-        if not line or NOISE.match(line) or re.search(r"\d+/\d+ \[|it/s|image/s|window/s|\d+%\|", line):
+        if not line or NOISE.match(line) or re.search(r"^\[\d+/\d+\]|\d+/\d+ \[|it/s|image/s|window/s|\d+%\|", line):
             continue
         lines.append(line)
     return lines
@@ -402,7 +402,7 @@ def export_disk_full(r: Runner, d: Path):
 
 
 def killed(r: Runner, d: Path, command: str, name: str, args: list) -> tuple:
-    marker = d / "paused"
+    marker = d / f"paused-{command}"
     env = {
         **os.environ,
         "FCN_TEST_PAUSE_WRITE": name,
