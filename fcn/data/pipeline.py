@@ -199,6 +199,30 @@ def _check_sizes(pairs, resize_to, crop, batch_size) -> None:
             )
 
 
+def _checked_geometry(pairs, batch_size, training, image_size, crop, scale_range):
+    """``make_dataset``'s size arguments checked against each other and the tiles.
+
+    Returns:
+        (resize_to, crop, scale_range) as (height, width) pairs and a float range; crop and
+        scale_range are None for validation data.
+    """
+    if not pairs:
+        raise ValueError("make_dataset needs at least one pair")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    resize_to = _as_hw(image_size, "image_size")
+    crop = _as_hw(crop, "crop") if training else None
+    if not training:
+        scale_range = None
+    if scale_range is not None:
+        low, high = (float(v) for v in scale_range)
+        if not 0 < low <= high:
+            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
+        scale_range = (low, high)
+    _check_sizes(pairs, resize_to, crop, batch_size)
+    return resize_to, crop, scale_range
+
+
 def make_dataset(
     pairs: Sequence[Pair],
     *,
@@ -263,22 +287,9 @@ def make_dataset(
     import tensorflow as tf
 
     pairs = list(pairs)
-    if not pairs:
-        raise ValueError("make_dataset needs at least one pair")
+    resize_to, crop, scale_range = _checked_geometry(pairs, batch_size, training, image_size, crop, scale_range)
     if class_weights is not None and len(class_weights) != NUM_CLASSES:
         raise ValueError(f"expected {NUM_CLASSES} class weights, got {len(class_weights)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    resize_to = _as_hw(image_size, "image_size")
-    crop = _as_hw(crop, "crop") if training else None
-    if not training:
-        scale_range = None
-    if scale_range is not None:
-        low, high = (float(v) for v in scale_range)
-        if not 0 < low <= high:
-            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
-        scale_range = (low, high)
-    _check_sizes(pairs, resize_to, crop, batch_size)
     if drop_remainder is None:
         drop_remainder = training and len(pairs) >= batch_size
 
