@@ -17,10 +17,9 @@ one window row at a time:
    rows that no later window touches are final, are resized back to source rows (strips with a
    halo, the same resize) in chunks, argmaxed and written.
 
-So a scene gives the in-memory result of the whole scene, bit for bit, not a mosaic of independent
-blocks: the window seams are blended exactly as in memory. Memory is bounded by the window batch,
-the scene *width* at working scale (the band: 32 bytes per working pixel, ``tile`` rows; 224 MB for
-32,768 px at scale 0.209) and fixed chunk budgets, never by the scene height.
+So a scene gives the in-memory class map bit for bit, not a mosaic of independent blocks. Memory is
+bounded by the window batch, the scene *width* at working scale (the band: 32 bytes per working
+pixel, ``tile`` rows) and fixed chunk budgets, never by the scene height.
 
 :func:`scene_scale` is the scale rule: a projected CRS gives the pixel size, and the scale is pixel
 size / the model's training ground sample distance, the rule ``--input-gsd`` applies to images.
@@ -189,7 +188,6 @@ def predict_scene(
     height, width = scene.height, scene.width
     work_h, work_w = predictor.working_size(height, width)
     counts = np.zeros(256, dtype=np.int64)
-    fill = NEUTRAL_RGB
 
     def write(writer: MaskWriter, classes: np.ndarray) -> None:
         counts[:] += np.bincount(classes.ravel(), minlength=256)
@@ -203,15 +201,14 @@ def predict_scene(
         progress_bar(1 if whole else windows, unit="window", enabled=verbose > 0) as bar,
     ):
         if whole:
-            rgb, valid = scene.read(fill=fill)
+            rgb, valid = scene.read(fill=NEUTRAL_RGB)
             classes = predictor.predict_classes(rgb)
-            del rgb
             classes[~valid] = NODATA_CLASS
             write(writer, classes)
             skipped = 0
             bar.update(1)
         else:
-            skipped = _stream_scene(predictor, scene, fill, lambda rows: write(writer, rows), bar)
+            skipped = _stream_scene(predictor, scene, NEUTRAL_RGB, lambda rows: write(writer, rows), bar)
     return SceneResult(
         mask=Path(out_path),
         class_counts=counts[:NUM_CLASSES].copy(),
@@ -365,16 +362,14 @@ def _stream_scene(predictor: Predictor, scene: Scene, fill, emit, bar) -> int:
     classes_n = predictor.num_classes
     grid = window_grid(work_h, work_w, predictor.tile, predictor.overlap)
     rows, cols = grid.rows, grid.cols
-    # The part of each window inside the image (an axis that fits in one tile is one padded window:
-    # the engine pads the block itself, exactly as it pads the whole image).
+    # The part of each window inside the image (the engine pads a block itself, as it pads an image).
     block_h, block_w = min(grid.window[0], work_h), min(grid.window[1], work_w)
     band = _BlendBand(resampling, grid, (block_h, block_w), classes_n, emit)
-    blocks = grid.windows
     unit = predictor.replace(scale=1.0)  # the working windows are already at the working scale
     pending: deque = deque()  # (i, j, any valid pixel) in block order, filled by feed()
 
     def feed() -> Iterator[np.ndarray]:
-        for i, j in blocks:
+        for i, j in grid.windows:
             work, any_valid = resampling.window((rows[i], rows[i] + block_h), (cols[j], cols[j] + block_w))
             pending.append((i, j, any_valid))
             if any_valid:  # a window over nodata only needs no model call
@@ -389,9 +384,8 @@ def _stream_scene(predictor: Predictor, scene: Scene, fill, emit, bar) -> int:
             probs = np.full((block_h, block_w, classes_n), 1.0 / classes_n, dtype=np.float32)
         band.add(i, j, probs)
         bar.update(1)
-        if j == len(cols) - 1:
-            last = i == len(rows) - 1
-            band.finish_rows(work_h if last else rows[i + 1], last)
+        if j == len(cols) - 1:  # a window row is done
+            band.finish_rows(work_h if i == len(rows) - 1 else rows[i + 1], i == len(rows) - 1)
 
     def drain_skipped() -> None:
         while pending and not pending[0][2]:
