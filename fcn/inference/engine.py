@@ -8,10 +8,10 @@ artefact such as ONNX — on images of any height and width:
 * an image larger than ``tile`` on either side runs as a sliding window of ``tile`` x ``tile`` windows
   overlapping by at least ``overlap`` pixels, batched, whose softmax outputs are averaged with smooth
   weights (:func:`window_profile`), so memory stays bounded by the window batch, whatever the size;
-* ``scale`` resizes the image before inference (bilinear, antialiased when shrinking: the kernel of
-  training's resize, computed by Pillow in :mod:`fcn.inference.resize`, so no TensorFlow) and the
-  *probabilities* back to the original size, so a class map is the argmax of the resized
-  probabilities. By default the scale is the one the model was trained at
+* ``scale`` resizes the image before inference (bilinear, antialiased when shrinking: the kernel
+  of training's resize, computed with numpy and Pillow by :mod:`fcn.inference.resize`, so without
+  TensorFlow) and the *probabilities* back to the original size, so a class map is the argmax of
+  the resized probabilities. By default the scale is the one the model was trained at
   (:class:`fcn.model.checkpoints.ModelInfo`), or follows from the input's ground sample distance;
 * ``tta`` averages the softmax over the 8 dihedral transforms (flips and 90-degree rotations).
 
