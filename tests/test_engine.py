@@ -225,6 +225,29 @@ def test_scale_runs_the_model_at_the_scaled_size(pixel_model):
     np.testing.assert_allclose(probs, np.broadcast_to(probs[0, 0], probs.shape), atol=1e-6)
 
 
+def test_scale_is_one_resize_in_and_the_same_resize_out():
+    """Working pixels are fcn.inference.resize's (uint8-rounded); probabilities come back by the same resize."""
+    from fcn.inference.resize import resize_float, resize_image
+
+    def softmax(batch):
+        e = np.exp(batch / 64.0)
+        return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+    class Softmax:  # probabilities that are a known per-pixel function of the working pixels
+        num_classes, info, seen = 3, ModelInfo(), []
+
+        def __call__(self, batch):
+            self.seen.append(batch.copy())
+            return softmax(batch)
+
+    image = random_image(90, 70, seed=4)
+    backend = Softmax()
+    probs = Predictor(backend, scale=0.6).predict_probs(image)
+    work = resize_image(image, (54, 42))
+    np.testing.assert_array_equal(backend.seen[0][0, :54, :42], work)
+    np.testing.assert_allclose(probs, resize_float(softmax(work.astype(np.float32)), (90, 70)), rtol=1e-6)
+
+
 def test_bad_arguments_are_refused(pixel_model):
     for kwargs in ({"tile": 100}, {"tile": 512, "overlap": 512}, {"scale": 0}, {"batch_size": 0}):
         with pytest.raises(ValueError):
