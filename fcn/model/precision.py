@@ -99,17 +99,11 @@ def cache_file() -> Path:
 
 def machine_key() -> str:
     """What the measured answer depends on: CPU model, usable cores, TensorFlow version."""
+    import tensorflow as tf
+
     from fcn.core.workers import available_cores
 
-    try:
-        from importlib.metadata import version
-
-        tf_version = version("tensorflow")
-    except Exception:  # not installed under that name (tensorflow-cpu, a source build)
-        import tensorflow as tf
-
-        tf_version = tf.__version__
-    return f"{cpu_model()} | {available_cores()} cores | tensorflow {tf_version}"
+    return f"{cpu_model()} | {available_cores()} cores | tensorflow {tf.__version__}"
 
 
 def _gpu_capabilities() -> list[tuple[int, int]]:
