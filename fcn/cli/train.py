@@ -153,6 +153,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     recipe.add_argument("--dropout", type=fraction, help="dropout after fc_1 and fc_2" + _default("dropout"))
     recipe.add_argument(
+        "--skip-scaling",
+        action="store_true",
+        help='FCN16s/FCN8s: pool4 x 0.01 and pool3 x 0.0001 before their score layers (the "at-once" FCN8s)',
+    )
+    recipe.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="RUN_DIR|FILE",
+        help="after the --weights init, copy every layer whose name and weight shapes match from this .keras "
+        "file or run directory (its last.keras): e.g. a trained FCN32s for a staged FCN8s",
+    )
+    recipe.add_argument(
         "--width",
         type=positive_float,
         help="multiplies every layer width (tests and demos; ImageNet weights need 1)" + _default("width"),
@@ -231,6 +243,7 @@ def print_summary(config: TrainConfig) -> int:
         fc1_kernel_size=config.fc1_kernel,
         dropout=config.dropout,
         width=config.width,
+        skip_scaling=config.skip_scaling,
     )
     print(format_summary(model))
     return 0

