@@ -1,0 +1,294 @@
+"""Cross-validated recipe study: k folds of contiguous id blocks, every candidate x model on every fold.
+
+    python bench/cv.py --data DATA_DIR --out STUDY_DIR --candidate default= \\
+        --candidate "staged@fcn8s=--init-from {runs}/default-fcn32s-f{fold}" \\
+        --candidate "skips@fcn8s=--skip-scaling" --plot curves.png
+    python bench/cv.py --data DATA_DIR --out STUDY_DIR --candidate ... --table-only   # summarise only
+
+Folds: the tiles' numeric ids are grouped by ``id // 4`` (consecutive ids are the quadrants of one
+DeepGlobe image and stay on one side), and the groups are cut into ``--folds`` contiguous blocks; for
+200 tiles and 3 folds: 0000-0067, 0068-0135, 0136-0199. Fold ``f`` validates on block ``f`` (every
+epoch, at the tiles' own size) and trains on the rest; its split is linked under ``STUDY_DIR/split{f}``.
+
+Candidates: ``NAME[@MODEL,MODEL]=TRAIN_ARGS``; the arguments go to ``scripts/train.py`` after the
+common ones (``--epochs`` ... ``--seed`` below, then anything after ``--``), with ``{runs}`` replaced by
+``STUDY_DIR/runs`` and ``{fold}`` by the fold number. A run waits for the runs it names there (e.g.
+staged training from the same fold's FCN32s). Runs live in ``STUDY_DIR/runs/NAME-MODEL-fFOLD``; a
+finished run is kept, an interrupted one resumed, and one whose directory another process holds
+locked is left to it (and counts as one of the ``--jobs`` running at once).
+
+The table: per candidate x model, the mean ± sd over folds of the mean validation mIoU of the last
+three epochs, the mean best, the per-class IoU (mean over folds of the last three epochs), the
+largest epoch-to-epoch drop after ``--after`` (worst fold), and the minutes per run; then every fold's
+figures. ``--plot`` draws the mean curve over folds with the folds' range shaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.quality_split import SPLIT_MARKER, make_split  # noqa: E402
+from bench.runs_table import IOU_COLUMNS, plot_curves, summarise  # noqa: E402
+from fcn import MODEL_NAMES  # noqa: E402
+from fcn.cli.common import run_cli  # noqa: E402
+from fcn.core.errors import InputError  # noqa: E402
+from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
+from fcn.training.rundir import LOCK_NAME  # noqa: E402
+from fcn.training.runfiles import RunFiles  # noqa: E402
+
+IMAGE_GROUP = 4  # consecutive ids: the four quadrants of one DeepGlobe image
+
+
+def fold_blocks(ids: list[str], folds: int, group: int = IMAGE_GROUP) -> list[list[str]]:
+    """Cut numeric ids into ``folds`` contiguous blocks whose boundaries never split an ``id // group``
+    group (block ``i`` ends before group ``ceil((i + 1) * groups / folds)``)."""
+    if not all(i.isdigit() for i in ids):
+        raise InputError("cross-validation folds need numeric tile ids")
+    ids = sorted(ids, key=int)
+    groups = sorted({int(i) // group for i in ids})
+    if folds < 2 or folds > len(groups):
+        raise InputError(f"--folds {folds}: need 2 to {len(groups)} folds for {len(groups)} image groups")
+    cuts = [math.ceil(k * len(groups) / folds) for k in range(folds + 1)]
+    return [[i for i in ids if groups[cuts[k]] <= int(i) // group <= groups[cuts[k + 1] - 1]] for k in range(folds)]
+
+
+def parse_candidate(spec: str, models: list[str]) -> tuple[str, list[str], str]:
+    """``NAME[@MODEL,MODEL]=ARGS`` -> (name, models, args)."""
+    head, sep, train_args = spec.partition("=")
+    name, _, only = head.partition("@")
+    if not sep or not name or "-" in name:
+        raise InputError(f"--candidate {spec!r}: expected NAME[@MODEL,...]=TRAIN_ARGS, NAME without '-'")
+    chosen = [m.strip() for m in only.split(",") if m.strip()] if only else models
+    unknown = [m for m in chosen if m not in MODEL_NAMES]
+    if unknown:
+        raise InputError(f"--candidate {spec!r}: unknown model {', '.join(unknown)}")
+    return name, chosen, train_args
+
+
+def history_epochs(run_dir: Path) -> int:
+    return len(RunFiles(run_dir).read_history(missing_ok=True))
+
+
+class Run:
+    def __init__(self, name, model, fold, args, runs_dir, split_dir, common):
+        self.label = f"{name}-{model}-f{fold}"
+        self.name, self.model, self.fold = name, model, fold
+        self.dir = runs_dir / self.label
+        filled = args.replace("{runs}", str(runs_dir)).replace("{fold}", str(fold))
+        self.needs = [
+            runs_dir / Path(a).relative_to(runs_dir).parts[0]
+            for a in shlex.split(filled)
+            if a.startswith(str(runs_dir))
+        ]
+        self.command = [
+            sys.executable,
+            str(REPO / "scripts" / "train.py"),
+            "--model",
+            model,
+            "--train-dir",
+            str(split_dir / "train"),
+            "--val-dir",
+            str(split_dir / "val"),
+            "--out",
+            str(self.dir),
+            *common,
+            *shlex.split(filled),
+        ]
+        # The run's --epochs: the last one given (a candidate may override the common one).
+        epochs = argparse.ArgumentParser(add_help=False)
+        epochs.add_argument("--epochs", type=int)
+        self.epochs = epochs.parse_known_args(self.command[2:])[0].epochs
+
+    def done(self) -> bool:
+        return history_epochs(self.dir) >= self.epochs and (self.dir / "last.keras").is_file()
+
+    def active_elsewhere(self) -> bool:
+        """Another process trains it: the run directory's lock (see fcn.rundir) is held."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            return False
+        try:
+            with open(self.dir / LOCK_NAME) as handle:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        except BlockingIOError:
+            return True
+        except OSError:
+            pass
+        return False
+
+
+def train_all(runs: list[Run], jobs: int, threads: int) -> None:
+    """Train the runs not done yet, ``jobs`` at a time, each after the runs it needs."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    if threads:
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1")
+    pending = [r for r in runs if not r.done()]
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    by_dir = {r.dir: r for r in runs}
+    while pending or running:
+        for label, (process, start) in list(running.items()):
+            if process.poll() is not None:
+                del running[label]
+                print(f"cv: {label} exit {process.returncode} after {(time.time() - start) / 60:.1f} min", flush=True)
+        pending = [r for r in pending if r.label in running or not r.done()]
+        elsewhere = {r.label for r in pending if r.label not in running and r.active_elsewhere()}
+        for run in list(pending):
+            if len(running) + len(elsewhere) >= jobs:
+                break
+            if run.label in elsewhere:
+                continue
+            blockers = [n for n in run.needs if n in by_dir and not by_dir[n].done()]
+            if any(by_dir[n] in pending or by_dir[n].label in running for n in blockers):
+                continue
+            pending.remove(run)
+            if blockers:
+                print(f"cv: skip {run.label}: {', '.join(b.name for b in blockers)} did not finish", flush=True)
+                continue
+            command = run.command
+            if (run.dir / "last.keras").is_file() and (run.dir / "config.json").is_file():
+                command = command[:2] + ["--resume", str(run.dir), "--epochs", str(run.epochs), "--verbose", "0"]
+            print("$ " + shlex.join(command), flush=True)
+            log = open(run.dir.parent / f"{run.label}.log", "a")  # noqa: SIM115  (closed with the process)
+            running[run.label] = (
+                subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT),
+                time.time(),
+            )
+        time.sleep(5)
+
+
+def last3_iou(run_dir: Path) -> list[float]:
+    rows = RunFiles(run_dir).read_history()[-3:]
+    return [statistics.mean(float(r[c]) for r in rows) for c in IOU_COLUMNS]
+
+
+def summarise_study(runs: list[Run], after: int) -> dict[str, list[dict]]:
+    """{"NAME MODEL": [one summary per fold]} over the runs that recorded an epoch."""
+    table: dict[str, list[dict]] = {}
+    for run in runs:
+        if history_epochs(run.dir):
+            figures = summarise(run.dir, after)
+            figures.update(fold=run.fold, last3_iou=last3_iou(run.dir))
+            table.setdefault(f"{run.name} {run.model}", []).append(figures)
+    return table
+
+
+def markdown(table: dict[str, list[dict]], after: int) -> str:
+    classes = [CLASS_NAMES[c] for c in SCORED_CLASSES]
+    lines = [
+        "| candidate | model | folds | last-3 mIoU mean ± sd | best | "
+        + " | ".join(classes)
+        + f" | largest drop after epoch {after} | min/run |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(classes) + "---:|---:|",
+    ]
+    for key, folds in table.items():
+        last3 = [f["last3"] for f in folds]
+        sd = statistics.stdev(last3) if len(folds) > 1 else float("nan")
+        ious = [statistics.mean(f["last3_iou"][c] for f in folds) for c in range(len(classes))]
+        lines.append(
+            f"| {key.replace(' ', ' | ')} | {len(folds)} | {statistics.mean(last3):.3f} ± {sd:.3f} | "
+            f"{statistics.mean(f['best'] for f in folds):.3f} | "
+            + " | ".join(f"{v:.3f}" for v in ious)
+            + f" | {max(f['worst_drop'] for f in folds):.3f} | {statistics.mean(f['minutes'] for f in folds):.1f} |"
+        )
+    lines += ["", "| candidate | model | fold | epochs | last-3 mIoU | best | largest late drop | minutes |"]
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    for key, folds in table.items():
+        for f in folds:
+            lines.append(
+                f"| {key.replace(' ', ' | ')} | {f['fold']} | {f['epochs']} | {f['last3']:.3f} | {f['best']:.3f} | "
+                f"{f['worst_drop']:.3f} | {f['minutes']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(
+        prog="bench/cv.py",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", type=Path, required=True, help="one folder of <id>_sat.jpg + <id>_mask.png tiles")
+    parser.add_argument("--out", type=Path, required=True, help="study folder: split{f}/, runs/, cv.md, cv.json")
+    parser.add_argument("--folds", type=int, default=3, help="number of folds (default 3)")
+    parser.add_argument(
+        "--models", default="fcn32s,fcn8s", help="models of candidates without @ (default fcn32s,fcn8s)"
+    )
+    parser.add_argument(
+        "--candidate", action="append", metavar="NAME[@MODELS]=ARGS", help="a recipe to cross-validate (repeatable)"
+    )
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--crop", type=int, default=128, help="training crop (0: none; default 128)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1)")
+    parser.add_argument(
+        "--order",
+        choices=("candidate", "fold"),
+        default="candidate",
+        help="run order: each candidate over all folds, or each fold through all candidates (default candidate)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="TF intra-op threads per run (0: TF's default)")
+    parser.add_argument("--after", type=int, default=6, help="late drops count after this epoch (default 6)")
+    parser.add_argument("--table-only", action="store_true", help="summarise the runs there, train nothing")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="curves: mean over folds, range shaded")
+    args = parser.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    candidates = [parse_candidate(c, models) for c in (args.candidate or ["default="])]
+
+    from fcn.data import find_pairs
+
+    blocks = fold_blocks([p.id for p in find_pairs(args.data)], args.folds)
+    common = [f"--epochs={args.epochs}", f"--batch-size={args.batch_size}", f"--precision={args.precision}"]
+    common += [f"--seed={args.seed}", "--verbose=0"]
+    common += [f"--image-size={args.image_size}"] if args.image_size else []
+    common += ([f"--crop={args.crop}"] if args.crop else []) + extra
+    runs_dir = args.out / "runs"
+    for fold, block in enumerate(blocks, start=1):
+        split_dir, spec = args.out / f"split{fold}", f"{block[0]}-{block[-1]}"
+        marker = split_dir / SPLIT_MARKER
+        if not args.table_only and not (marker.is_file() and f"val ids: {spec}\n" in marker.read_text()):
+            make_split(args.data, spec, split_dir)  # an existing identical split is kept (runs may read it)
+        print(f"fold {fold}: validates on {spec} ({len(block)} tiles)", flush=True)
+    # Priority order: the candidates as given, each with its models, over the folds (or fold by fold).
+    jobs = [(name, model, train_args) for name, models_of, train_args in candidates for model in models_of]
+    folds = range(1, len(blocks) + 1)
+    order = [(j, f) for f in folds for j in jobs] if args.order == "fold" else [(j, f) for j in jobs for f in folds]
+    runs = [Run(n, m, f, a, runs_dir, args.out / f"split{f}", common) for (n, m, a), f in order]
+    if not args.table_only:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        train_all(runs, args.jobs, args.threads)
+    table = summarise_study(runs, args.after)
+    if not table:
+        raise InputError(f"{runs_dir}: no run has recorded an epoch yet")
+    text = markdown(table, args.after)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cv.md").write_text(text + "\n")
+    (args.out / "cv.json").write_text(json.dumps({"folds": [[b[0], b[-1]] for b in blocks], "table": table}, indent=2))
+    if args.plot:
+        plot_curves(table, args.plot, title="validation mIoU per epoch: mean over folds (count), range shaded")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
