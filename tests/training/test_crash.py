@@ -26,7 +26,7 @@ from fcn.core.files import PAUSE_MARKER_ENV, PAUSE_WRITE_ENV, TEMP_MARK  # noqa:
 from fcn.model.checkpoints import read_checkpoint_state  # noqa: E402
 from helpers import tiny_train_args  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EPOCHS, STEPS_PER_EPOCH = 3, 2  # 8 tiles, batch 4
 
 # The kills, in order, one per process: (moment, file write to freeze at, epoch in progress then).

@@ -26,7 +26,7 @@ from fcn.model.checkpoints import (  # noqa: E402
 from fcn.training.resume import load_checkpoint_for_resume  # noqa: E402
 from helpers import conv_softmax_model, random_image  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def compiled_model():

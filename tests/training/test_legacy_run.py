@@ -15,7 +15,7 @@ from fcn.data.pairs import find_pairs, read_pair  # noqa: E402
 from fcn.training.config import TrainConfig  # noqa: E402
 from fcn.training.runfiles import RunFiles  # noqa: E402
 
-LEGACY_RUN = Path(__file__).parent / "fixtures" / "legacy_run"
+LEGACY_RUN = Path(__file__).parents[1] / "fixtures" / "legacy_run"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from fcn.data.synthetic import make_synthetic_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = """
 import sys
 import tensorflow as tf

@@ -20,7 +20,7 @@ from fcn.cli.common import run_cli  # noqa: E402
 from fcn.training.rundir import RunDirectory  # noqa: E402
 from helpers import tiny_train_args  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def damage_jpeg_in_the_middle(path: Path) -> None:

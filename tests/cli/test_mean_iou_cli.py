@@ -17,7 +17,7 @@ from fcn.core.images import write_mask
 from fcn.core.metrics import pair_counts
 from fcn.core.palette import PALETTE, rgb_to_class
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SIZE = 64
 
 

@@ -27,7 +27,7 @@ from fcn.core.files import PAUSE_MARKER_ENV, PAUSE_WRITE_ENV, TEMP_MARK
 from fcn.core.guards import carries_mark
 from fcn.core.palette import PALETTE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMMANDS = {
     "predict": predict.main,
     "export": export.main,

@@ -20,7 +20,7 @@ from fcn.data.synthetic import make_synthetic_dataset
 from fcn.study import curves, scoring
 from helpers import tiny_train_args
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- fixtures: two tiny runs, one report
