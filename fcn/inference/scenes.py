@@ -54,7 +54,7 @@ WHOLE_MAX_PIXELS = 3072 * 3072
 SCENE_BATCH_PIXELS = 1024 * 1024
 # The fill of nodata pixels: the ImageNet mean colour (fcn.model.builders.IMAGENET_BGR_MEAN as RGB,
 # rounded), ~0 after the model's own preprocessing. Written out, not imported, so that scenes run
-# with an exported model never load Keras (tests/test_scenes.py checks the two agree).
+# with an exported model never load Keras (tests/inference/test_scenes.py checks the two agree).
 NEUTRAL_RGB = (124, 117, 104)
 FORWARD_CHUNK_PIXELS = 16 * 2**20  # source pixels resampled at once into a window
 BACK_CHUNK_BYTES = 32 * 2**20  # float32 probabilities resized back to source rows at once (x3 while resizing)

@@ -18,7 +18,7 @@ pytest.importorskip("onnxruntime")
 
 from fcn.core.palette import NUM_CLASSES  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # rasterio's from_origin
 # Runs first in the child: any import of tensorflow, keras or tf2onnx raises.
 BLOCKER = """
