@@ -1,1 +1,1 @@
-"""data"""
+"""Training data: tile/mask pairs, the tf.data pipeline, class balance, synthetic and DeepGlobe tiles."""

@@ -1,1 +1,1 @@
-"""inference"""
+"""Prediction: the engine, resizing, backends, folder and GeoTIFF jobs, areas, export."""

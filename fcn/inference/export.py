@@ -1,4 +1,4 @@
-"""Export a trained FCN as a standalone inference artefact, and the ``fcn-export`` command.
+"""Export a trained FCN as a standalone inference artefact (the library behind ``fcn-export``).
 
 The formats are Keras's own exporters (``Model.export``), run on the float32 model:
 

@@ -1,1 +1,1 @@
-"""model"""
+"""The model: FCN builders, ImageNet weights, the loss, checkpoints, numeric precision."""

@@ -1,1 +1,1 @@
-"""study"""
+"""The study: scoring runs and writing the report."""
