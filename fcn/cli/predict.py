@@ -121,8 +121,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default=None,
-        help="compute dtype policy (default: as saved; auto: mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs "
-        "with AMX-BF16, float32 elsewhere). On CPU the .keras model with auto is the fastest choice",
+        help="compute dtype policy (default: as saved; auto: mixed_float16 on tensor-core GPUs; on CPUs with bfloat16 "
+        "instructions mixed_bfloat16 where a short probe, cached per machine, measures it faster; else float32)",
     )
     parser.add_argument(
         "--workers",

@@ -175,7 +175,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     runtime.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="auto = mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with AMX-BF16, else float32"
+        help="auto = mixed_float16 on tensor-core GPUs; on CPUs with bfloat16 instructions mixed_bfloat16 where a "
+        "short probe (cached per machine; FCN_PRECISION_PROBE=0 skips it) measures it faster; else float32"
         + _default("precision"),
     )
     runtime.add_argument(
