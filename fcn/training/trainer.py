@@ -61,17 +61,20 @@ def train(config: TrainConfig) -> int:
     Raises:
         InputError: a bad data folder, weights file or run directory (before anything is written).
     """
-    from fcn.model.runtime import is_chief
+    from fcn.model import runtime
 
     config = config.replace(out=config.out or default_run_dir(config))
     check_weights_path(config.weights)
+    # Before any TensorFlow op (the data check decodes JPEGs): multi-worker collectives are configured
+    # when the strategy is made, and only at program start-up.
+    strategy = runtime.make_strategy(config.strategy)
     make_demo = config.demo and not config.resume
     data = None if make_demo else load_data(config)  # checked before any directory is made
-    with RunDirectory(config.out, resume=config.resume, chief=is_chief()) as run:
+    with RunDirectory(config.out, resume=config.resume, chief=runtime.is_chief()) as run:
         if make_demo:
             config = make_demo_data(config, run.path)
             data = load_data(config)
-        return _train(config, RunFiles(run.path) if run.chief else None, *data)
+        return _train(config, strategy, RunFiles(run.path) if run.chief else None, *data)
 
 
 def _setup(config: TrainConfig, strategy, train_pairs, tracked_ids) -> RunSetup:
@@ -95,7 +98,7 @@ def _setup(config: TrainConfig, strategy, train_pairs, tracked_ids) -> RunSetup:
     )
 
 
-def _train(config: TrainConfig, files: RunFiles | None, train_pairs, val_tiles, tracked_ids) -> int:
+def _train(config: TrainConfig, strategy, files: RunFiles | None, train_pairs, val_tiles, tracked_ids) -> int:
     import keras
 
     from fcn.model import runtime
@@ -103,7 +106,6 @@ def _train(config: TrainConfig, files: RunFiles | None, train_pairs, val_tiles, 
     from fcn.training.resume import load_checkpoint_for_resume
 
     keras.utils.set_random_seed(config.seed)
-    strategy = runtime.make_strategy(config.strategy)
     setup = _setup(config, strategy, train_pairs, tracked_ids)
     initial_epoch, best, best_epoch = 0, -math.inf, None
     with strategy.scope():
