@@ -1,7 +1,7 @@
 """Check that the DeepGlobe conversion reproduces a known course tile, and time it.
 
-    python bench/check_deepglobe.py --deepglobe /work/shared/data/deepglobe-tiles \\
-        --course /work/shared/data/landcover-dev [--source-id 10901 --course-tile 0031] \\
+    python bench/check_deepglobe.py --deepglobe DATA_DIR/deepglobe-tiles \\
+        --course DATA_DIR/landcover-dev [--source-id 10901 --course-tile 0031] \\
         [--jpeg-quality 75] [--filters] [--timing]
 
 Converts one DeepGlobe image with fcn.data.deepglobe into a temp folder, finds which of its cells is
