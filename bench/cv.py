@@ -112,10 +112,15 @@ class Run:
         self.epochs = epochs.parse_known_args(self.command[2:])[0].epochs
 
     def done(self) -> bool:
-        return history_epochs(self.dir) >= self.epochs and (self.dir / "last.keras").is_file()
+        """All epochs recorded and the trainer gone (it writes the last checkpoint after the history row)."""
+        return (
+            history_epochs(self.dir) >= self.epochs
+            and (self.dir / "last.keras").is_file()
+            and not self.active_elsewhere()
+        )
 
     def active_elsewhere(self) -> bool:
-        """Another process trains it: the run directory's lock (see fcn.rundir) is held."""
+        """Another process trains it: the run directory's lock (see fcn.training.rundir) is held."""
         try:
             import fcntl
         except ImportError:  # not POSIX
@@ -182,6 +187,8 @@ def summarise_study(runs: list[Run], after: int) -> dict[str, list[dict]]:
         if history_epochs(run.dir):
             figures = summarise(run.dir, after)
             figures.update(fold=run.fold, last3_iou=last3_iou(run.dir))
+            # A run initialised from another (a second stage) is drawn after that run's epochs.
+            figures["first_epoch"] = 1 + sum(history_epochs(n) for n in run.needs)
             table.setdefault(f"{run.name} {run.model}", []).append(figures)
     return table
 
@@ -248,6 +255,9 @@ def main(argv=None) -> int:
         help="run order: each candidate over all folds, or each fold through all candidates (default candidate)",
     )
     parser.add_argument("--threads", type=int, default=0, help="TF intra-op threads per run (0: TF's default)")
+    parser.add_argument(
+        "--train-folds", metavar="N,N", help="train only the runs of these folds (default all); the table shows all"
+    )
     parser.add_argument("--after", type=int, default=6, help="late drops count after this epoch (default 6)")
     parser.add_argument("--table-only", action="store_true", help="summarise the runs there, train nothing")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="curves: mean over folds, range shaded")
@@ -255,7 +265,7 @@ def main(argv=None) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     candidates = [parse_candidate(c, models) for c in (args.candidate or ["default="])]
 
-    from fcn.data import find_pairs
+    from fcn.data.pairs import find_pairs
 
     blocks = fold_blocks([p.id for p in find_pairs(args.data)], args.folds)
     common = [f"--epochs={args.epochs}", f"--batch-size={args.batch_size}", f"--precision={args.precision}"]
@@ -276,7 +286,8 @@ def main(argv=None) -> int:
     runs = [Run(n, m, f, a, runs_dir, args.out / f"split{f}", common) for (n, m, a), f in order]
     if not args.table_only:
         runs_dir.mkdir(parents=True, exist_ok=True)
-        train_all(runs, args.jobs, args.threads)
+        chosen = {int(f) for f in args.train_folds.split(",")} if args.train_folds else set(range(1, len(blocks) + 1))
+        train_all([r for r in runs if r.fold in chosen], args.jobs, args.threads)
     table = summarise_study(runs, args.after)
     if not table:
         raise InputError(f"{runs_dir}: no run has recorded an epoch yet")
