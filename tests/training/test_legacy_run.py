@@ -1,5 +1,9 @@
 """A run directory written by the code before the subpackage move (tests/fixtures/legacy_run, made by
-commit 7a73faa: config.json in format 1) still loads, predicts and resumes."""
+commit 7a73faa: config.json in format 1, its history and tracked masks) still loads, predicts and resumes.
+
+The repository keeps no model files, so the run's two checkpoints are made again here, by training the
+run's own settings for its two epochs, and put beside the old files.
+"""
 
 import json
 import shutil
@@ -18,10 +22,25 @@ from fcn.training.runfiles import RunFiles  # noqa: E402
 LEGACY_RUN = Path(__file__).parents[1] / "fixtures" / "legacy_run"
 
 
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """``last.keras`` and ``best.keras`` of the run's settings (tiny FCN8s, 2 epochs of 2 steps)."""
+    from fcn.cli import train
+
+    out, data = tmp_path_factory.mktemp("legacy_checkpoints") / "run", LEGACY_RUN / "data"
+    argv = ["--train-dir", str(data / "train"), "--val-dir", str(data / "val"), "--out", str(out)]
+    argv += ["--weights", "none", "--width", "0.0078125", "--image-size", "64", "--epochs", "2"]
+    assert train.main([*argv, "--precision", "float32", "--batch-size", "2", "--verbose", "0"]) == 0
+    return out
+
+
 @pytest.fixture
-def legacy_run(tmp_path, monkeypatch):
-    """A copy of the fixture, worked on from the folder it was trained in (its data paths are relative)."""
+def legacy_run(tmp_path, monkeypatch, checkpoints):
+    """A copy of the fixture with its checkpoints, worked on from the folder it was trained in (its data
+    paths are relative)."""
     shutil.copytree(LEGACY_RUN, tmp_path / "legacy_run")
+    for name in ("last.keras", "best.keras"):
+        shutil.copy(checkpoints / name, tmp_path / "legacy_run" / name)
     monkeypatch.chdir(tmp_path)
     return tmp_path / "legacy_run"
 
