@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn.core.errors import InputError, first_line
+from fcn.core.workers import available_cores
 from fcn.model.checkpoints import ModelInfo
 
 # Artefact kinds by how they look on disk (fcn.inference.export writes these).
@@ -34,14 +35,6 @@ SIDECAR_SUFFIX = ".json"  # <artefact>.json: the metadata of formats without a m
 EMBEDDED_METADATA = Path("assets.extra") / "fcn.json"  # a copy inside a SavedModel directory
 ONNX_RUNTIME_HINT = "pip install 'fcn[onnx]' (or: pip install onnxruntime)"
 LITERT_RUNTIME_HINT = "pip install 'fcn[export]' (or: pip install ai-edge-litert)"
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def artefact_format(path: str | os.PathLike) -> str | None:
