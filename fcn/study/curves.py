@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from fcn.core.errors import InputError
+from fcn.core.files import atomic_path
 
 
 def require_matplotlib():
@@ -50,6 +51,7 @@ def plot_val_miou(curves: dict[str, list[dict]], path: str | Path, title: str) -
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize="small")
         fig.tight_layout()
-        fig.savefig(path)
+        with atomic_path(path) as tmp:  # the one checked writer: the temp name keeps .png
+            fig.savefig(tmp)
     finally:
         plt.close(fig)
