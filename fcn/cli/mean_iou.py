@@ -30,6 +30,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="score the ground truths that have a prediction instead of failing when some have none",
     )
     parser.add_argument("--json", metavar="FILE", help="also write per-class IoU, mean and confusion matrix")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let --json replace a file fcn did not write (refused by default)",
+    )
     parser.add_argument("--confusion", action="store_true", help="also print the confusion matrix")
     parser.add_argument(
         "--workers",
@@ -50,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pred=Path(args.pred),
         allow_missing=args.allow_missing,
         json=Path(args.json) if args.json else None,
+        overwrite=args.overwrite,
         confusion=args.confusion,
         workers=args.workers,
     )

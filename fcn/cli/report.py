@@ -42,6 +42,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="tiles per model call when scoring (default: the run's training batch size)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace report files (report.md, PNGs, --json) that fcn did not write (refused by default)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
     return parser
@@ -56,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json=args.json,
         boundary_px=args.boundary_px,
         batch_size=args.batch_size,
+        overwrite=args.overwrite,
     )
     build_report(config)
     return 0

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from fcn.core.errors import InputError
-from fcn.core.files import write_text_atomic
-from fcn.core.guards import check_different_folders, scan_folder
+from fcn.core.files import project_signature, write_text_atomic
+from fcn.core.guards import check_different_folders, check_replaceable, scan_folder
 from fcn.core.images import read_rgb, tile_id
 from fcn.core.metrics import ConfusionMatrix
 from fcn.core.palette import CODE_TO_CLASS, NUM_CLASSES
@@ -237,7 +237,8 @@ class MeanIouConfig:
         labels: ground-truth mask folder.
         pred: predicted mask folder.
         allow_missing: score the ground truths that have a prediction instead of failing.
-        json: also write the summary to this file.
+        json: also write the summary to this file (signed; a file fcn did not write is refused).
+        overwrite: replace a ``json`` file fcn did not write.
         confusion: also report the confusion matrix.
         workers: reader threads (None: the default rule).
     """
@@ -246,6 +247,7 @@ class MeanIouConfig:
     pred: Path
     allow_missing: bool = False
     json: Path | None = None
+    overwrite: bool = False
     confusion: bool = False
     workers: int | None = None
 
@@ -255,12 +257,15 @@ def run_mean_iou(config: MeanIouConfig) -> Iterator[str]:
     writes the ``json`` summary, so the scores are out before a failed write.
 
     Raises:
-        InputError: see :func:`evaluate_folders`; also a ``json`` file whose folder does not exist
-            (checked before the work) or that cannot be written.
+        InputError: see :func:`evaluate_folders`; also a ``json`` file whose folder does not exist,
+            or that exists and was not written by fcn (both checked before the work), or that cannot
+            be written.
     """
-    if config.json is not None and not config.json.parent.is_dir():
+    if config.json is not None:
         # Checked before the work so that a typo does not cost a whole evaluation.
-        raise InputError(f"{config.json}: folder {config.json.parent} does not exist")
+        if not config.json.parent.is_dir():
+            raise InputError(f"{config.json}: folder {config.json.parent} does not exist")
+        check_replaceable(config.json, overwrite=config.overwrite, option="--json")
     confusion, pairing = evaluate_folders(config.labels, config.pred, config.allow_missing, config.workers)
     yield confusion.course_report()
     if config.confusion:
@@ -280,6 +285,7 @@ def _write_summary(config: MeanIouConfig, confusion, pairing: MaskPairing) -> No
         num_images=len(pairing.pairs),
         missing=[p.name for p in pairing.missing],
         extra=[p.name for p in pairing.extra],
+        written_by=project_signature(),
     )
     try:
         write_text_atomic(config.json, json.dumps(summary, indent=2, allow_nan=False) + "\n")

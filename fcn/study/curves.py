@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from fcn.core.errors import InputError
-from fcn.core.files import atomic_path
+from fcn.core.files import atomic_path, project_signature
 
 
 def require_matplotlib():
@@ -52,6 +52,6 @@ def plot_val_miou(curves: dict[str, list[dict]], path: str | Path, title: str) -
         ax.legend(loc="best", fontsize="small")
         fig.tight_layout()
         with atomic_path(path) as tmp:  # the one checked writer: the temp name keeps .png
-            fig.savefig(tmp)
+            fig.savefig(tmp, metadata={"Software": project_signature()})  # the mark check_replaceable reads
     finally:
         plt.close(fig)

@@ -16,12 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from fcn.core.errors import InputError
-from fcn.core.files import write_text_atomic
+from fcn.core.files import is_signature, project_signature, write_bytes_atomic, write_text_atomic
+from fcn.core.guards import check_replaceable
 from fcn.study.architecture import architecture
 from fcn.study.curves import plot_val_miou, require_matplotlib
 from fcn.study.markdown import render_markdown
@@ -41,6 +41,7 @@ class ReportConfig:
         json: also write every number to this JSON file.
         boundary_px: half-width of the boundary band (see :func:`fcn.study.scoring.boundary_band`).
         batch_size: tiles per model call when scoring (None: each run's training batch size).
+        overwrite: replace report files that fcn did not write (refused by default).
     """
 
     runs: tuple[Path, ...]
@@ -48,6 +49,36 @@ class ReportConfig:
     json: Path | None = None
     boundary_px: int = DEFAULT_BOUNDARY_PX
     batch_size: int | None = None
+    overwrite: bool = False
+
+
+REPORT_FILE = "report.md"
+ALL_CURVES_FILE = "val_miou_all.png"
+RUN_CURVE_FILE = "val_miou.png"
+
+
+def is_report_markdown(path: Path) -> bool:
+    """Whether ``path`` is a ``report.md`` this project wrote (its first line is the signature comment)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline().strip()
+    return first.startswith("<!--") and first.endswith("-->") and is_signature(first[4:-3].strip())
+
+
+def _montage_target(run: Run, out_dir: Path, tile_id: str) -> Path:
+    return out_dir / run.name / f"tracked_{_SAFE_NAME.sub('_', tile_id)}.png"
+
+
+def _check_outputs(runs: list[Run], config: ReportConfig) -> None:
+    """Refuse, before any work, to replace a report file that fcn did not write (unless ``overwrite``)."""
+    out = config.out
+    check_replaceable(out / REPORT_FILE, overwrite=config.overwrite, ours=is_report_markdown)
+    check_replaceable(out / ALL_CURVES_FILE, overwrite=config.overwrite)
+    if config.json is not None:
+        check_replaceable(config.json, overwrite=config.overwrite, option="--json")
+    for run in runs:
+        check_replaceable(out / run.name / RUN_CURVE_FILE, overwrite=config.overwrite)
+        for tile_id in run.tracked_ids:
+            check_replaceable(_montage_target(run, out, tile_id), overwrite=config.overwrite)
 
 
 def _copy_montages(run: Run, out_dir: Path) -> tuple[dict[str, str | None], dict[str, list[int]]]:
@@ -67,14 +98,14 @@ def _copy_montages(run: Run, out_dir: Path) -> tuple[dict[str, str | None], dict
             log.warning("warning: %s: montage not found; the report shows no masks for tile %s", source, tile_id)
             montages[tile_id] = None
             continue
-        target = out_dir / run.name / f"tracked_{_SAFE_NAME.sub('_', tile_id)}.png"
-        shutil.copyfile(source, target)
+        target = _montage_target(run, out_dir, tile_id)
+        write_bytes_atomic(target, source.read_bytes())  # the trainer signed it: the copy carries the mark
         montages[tile_id] = target.relative_to(out_dir).as_posix()
     return montages, epochs
 
 
 def _load_runs(config: ReportConfig) -> list[Run]:
-    """Check every run directory, the JSON folder and the output folder before any model loads.
+    """Check every run directory, the JSON folder and every output file before any model loads.
 
     Raises:
         InputError: a run directory, checkpoint or validation folder is missing or unreadable, or the
@@ -90,6 +121,7 @@ def _load_runs(config: ReportConfig) -> list[Run]:
     json_folder = config.json.parent if config.json is not None else out_dir
     if not (json_folder.is_dir() or json_folder.resolve() == out_dir.resolve()):
         raise InputError(f"{config.json}: its folder does not exist")
+    _check_outputs(runs, config)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for run in runs:
@@ -120,7 +152,7 @@ def _report_run(run: Run, config: ReportConfig, tables: dict[tuple, dict]) -> Ru
         boundary_px=config.boundary_px,
     )
     log.info("%s: mIoU %.4f (%.1f s)", run.name, scores.overall.mean_iou(), scores.seconds)
-    curve = config.out / run.name / "val_miou.png"
+    curve = config.out / run.name / RUN_CURVE_FILE
     plot_val_miou({run.name: run.history}, curve, f"{run.name} ({run.model_name}): validation mIoU")
     montages, montage_epochs = _copy_montages(run, config.out)
     return RunReport(
@@ -150,11 +182,10 @@ def build_report(config: ReportConfig) -> list[RunReport]:
     tables: dict[tuple, dict] = {}
     reports = [_report_run(run, config, tables) for run in runs]
     out_dir = config.out
-    plot_val_miou(
-        {r.run.name: r.run.history for r in reports}, out_dir / "val_miou_all.png", "validation mIoU per epoch"
-    )
-    report_path = out_dir / "report.md"
-    write_text_atomic(report_path, render_markdown(reports, config.boundary_px))
+    plot_val_miou({r.run.name: r.run.history for r in reports}, out_dir / ALL_CURVES_FILE, "validation mIoU per epoch")
+    report_path = out_dir / REPORT_FILE
+    signature = f"<!-- {project_signature()} -->\n"
+    write_text_atomic(report_path, signature + render_markdown(reports, config.boundary_px))
     log.info("wrote %s", report_path)
     if config.json is not None:
         document = {
@@ -162,6 +193,7 @@ def build_report(config: ReportConfig) -> list[RunReport]:
             "boundary_px": config.boundary_px,
             "report": str(report_path),
             "runs": [r.to_dict() for r in reports],
+            "written_by": project_signature(),
         }
         write_text_atomic(config.json, json.dumps(document, indent=2) + "\n")
         log.info("wrote %s", config.json)

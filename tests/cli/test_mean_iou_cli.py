@@ -108,6 +108,21 @@ def test_json_into_a_missing_folder_fails_before_the_work(folders, capsys, tmp_p
     assert code == 2 and out == "" and len(err.splitlines()) == 1
 
 
+def test_json_replaces_its_own_summary_but_not_a_foreign_file(folders, capsys, tmp_path):
+    gt_dir, pred_dir, _ = folders
+    json_path = tmp_path / "scores.json"
+    args = ["-g", str(gt_dir), "-p", str(pred_dir), "--json", str(json_path)]
+    assert run(args, capsys)[0] == 0
+    assert run(args, capsys)[0] == 0  # a second run replaces its own summary
+    foreign = '{"mine": 1}\n'
+    json_path.write_text(foreign)
+    code, out, err = run(args, capsys)
+    assert code == 2 and out == "" and "--overwrite" in err and len(err.splitlines()) == 1
+    assert json_path.read_text() == foreign
+    assert run([*args, "--overwrite"], capsys)[0] == 0
+    assert json.loads(json_path.read_text())["num_images"] == 3
+
+
 def test_confusion_prints_the_matrix_after_the_course_lines(folders, capsys):
     gt_dir, pred_dir, maps = folders
     code, out, _ = run(["-g", str(gt_dir), "-p", str(pred_dir), "--confusion"], capsys)

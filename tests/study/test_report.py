@@ -222,6 +222,31 @@ def test_a_bad_run_stops_the_report_before_any_scoring(runs, tmp_path, capsys):
     assert not (out / "report.md").exists()  # checked up front: the good run was not scored for nothing
 
 
+@pytest.mark.slow
+def test_every_report_file_is_signed(built):
+    from fcn.core.guards import carries_mark
+    from fcn.study.report import is_report_markdown
+
+    out, _, document = built
+    assert is_report_markdown(out / "report.md")
+    pngs = sorted(out.rglob("*.png"))
+    assert len(pngs) == 1 + 2 * 4  # the common curves; per run its curve and three montages
+    assert all(carries_mark(png) for png in pngs)
+    assert document["written_by"].startswith("fcn ")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("foreign", ["report.md", "fcn8s/val_miou.png", "fcn32s/tracked_0097.png"])
+def test_a_foreign_file_in_the_report_folder_is_refused_before_any_scoring(runs, tmp_path, capsys, foreign):
+    out = tmp_path / "out"
+    (out / foreign).parent.mkdir(parents=True)
+    (out / foreign).write_bytes(b"someone else's notes")
+    line = one_error_line(capsys, [str(runs["fcn32s"]), str(runs["fcn8s"]), "--out", str(out)])
+    assert str(out / foreign) in line and "--overwrite" in line
+    assert (out / foreign).read_bytes() == b"someone else's notes"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [foreign]
+
+
 # ---------------------------------------------------------------- bench/quality.py: the split
 
 
