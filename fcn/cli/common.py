@@ -44,6 +44,13 @@ class _StderrHandler(logging.StreamHandler):
             super().emit(record)
 
 
+def add_overwrite_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--overwrite``: let the command replace ``what`` when fcn did not write it (refused by default)."""
+    parser.add_argument(
+        "--overwrite", action="store_true", help=f"replace {what} that fcn did not write (refused by default)"
+    )
+
+
 def setup_logging(verbosity: int = 0) -> None:
     """Messages of ``fcn`` go to stderr as bare lines: -1 (``-q``) errors only, 0 notes, 1 (``-v``) debug."""
     level = {-1: logging.ERROR, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.ERROR)

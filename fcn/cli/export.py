@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fcn.cli.common import ArgumentParser, positive_int, run_cli, setup_logging
+from fcn.cli.common import ArgumentParser, add_overwrite_option, positive_int, run_cli, setup_logging
 from fcn.core.errors import InputError
 from fcn.inference.export import FORMATS, ExportConfig, run_export
 
@@ -73,11 +73,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the parity check (artefact vs Keras on two random images; needs the format's runtime)",
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing file at --output that fcn did not write (refused by default)",
-    )
+    add_overwrite_option(parser, "an existing file at --output")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr (no notes)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
     return parser

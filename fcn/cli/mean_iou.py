@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fcn.cli.common import ArgumentParser, positive_int, run_cli, setup_logging
+from fcn.cli.common import ArgumentParser, add_overwrite_option, positive_int, run_cli, setup_logging
 from fcn.core.evaluate import MAX_READERS, MeanIouConfig, run_mean_iou
 from fcn.core.workers import io_workers
 
@@ -30,11 +30,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="score the ground truths that have a prediction instead of failing when some have none",
     )
     parser.add_argument("--json", metavar="FILE", help="also write per-class IoU, mean and confusion matrix")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="let --json replace a file fcn did not write (refused by default)",
-    )
+    add_overwrite_option(parser, "an existing --json file")
     parser.add_argument("--confusion", action="store_true", help="also print the confusion matrix")
     parser.add_argument(
         "--workers",

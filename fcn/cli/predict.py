@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fcn.cli.common import (
     ArgumentParser,
+    add_overwrite_option,
     band_numbers,
     multiple_of_32,
     non_negative_int,
@@ -131,11 +132,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"reader/writer threads (default {io_workers()})",
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace existing output files that fcn did not write (refused by default: they may be ground truth)",
-    )
+    add_overwrite_option(parser, "existing output files (ground truth, say)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
     return parser

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fcn.cli.common import ArgumentParser, non_negative_int, positive_int, run_cli, setup_logging
+from fcn.cli.common import ArgumentParser, add_overwrite_option, non_negative_int, positive_int, run_cli, setup_logging
 from fcn.study.report import ReportConfig, build_report
 from fcn.study.scoring import DEFAULT_BOUNDARY_PX
 
@@ -42,11 +42,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="tiles per model call when scoring (default: the run's training batch size)",
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace report files (report.md, PNGs, --json) that fcn did not write (refused by default)",
-    )
+    add_overwrite_option(parser, "report files (report.md, PNGs, --json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
     return parser
