@@ -12,15 +12,19 @@ epoch, at the tiles' own size) and trains on the rest; its split is linked under
 
 Candidates: ``NAME[@MODEL,MODEL]=TRAIN_ARGS``; the arguments go to ``scripts/train.py`` after the
 common ones (``--epochs`` ... ``--seed`` below, then anything after ``--``), with ``{runs}`` replaced by
-``STUDY_DIR/runs`` and ``{fold}`` by the fold number. A run waits for the runs it names there (e.g.
-staged training from the same fold's FCN32s). Runs live in ``STUDY_DIR/runs/NAME-MODEL-fFOLD``; a
-finished run is kept, an interrupted one resumed, and one whose directory another process holds
-locked is left to it (and counts as one of the ``--jobs`` running at once).
+``STUDY_DIR/runs``, ``{fold}`` by the fold number and ``{seed_tag}`` by the run's seed tag (below). A
+run waits for the runs it names there (e.g. staged training from the same fold's FCN32s:
+``{runs}/default-fcn32s-f{fold}{seed_tag}``). Every candidate x model x fold is trained once per
+``--seeds`` seed. Runs live in ``STUDY_DIR/runs/NAME-MODEL-fFOLD`` (seed 0) or
+``NAME-MODEL-fFOLD-sSEED`` (the seed tag); a finished run is kept, an interrupted one resumed, and one
+whose directory another process holds locked is left to it (and counts as one of the ``--jobs``
+running at once).
 
-The table: per candidate x model, the mean ± sd over folds of the mean validation mIoU of the last
-three epochs, the mean best, the per-class IoU (mean over folds of the last three epochs), the
-largest epoch-to-epoch drop after ``--after`` (worst fold), and the minutes per run; then every fold's
-figures. ``--plot`` draws the mean curve over folds with the folds' range shaded.
+The table: per candidate x model, over its finished runs (folds x seeds), the mean ± sd of the mean
+validation mIoU of the last three epochs, the mean best, the per-class IoU (mean of the last three
+epochs), the largest epoch-to-epoch drop after ``--after`` (worst run), and the minutes per run; then
+every run's figures, unfinished ones marked. ``--plot`` draws the mean curve over the finished runs
+with their range shaded.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from bench.runs_table import IOU_COLUMNS, plot_curves, summarise  # noqa: E402
 from fcn import MODEL_NAMES  # noqa: E402
 from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
+from fcn.core.files import write_text_atomic  # noqa: E402
 from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
 from fcn.training.rundir import LOCK_NAME  # noqa: E402
 from fcn.training.runfiles import RunFiles  # noqa: E402
@@ -81,12 +86,18 @@ def history_epochs(run_dir: Path) -> int:
     return len(RunFiles(run_dir).read_history(missing_ok=True))
 
 
+def seed_tag(seed: int) -> str:
+    """The run-name suffix of a seed: none for seed 0 (the study's first seed), ``-sN`` otherwise."""
+    return f"-s{seed}" if seed else ""
+
+
 class Run:
-    def __init__(self, name, model, fold, args, runs_dir, split_dir, common):
-        self.label = f"{name}-{model}-f{fold}"
-        self.name, self.model, self.fold = name, model, fold
+    def __init__(self, name, model, fold, args, runs_dir, split_dir, common, seed=0):
+        self.label = f"{name}-{model}-f{fold}{seed_tag(seed)}"
+        self.name, self.model, self.fold, self.seed = name, model, fold, seed
         self.dir = runs_dir / self.label
         filled = args.replace("{runs}", str(runs_dir)).replace("{fold}", str(fold))
+        filled = filled.replace("{seed_tag}", seed_tag(seed))
         self.needs = [
             runs_dir / Path(a).relative_to(runs_dir).parts[0]
             for a in shlex.split(filled)
@@ -104,6 +115,7 @@ class Run:
             "--out",
             str(self.dir),
             *common,
+            f"--seed={seed}",
             *shlex.split(filled),
         ]
         # The run's --epochs: the last one given (a candidate may override the common one).
@@ -181,43 +193,53 @@ def last3_iou(run_dir: Path) -> list[float]:
 
 
 def summarise_study(runs: list[Run], after: int) -> dict[str, list[dict]]:
-    """{"NAME MODEL": [one summary per fold]} over the runs that recorded an epoch."""
+    """{"NAME MODEL": [one summary per run]} over the runs that recorded an epoch (``finished`` marks the done ones)."""
     table: dict[str, list[dict]] = {}
     for run in runs:
         if history_epochs(run.dir):
             figures = summarise(run.dir, after)
-            figures.update(fold=run.fold, last3_iou=last3_iou(run.dir))
+            figures.update(fold=run.fold, seed=run.seed, target_epochs=run.epochs, finished=run.done())
+            figures["last3_iou"] = last3_iou(run.dir)
             # A run initialised from another (a second stage) is drawn after that run's epochs.
             figures["first_epoch"] = 1 + sum(history_epochs(n) for n in run.needs)
             table.setdefault(f"{run.name} {run.model}", []).append(figures)
     return table
 
 
+def finished_only(table: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The table without unfinished runs (and without groups that have none)."""
+    kept = {key: [r for r in runs if r["finished"]] for key, runs in table.items()}
+    return {key: runs for key, runs in kept.items() if runs}
+
+
 def markdown(table: dict[str, list[dict]], after: int) -> str:
+    """The summary over finished runs (mean ± sd over folds x seeds), then one row per run."""
     classes = [CLASS_NAMES[c] for c in SCORED_CLASSES]
     lines = [
-        "| candidate | model | folds | last-3 mIoU mean ± sd | best | "
+        "| candidate | model | runs (folds × seeds) | last-3 mIoU mean ± sd | best | "
         + " | ".join(classes)
         + f" | largest drop after epoch {after} | min/run |",
         "|---|---|---:|---:|---:|" + "---:|" * len(classes) + "---:|---:|",
     ]
-    for key, folds in table.items():
-        last3 = [f["last3"] for f in folds]
-        sd = statistics.stdev(last3) if len(folds) > 1 else float("nan")
-        ious = [statistics.mean(f["last3_iou"][c] for f in folds) for c in range(len(classes))]
+    for key, runs in finished_only(table).items():
+        last3 = [r["last3"] for r in runs]
+        sd = f"{statistics.stdev(last3):.3f}" if len(runs) > 1 else "–"
+        ious = [statistics.mean(r["last3_iou"][c] for r in runs) for c in range(len(classes))]
+        shape = f"{len({r['fold'] for r in runs})} × {len({r['seed'] for r in runs})}"
         lines.append(
-            f"| {key.replace(' ', ' | ')} | {len(folds)} | {statistics.mean(last3):.3f} ± {sd:.3f} | "
-            f"{statistics.mean(f['best'] for f in folds):.3f} | "
+            f"| {key.replace(' ', ' | ')} | {len(runs)} ({shape}) | {statistics.mean(last3):.3f} ± {sd} | "
+            f"{statistics.mean(r['best'] for r in runs):.3f} | "
             + " | ".join(f"{v:.3f}" for v in ious)
-            + f" | {max(f['worst_drop'] for f in folds):.3f} | {statistics.mean(f['minutes'] for f in folds):.1f} |"
+            + f" | {max(r['worst_drop'] for r in runs):.3f} | {statistics.mean(r['minutes'] for r in runs):.1f} |"
         )
-    lines += ["", "| candidate | model | fold | epochs | last-3 mIoU | best | largest late drop | minutes |"]
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
-    for key, folds in table.items():
-        for f in folds:
+    lines += ["", "| candidate | model | fold | seed | epochs | last-3 mIoU | best | largest late drop | minutes |"]
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for key, runs in table.items():
+        for r in runs:
+            epochs = f"{r['epochs']}" if r["finished"] else f"{r['epochs']} of {r['target_epochs']} (unfinished)"
             lines.append(
-                f"| {key.replace(' ', ' | ')} | {f['fold']} | {f['epochs']} | {f['last3']:.3f} | {f['best']:.3f} | "
-                f"{f['worst_drop']:.3f} | {f['minutes']:.1f} |"
+                f"| {key.replace(' ', ' | ')} | {r['fold']} | {r['seed']} | {epochs} | {r['last3']:.3f} | "
+                f"{r['best']:.3f} | {r['worst_drop']:.3f} | {r['minutes']:.1f} |"
             )
     return "\n".join(lines)
 
@@ -246,7 +268,7 @@ def main(argv=None) -> int:
     parser.add_argument("--crop", type=int, default=128, help="training crop (0: none; default 128)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--precision", default="float32")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", "--seed", default="0", metavar="N,N", help="seeds of every run (default 0)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1)")
     parser.add_argument(
         "--order",
@@ -269,7 +291,8 @@ def main(argv=None) -> int:
 
     blocks = fold_blocks([p.id for p in find_pairs(args.data)], args.folds)
     common = [f"--epochs={args.epochs}", f"--batch-size={args.batch_size}", f"--precision={args.precision}"]
-    common += [f"--seed={args.seed}", "--verbose=0"]
+    common += ["--verbose=0"]
+    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
     common += [f"--image-size={args.image_size}"] if args.image_size else []
     common += ([f"--crop={args.crop}"] if args.crop else []) + extra
     runs_dir = args.out / "runs"
@@ -283,7 +306,7 @@ def main(argv=None) -> int:
     jobs = [(name, model, train_args) for name, models_of, train_args in candidates for model in models_of]
     folds = range(1, len(blocks) + 1)
     order = [(j, f) for f in folds for j in jobs] if args.order == "fold" else [(j, f) for j in jobs for f in folds]
-    runs = [Run(n, m, f, a, runs_dir, args.out / f"split{f}", common) for (n, m, a), f in order]
+    runs = [Run(n, m, f, a, runs_dir, args.out / f"split{f}", common, seed) for seed in seeds for (n, m, a), f in order]
     if not args.table_only:
         runs_dir.mkdir(parents=True, exist_ok=True)
         chosen = {int(f) for f in args.train_folds.split(",")} if args.train_folds else set(range(1, len(blocks) + 1))
@@ -294,10 +317,12 @@ def main(argv=None) -> int:
     text = markdown(table, args.after)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cv.md").write_text(text + "\n")
-    (args.out / "cv.json").write_text(json.dumps({"folds": [[b[0], b[-1]] for b in blocks], "table": table}, indent=2))
-    if args.plot:
-        plot_curves(table, args.plot, title="validation mIoU per epoch: mean over folds (count), range shaded")
+    write_text_atomic(args.out / "cv.md", text + "\n")
+    document = {"folds": [[b[0], b[-1]] for b in blocks], "seeds": seeds, "table": table}
+    write_text_atomic(args.out / "cv.json", json.dumps(document, indent=2) + "\n")
+    if args.plot and finished_only(table):
+        title = "validation mIoU per epoch: mean over finished runs (count), range shaded"
+        plot_curves(finished_only(table), args.plot, title=title)
     return 0
 
 

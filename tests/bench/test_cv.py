@@ -1,5 +1,7 @@
 """bench/cv.py: folds of contiguous id blocks that keep each DeepGlobe image's quadrants together."""
 
+import statistics
+
 import pytest
 
 from bench.cv import fold_blocks, parse_candidate
@@ -47,8 +49,56 @@ def test_run_fills_placeholders_and_waits_for_the_runs_it_names(tmp_path):
         "staged", "fcn8s", 2, "--init-from {runs}/default-fcn32s-f{fold}", runs_dir, tmp_path / "split2", ["--epochs=1"]
     )
     assert run.label == "staged-fcn8s-f2" and run.dir == runs_dir / "staged-fcn8s-f2"
-    assert run.command[-3:] == ["--epochs=1", "--init-from", str(runs_dir / "default-fcn32s-f2")]
+    assert run.command[-4:] == ["--epochs=1", "--seed=0", "--init-from", str(runs_dir / "default-fcn32s-f2")]
     assert run.needs == [runs_dir / "default-fcn32s-f2"]
     assert not run.done() and not run.active_elsewhere()
     assert run.epochs == 1
     assert Run("short", "fcn8s", 1, "--epochs 6", tmp_path / "runs", tmp_path, ["--epochs=12"]).epochs == 6
+
+
+def test_seeds_name_their_runs_and_reach_the_trainer(tmp_path):
+    from bench.cv import Run
+
+    runs_dir = tmp_path / "runs"
+    first = Run("default", "fcn8s", 1, "", runs_dir, tmp_path, ["--epochs=2"], seed=0)
+    second = Run("staged", "fcn8s", 3, "--init-from {runs}/default-fcn32s-f{fold}{seed_tag}", runs_dir, tmp_path, [], 2)
+    assert first.label == "default-fcn8s-f1" and "--seed=0" in first.command  # seed 0 keeps the old names
+    assert second.label == "staged-fcn8s-f3-s2" and "--seed=2" in second.command
+    assert second.needs == [runs_dir / "default-fcn32s-f3-s2"]
+
+
+def write_history(run_dir, curve, finished=True):
+    """A run directory whose history.csv holds ``curve`` (and a last.keras when ``finished``)."""
+    from bench.runs_table import IOU_COLUMNS
+
+    run_dir.mkdir(parents=True)
+    header = ["epoch", "val_miou", *IOU_COLUMNS, "seconds"]
+    rows = [[str(e), str(v), *[str(v)] * len(IOU_COLUMNS), "60"] for e, v in enumerate(curve, start=1)]
+    (run_dir / "history.csv").write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    if finished:
+        (run_dir / "last.keras").write_bytes(b"")
+
+
+def test_the_table_averages_finished_runs_over_folds_and_seeds_and_marks_the_rest(tmp_path):
+    import bench.cv as cv
+
+    runs_dir = tmp_path / "runs"
+    curves = {(1, 0): [0.1, 0.2, 0.3, 0.4], (2, 0): [0.2, 0.3, 0.5, 0.4], (1, 1): [0.1, 0.2, 0.2, 0.2]}
+    runs = []
+    for (fold, seed), curve in curves.items():
+        run = cv.Run("default", "fcn8s", fold, "", runs_dir, tmp_path, ["--epochs=4"], seed)
+        write_history(run.dir, curve)
+        runs.append(run)
+    unfinished = cv.Run("default", "fcn8s", 3, "", runs_dir, tmp_path, ["--epochs=4"], 0)
+    write_history(unfinished.dir, [0.9, 0.9], finished=False)
+    table = cv.summarise_study([*runs, unfinished], after=2)
+    text = cv.markdown(table, after=2)
+    last3 = [statistics.mean(c[-3:]) for c in curves.values()]
+    summary = text.splitlines()[2]
+    assert f"| default | fcn8s | 3 (2 × 2) | {statistics.mean(last3):.3f} ± {statistics.stdev(last3):.3f} |" in summary
+    assert summary.split(" | ")[-2] == "0.100"  # the worst late drop: fold 2's 0.5 -> 0.4
+    assert "| 3 | 0 | 2 of 4 (unfinished) | 0.900 |" in text
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "curves.png"
+    cv.plot_curves(cv.finished_only(table), plot)
+    assert plot.read_bytes().startswith(b"\x89PNG")
