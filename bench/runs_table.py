@@ -37,7 +37,7 @@ def summarise(run_dir: Path, after: int) -> dict:
         "epochs": len(rows),
         "last3": statistics.mean(miou[-3:]),
         "best": max(miou),
-        "worst_drop": max(drops, default=0.0),
+        "worst_drop": max([0.0, *drops]),  # 0 when the curve only rose
         "minutes": sum(r["seconds"] for r in rows) / 60,
         "last_iou": [rows[-1][c] for c in IOU_COLUMNS],
         "curve": miou,

@@ -98,6 +98,7 @@ def test_the_table_averages_finished_runs_over_folds_and_seeds_and_marks_the_res
     assert f"| default | fcn8s | 3 (2 × 2) | {statistics.mean(last3):.3f} ± {statistics.stdev(last3):.3f} |" in summary
     assert summary.split(" | ")[-2] == "0.100"  # the worst late drop: fold 2's 0.5 -> 0.4
     assert "| 3 | 0 | 2 of 4 (unfinished) | 0.900 |" in text
+    assert "| 1 | 0 | 4 | 0.300 | 0.400 | 0.000 |" in text  # a curve that only rose has no drop, not a negative one
     pytest.importorskip("matplotlib")
     plot = tmp_path / "curves.png"
     cv.plot_curves(cv.finished_only(table), plot)
