@@ -286,13 +286,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     candidates = [parse_candidate(c, models) for c in (args.candidate or ["default="])]
+    try:
+        seeds = sorted({int(v) for v in args.seeds.split(",") if v.strip()})
+    except ValueError:
+        raise InputError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or min(seeds) < 0:
+        raise InputError(f"--seeds {args.seeds!r}: expected non-negative integers, e.g. 0,1,2")
 
     from fcn.data.pairs import find_pairs
 
     blocks = fold_blocks([p.id for p in find_pairs(args.data)], args.folds)
     common = [f"--epochs={args.epochs}", f"--batch-size={args.batch_size}", f"--precision={args.precision}"]
     common += ["--verbose=0"]
-    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
     common += [f"--image-size={args.image_size}"] if args.image_size else []
     common += ([f"--crop={args.crop}"] if args.crop else []) + extra
     runs_dir = args.out / "runs"

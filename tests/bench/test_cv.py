@@ -103,3 +103,11 @@ def test_the_table_averages_finished_runs_over_folds_and_seeds_and_marks_the_res
     plot = tmp_path / "curves.png"
     cv.plot_curves(cv.finished_only(table), plot)
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("seeds", ["0,x", "-1", ","])
+def test_bad_seeds_are_one_error_before_the_data_is_read(tmp_path, seeds):
+    from bench.cv import main
+
+    with pytest.raises(InputError, match="--seeds"):
+        main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "study"), "--seeds", seeds])
