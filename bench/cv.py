@@ -325,9 +325,10 @@ def main(argv=None) -> int:
     write_text_atomic(args.out / "cv.md", text + "\n")
     document = {"folds": [[b[0], b[-1]] for b in blocks], "seeds": seeds, "table": table}
     write_text_atomic(args.out / "cv.json", json.dumps(document, indent=2) + "\n")
-    if args.plot and finished_only(table):
+    finished = finished_only(table)
+    if args.plot and finished:
         title = "validation mIoU per epoch: mean over finished runs (count), range shaded"
-        plot_curves(finished_only(table), args.plot, title=title)
+        plot_curves(finished, args.plot, title=title)
     return 0
 
 
