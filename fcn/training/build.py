@@ -71,6 +71,9 @@ def build_training_model(config: TrainConfig, policy: str, epoch_steps: int):
     model.compile(
         optimizer=optimizer, loss=segmentation_loss(config.ignore_unknown), jit_compile=JIT[config.jit_compile]
     )
+    # Keras builds the optimizer inside the first traced step when no strategy is set, and a
+    # tf.function that creates variables is traced twice; built here, the step is traced once.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

@@ -1,8 +1,6 @@
 """FCN8s levers from the FCN papers: scaled skip inputs (``skip_scaling`` / ``--skip-scaling``) and
 staged training (``--init-from``: a trained FCN32s's matching layers into a new FCN8s)."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -72,17 +70,8 @@ def test_copy_matching_weights_takes_the_fcn32s_trunk_into_an_fcn8s(tmp_path):
     assert "fc_1" not in taken and "fc_2" in taken and "score" in taken
 
 
-@pytest.mark.slow
-def test_train_flags_skip_scaling_and_init_from(trained_run, tiles, tmp_path, caplog):
-    run = tmp_path / "staged"
-    argv = tiny_train_args(*tiles, run, "--epochs", "1", "--skip-scaling", "--init-from", trained_run)
-    with caplog.at_level("INFO", logger="fcn"):
-        assert train.main(argv) == 0
-    assert "took 21 of 21 layers" in caplog.text  # an FCN8s from an FCN8s: every layer
-    config = json.loads((run / "config.json").read_text())["args"]
-    assert config["skip_scaling"] is True and config["init_from"] == str(trained_run)
-    model = keras.saving.load_model(run / "last.keras", compile=False)
-    assert model.get_layer("scale_pool4").scale == 0.01
-    # A missing source is refused before anything is built.
+def test_init_from_a_missing_source_is_refused_before_anything_is_built(tiles, tmp_path):
+    # The flags taking effect in a training run: tests/training/test_train.py (the recipe flags).
     with pytest.raises(InputError, match="--init-from"):
         train.main(tiny_train_args(*tiles, tmp_path / "x", "--init-from", tmp_path / "missing"))
+    assert not (tmp_path / "x").exists()

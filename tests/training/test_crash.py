@@ -35,7 +35,6 @@ KILLS = [
     ("first last.keras write", "last.keras@1", 1),
     ("first best.keras write", "best.keras@1", 1),
     ("during epoch 2 (its validation)", "epoch_002.png@1", 2),
-    ("last.keras write of epoch 2", "last.keras@1", 2),
 ]
 
 

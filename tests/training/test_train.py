@@ -146,7 +146,10 @@ def test_resume_drops_a_history_row_the_checkpoint_does_not_hold(trained_run, tm
 
 
 @slow
-def test_recipe_flags_all_take_effect(tiles, tmp_path):
+def test_recipe_flags_all_take_effect(trained_run, tiles, tmp_path, monkeypatch, caplog):
+    traces = []
+    train_step = keras.Model.train_step
+    monkeypatch.setattr(keras.Model, "train_step", lambda model, data: traces.append(1) or train_step(model, data))
     run = tmp_path / "run"
     argv = tiny_train_args(
         *tiles,
@@ -171,8 +174,13 @@ def test_recipe_flags_all_take_effect(tiles, tmp_path):
         "0.1",
         "--ema",
         "0.5",
+        "--skip-scaling",
+        "--init-from",
+        trained_run,
     )
-    assert train.main(argv) == 0
+    with caplog.at_level("INFO", logger="fcn"):
+        assert train.main(argv) == 0
+    assert len(traces) == 1  # the optimizer is built before fit, so the step is traced once, not twice
     rates = [float(r["lr"]) for r in read_history(run)]
     # cosine after a warm-up of 20 % of the 4 steps: below the peak and falling to 1 % of it at the end
     assert rates[0] > rates[1] == pytest.approx(1e-5) and max(rates) <= 1e-3
@@ -183,7 +191,10 @@ def test_recipe_flags_all_take_effect(tiles, tmp_path):
     assert float(encoder.learning_rate) == pytest.approx(0.1 * float(head.learning_rate))
     assert all(o.use_ema and o.ema_momentum == 0.5 for o in optimizer.optimizers)
     assert int(optimizer.iterations) == 4
-    assert json.loads((run / "config.json").read_text())["args"]["crop"] == 32
+    assert model.get_layer("scale_pool4").scale == 0.01
+    assert "took 21 of 21 layers" in caplog.text  # --init-from an FCN8s into an FCN8s: every layer
+    args = json.loads((run / "config.json").read_text())["args"]
+    assert args["crop"] == 32 and args["skip_scaling"] is True and args["init_from"] == str(trained_run)
 
 
 def recipe_config(*flags):
