@@ -136,7 +136,7 @@ def time_conversion(args) -> None:
         )
 
 
-def main() -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deepglobe", type=Path, required=True, help="folder with <id>_sat.jpg/<id>_mask.png")
     parser.add_argument("--course", type=Path, required=True, help="folder with the course tiles")
@@ -148,7 +148,11 @@ def main() -> int:
     parser.add_argument("--filters", action="store_true", help="also compare resampling filters")
     parser.add_argument("--timing", action="store_true", help="also time the conversion of all pairs")
     parser.add_argument("--repeat", type=int, default=5, help="timing runs per setting (best and median shown)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = get_args_parser().parse_args()
     agreement = check_tile(args)
     if args.filters:
         compare_filters(args)

@@ -244,10 +244,7 @@ def markdown(table: dict[str, list[dict]], after: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench/cv.py",
         description=__doc__.split("\n\n")[0],
@@ -283,42 +280,63 @@ def main(argv=None) -> int:
     parser.add_argument("--after", type=int, default=6, help="late drops count after this epoch (default 6)")
     parser.add_argument("--table-only", action="store_true", help="summarise the runs there, train nothing")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="curves: mean over folds, range shaded")
-    args = parser.parse_args(argv)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    candidates = [parse_candidate(c, models) for c in (args.candidate or ["default="])]
+    return parser
+
+
+def split_at_double_dash(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(this script's arguments, the arguments after ``--`` that go to every run's trainer)."""
+    if "--" not in argv:
+        return argv, []
+    return argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: sorted distinct non-negative integers."""
     try:
-        seeds = sorted({int(v) for v in args.seeds.split(",") if v.strip()})
+        seeds = sorted({int(v) for v in text.split(",") if v.strip()})
     except ValueError:
-        raise InputError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+        raise InputError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
     if not seeds or min(seeds) < 0:
-        raise InputError(f"--seeds {args.seeds!r}: expected non-negative integers, e.g. 0,1,2")
+        raise InputError(f"--seeds {text!r}: expected non-negative integers, e.g. 0,1,2")
+    return seeds
 
-    from fcn.data.pairs import find_pairs
 
-    blocks = fold_blocks([p.id for p in find_pairs(args.data)], args.folds)
+def common_train_args(args, extra: list[str]) -> list[str]:
+    """The trainer arguments every run shares (a candidate's own come after them)."""
     common = [f"--epochs={args.epochs}", f"--batch-size={args.batch_size}", f"--precision={args.precision}"]
     common += ["--verbose=0"]
     common += [f"--image-size={args.image_size}"] if args.image_size else []
-    common += ([f"--crop={args.crop}"] if args.crop else []) + extra
-    runs_dir = args.out / "runs"
+    return common + ([f"--crop={args.crop}"] if args.crop else []) + extra
+
+
+def link_splits(args, blocks: list[list[str]]) -> None:
+    """Link each fold's split under ``STUDY_DIR/split{f}`` (unless ``--table-only``) and name its validation ids."""
     for fold, block in enumerate(blocks, start=1):
         split_dir, spec = args.out / f"split{fold}", f"{block[0]}-{block[-1]}"
         marker = split_dir / SPLIT_MARKER
         if not args.table_only and not (marker.is_file() and f"val ids: {spec}\n" in marker.read_text()):
             make_split(args.data, spec, split_dir)  # an existing identical split is kept (runs may read it)
         print(f"fold {fold}: validates on {spec} ({len(block)} tiles)", flush=True)
-    # Priority order: the candidates as given, each with its models, over the folds (or fold by fold).
+
+
+def plan_runs(args, candidates: list, folds: int, common: list[str], seeds: list[int]) -> list[Run]:
+    """Every candidate x model x fold x seed, in priority order: the candidates as given, each with its
+    models, over the folds (or, with ``--order fold``, fold by fold); all of it once per seed."""
     jobs = [(name, model, train_args) for name, models_of, train_args in candidates for model in models_of]
-    folds = range(1, len(blocks) + 1)
-    order = [(j, f) for f in folds for j in jobs] if args.order == "fold" else [(j, f) for j in jobs for f in folds]
-    runs = [Run(n, m, f, a, runs_dir, args.out / f"split{f}", common, seed) for seed in seeds for (n, m, a), f in order]
-    if not args.table_only:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        chosen = {int(f) for f in args.train_folds.split(",")} if args.train_folds else set(range(1, len(blocks) + 1))
-        train_all([r for r in runs if r.fold in chosen], args.jobs, args.threads)
+    fold_numbers = range(1, folds + 1)
+    if args.order == "fold":
+        order = [(j, f) for f in fold_numbers for j in jobs]
+    else:
+        order = [(j, f) for j in jobs for f in fold_numbers]
+    runs_dir = args.out / "runs"
+    return [Run(n, m, f, a, runs_dir, args.out / f"split{f}", common, seed) for seed in seeds for (n, m, a), f in order]
+
+
+def write_summary(args, runs: list[Run], blocks: list[list[str]], seeds: list[int]) -> None:
+    """Print the study's table and write ``cv.md``, ``cv.json`` and the ``--plot``."""
     table = summarise_study(runs, args.after)
     if not table:
-        raise InputError(f"{runs_dir}: no run has recorded an epoch yet")
+        raise InputError(f"{args.out / 'runs'}: no run has recorded an epoch yet")
     text = markdown(table, args.after)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -329,6 +347,25 @@ def main(argv=None) -> int:
     if args.plot and finished:
         title = "validation mIoU per epoch: mean over finished runs (count), range shaded"
         plot_curves(finished, args.plot, title=title)
+
+
+def main(argv=None) -> int:
+    argv, extra = split_at_double_dash(list(sys.argv[1:] if argv is None else argv))
+    args = get_args_parser().parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    candidates = [parse_candidate(c, models) for c in (args.candidate or ["default="])]
+    seeds = parse_seeds(args.seeds)
+
+    from fcn.data.pairs import find_pairs
+
+    blocks = fold_blocks([p.id for p in find_pairs(args.data)], args.folds)
+    link_splits(args, blocks)
+    runs = plan_runs(args, candidates, len(blocks), common_train_args(args, extra), seeds)
+    if not args.table_only:
+        (args.out / "runs").mkdir(parents=True, exist_ok=True)
+        chosen = {int(f) for f in args.train_folds.split(",")} if args.train_folds else set(range(1, len(blocks) + 1))
+        train_all([r for r in runs if r.fold in chosen], args.jobs, args.threads)
+    write_summary(args, runs, blocks, seeds)
     return 0
 
 

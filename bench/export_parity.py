@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,7 @@ def load_batches(images: list[Path], batch_size: int, scale: float):
         yield np.stack(batch)
 
 
-def main(argv=None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a .keras file or run directory")
     parser.add_argument("--data", required=True, help="folder of tiles")
@@ -99,6 +100,114 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N tiles")
     parser.add_argument("--out", default=None, help="folder for the artefacts (default: a temporary folder, removed)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    return parser
+
+
+@dataclass
+class Comparison:
+    """The Keras model against every exported artefact, over all the tiles."""
+
+    totals: dict  # format -> ParityAccumulator
+    worst_tile: dict  # format -> (largest |dp| of one tile, that tile's name)
+    seconds: float
+    load_before: tuple
+    load_after: tuple
+    shape: str  # of the last batch: HxW
+
+
+def export_all(model_path: Path, formats: list[str], out: Path) -> dict:
+    """Export to every format, each in its own subprocess, printing each one's time and peak memory."""
+    exports = {}
+    for fmt in formats:
+        exports[fmt] = export_in_subprocess(str(model_path), fmt, out / f"{model_path.stem}{SUFFIX[fmt]}")
+        entry = exports[fmt]
+        print(
+            f"export {fmt}: "
+            + (
+                f"{entry['seconds']:.1f} s, peak RSS {entry['peak_rss_gib']:.2f} GiB" if entry["ok"] else entry["error"]
+            ),
+            flush=True,
+        )
+    return exports
+
+
+def compare_on_tiles(model_path: Path, exports: dict, images: list[Path], batch_size: int, scale: float) -> Comparison:
+    """Run the Keras model and every artefact that exported on the same batches of tiles."""
+    from fcn.inference.backends import open_backend
+    from fcn.model.checkpoints import load_model
+
+    model = load_model(model_path, precision="float32")
+    runners = {fmt: open_backend(e["path"]) for fmt, e in exports.items() if e["ok"]}
+    totals = {fmt: ParityAccumulator() for fmt in runners}
+    worst_tile = {fmt: (0.0, None) for fmt in runners}
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    done = 0
+    for batch in load_batches(images, batch_size, scale):
+        reference = np.asarray(model.predict_on_batch(batch), np.float32)
+        for fmt, runner in runners.items():
+            probs = runner(batch)
+            for k in range(len(batch)):
+                parity = totals[fmt].update(reference[k], probs[k])
+                if parity.max_abs_diff > worst_tile[fmt][0]:
+                    worst_tile[fmt] = (parity.max_abs_diff, images[done + k].name)
+        done += len(batch)
+    seconds = time.perf_counter() - start
+    shape = f"{batch.shape[1]}x{batch.shape[2]}"
+    return Comparison(totals, worst_tile, seconds, load_before, os.getloadavg(), shape)
+
+
+def format_row(fmt: str, entry: dict, comparison: Comparison) -> dict:
+    """Print one format's row of the table; returns its figures for the JSON."""
+    if not entry["ok"]:
+        print(f"| {fmt} | — | — | — | — | — | — | not exported: {entry['error']} |")
+        return entry
+    parity = comparison.totals[fmt].result()
+    verdict = "pass" if parity.ok else "FAIL"
+    print(
+        f"| {fmt} | {entry['seconds']:.1f} | {entry['peak_rss_gib']:.2f} GiB | {parity.max_abs_diff:.2e} | {comparison.worst_tile[fmt][1] or '—'} | "
+        f"{100 * parity.argmax_agreement:.4f} % | {parity.pixels} | {verdict} |"
+    )
+    return {
+        **entry,
+        "max_abs_diff": parity.max_abs_diff,
+        "argmax_agreement": parity.argmax_agreement,
+        "pixels": parity.pixels,
+        "worst_tile": comparison.worst_tile[fmt][1],
+        "pass": parity.ok,
+    }
+
+
+def report(
+    args, model_path: Path, images: list[Path], formats: list[str], exports: dict, comparison: Comparison
+) -> dict:
+    """Print the table of every format; returns all the figures."""
+    load_before, load_after = comparison.load_before, comparison.load_after
+    results = {
+        "model": str(model_path),
+        "data": str(args.data),
+        "tiles": len(images),
+        "input": comparison.shape,
+        "scale": args.scale,
+        "batch_size": args.batch_size,
+        "seconds": comparison.seconds,
+        "load_average": [load_before[0], load_after[0]],
+        "thresholds": {"max_abs_diff": PARITY_MAX_ABS_DIFF, "argmax_agreement": PARITY_MIN_ARGMAX_AGREEMENT},
+        "formats": {},
+    }
+    print(
+        f"\n{len(images)} tiles of {args.data} at {comparison.shape} (scale {args.scale}), batch {args.batch_size}; "
+        f"load average {load_before[0]:.2f} -> {load_after[0]:.2f}\n"
+    )
+    print("| format | export s | export peak RSS | max abs dp | worst tile | argmax agreement | pixels | verdict |")
+    print("|---|---:|---:|---:|---|---:|---:|---|")
+    for fmt in formats:
+        results["formats"][fmt] = format_row(fmt, exports[fmt], comparison)
+    return results
+
+
+def main(argv=None) -> int:
+    parser = get_args_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     formats = [f for f in args.formats.split(",") if f]
@@ -107,85 +216,15 @@ def main(argv=None) -> int:
         parser.error(f"unknown formats: {', '.join(sorted(unknown))}")
     images = list_input_images(args.data)[: args.limit]
 
-    from fcn.inference.backends import open_backend
-    from fcn.model.checkpoints import load_model, resolve_model_path
+    from fcn.model.checkpoints import resolve_model_path
 
     model_path = resolve_model_path(args.model)
     with tempfile.TemporaryDirectory(prefix="export-parity-") as tmp:
         out = Path(args.out or tmp)
         out.mkdir(parents=True, exist_ok=True)
-        exports = {}
-        for fmt in formats:
-            exports[fmt] = export_in_subprocess(str(model_path), fmt, out / f"{model_path.stem}{SUFFIX[fmt]}")
-            entry = exports[fmt]
-            print(
-                f"export {fmt}: "
-                + (
-                    f"{entry['seconds']:.1f} s, peak RSS {entry['peak_rss_gib']:.2f} GiB"
-                    if entry["ok"]
-                    else entry["error"]
-                ),
-                flush=True,
-            )
-
-        model = load_model(model_path, precision="float32")
-        runners = {fmt: open_backend(e["path"]) for fmt, e in exports.items() if e["ok"]}
-        totals = {fmt: ParityAccumulator() for fmt in runners}
-        worst_tile = {fmt: (0.0, None) for fmt in runners}
-        load_before = os.getloadavg()
-        start = time.perf_counter()
-        done = 0
-        for batch in load_batches(images, args.batch_size, args.scale):
-            reference = np.asarray(model.predict_on_batch(batch), np.float32)
-            for fmt, runner in runners.items():
-                probs = runner(batch)
-                for k in range(len(batch)):
-                    parity = totals[fmt].update(reference[k], probs[k])
-                    if parity.max_abs_diff > worst_tile[fmt][0]:
-                        worst_tile[fmt] = (parity.max_abs_diff, images[done + k].name)
-            done += len(batch)
-        seconds = time.perf_counter() - start
-        load_after = os.getloadavg()
-
-    shape = f"{batch.shape[1]}x{batch.shape[2]}"
-    results = {
-        "model": str(model_path),
-        "data": str(args.data),
-        "tiles": len(images),
-        "input": shape,
-        "scale": args.scale,
-        "batch_size": args.batch_size,
-        "seconds": seconds,
-        "load_average": [load_before[0], load_after[0]],
-        "thresholds": {"max_abs_diff": PARITY_MAX_ABS_DIFF, "argmax_agreement": PARITY_MIN_ARGMAX_AGREEMENT},
-        "formats": {},
-    }
-    print(
-        f"\n{len(images)} tiles of {args.data} at {shape} (scale {args.scale}), batch {args.batch_size}; "
-        f"load average {load_before[0]:.2f} -> {load_after[0]:.2f}\n"
-    )
-    print("| format | export s | export peak RSS | max abs dp | worst tile | argmax agreement | pixels | verdict |")
-    print("|---|---:|---:|---:|---|---:|---:|---|")
-    for fmt in formats:
-        entry = exports[fmt]
-        if not entry["ok"]:
-            print(f"| {fmt} | — | — | — | — | — | — | not exported: {entry['error']} |")
-            results["formats"][fmt] = entry
-            continue
-        parity = totals[fmt].result()
-        verdict = "pass" if parity.ok else "FAIL"
-        print(
-            f"| {fmt} | {entry['seconds']:.1f} | {entry['peak_rss_gib']:.2f} GiB | {parity.max_abs_diff:.2e} | {worst_tile[fmt][1] or '—'} | "
-            f"{100 * parity.argmax_agreement:.4f} % | {parity.pixels} | {verdict} |"
-        )
-        results["formats"][fmt] = {
-            **entry,
-            "max_abs_diff": parity.max_abs_diff,
-            "argmax_agreement": parity.argmax_agreement,
-            "pixels": parity.pixels,
-            "worst_tile": worst_tile[fmt][1],
-            "pass": parity.ok,
-        }
+        exports = export_all(model_path, formats, out)
+        comparison = compare_on_tiles(model_path, exports, images, args.batch_size, args.scale)
+    results = report(args, model_path, images, formats, exports, comparison)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0 if all(e.get("pass") for e in results["formats"].values()) else 1

@@ -46,13 +46,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ siblings
+
+from geotiff_mosaic import build_scenes, region_geotiff, write_tile_geotiff  # noqa: E402
 
 from fcn.inference import geo  # noqa: E402
 from fcn.inference.scenes import SCENE_BATCH_PIXELS, predict_scene  # noqa: E402
 from fcn.model.checkpoints import INFO_ENTRY, ModelInfo, read_model_info, resolve_model_path  # noqa: E402
 
-DEEPGLOBE_SIDE = 2448
-UTM_33N = "EPSG:32633"
+UNTRAINED = ("fcn8s", "fcn16s", "fcn32s")  # --model names that build an untrained FCN
 
 
 def peak_rss_gib() -> float:
@@ -71,74 +73,6 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-# ---------------------------------------------------------------- scenes
-
-
-def dihedral_variants(tile: np.ndarray) -> list[np.ndarray]:
-    """The 8 flips/rotations of a square tile."""
-    variants = []
-    for k in range(4):
-        rotated = np.rot90(tile, k)
-        variants += [rotated, rotated[:, ::-1]]
-    return variants
-
-
-def build_mosaic(path: Path, side: int, tiles: list[np.ndarray], pixel_size: float, *, seed: int = 0) -> None:
-    """Write a side x side RGB GeoTIFF mosaic of flipped/rotated tiles, one band of tile rows at a time."""
-    import rasterio
-    from rasterio.transform import from_origin
-
-    variants = [v for tile in tiles for v in dihedral_variants(tile)]
-    rng = np.random.default_rng(seed)
-    count = -(-side // DEEPGLOBE_SIDE)
-    choice = rng.integers(0, len(variants), (count, count))
-    profile = dict(
-        driver="GTiff",
-        height=side,
-        width=side,
-        count=3,
-        dtype="uint8",
-        crs=UTM_33N,
-        transform=from_origin(500_000, 4_000_000, pixel_size, pixel_size),
-        tiled=True,
-        blockxsize=512,
-        blockysize=512,
-        compress="jpeg",
-        jpeg_quality=90,
-        photometric="ycbcr",
-        bigtiff="IF_SAFER",
-    )
-    tmp = path.with_suffix(".partial.tif")
-    with rasterio.open(tmp, "w", **profile) as dst:
-        for r in range(count):
-            top = r * DEEPGLOBE_SIDE
-            rows = min(DEEPGLOBE_SIDE, side - top)
-            band = np.concatenate([variants[choice[r, c]][:rows] for c in range(count)], axis=1)[:, :side]
-            dst.write(np.ascontiguousarray(band.transpose(2, 0, 1)), window=rasterio.windows.Window(0, top, side, rows))
-    os.replace(tmp, path)
-
-
-def write_tile_geotiff(path: Path, rgb: np.ndarray, pixel_size: float) -> None:
-    """A decoded tile as a lossless 0.5 m UTM GeoTIFF (the very pixels the JPEG path sees)."""
-    import rasterio
-    from rasterio.transform import from_origin
-
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        height=rgb.shape[0],
-        width=rgb.shape[1],
-        count=3,
-        dtype="uint8",
-        crs=UTM_33N,
-        transform=from_origin(500_000, 4_000_000, pixel_size, pixel_size),
-        tiled=True,
-        compress="deflate",
-    ) as dst:
-        dst.write(rgb.transpose(2, 0, 1))
-
-
 # ---------------------------------------------------------------- child processes
 
 
@@ -146,7 +80,7 @@ def make_predictor(args):
     from fcn.inference.engine import Predictor
     from fcn.model.checkpoints import load_model
 
-    if args.model in ("fcn8s", "fcn16s", "fcn32s"):
+    if args.model in UNTRAINED:
         from fcn.model.builders import build_model
 
         model = build_model(args.model, input_shape=(None, None, 3), weights=None)
@@ -318,7 +252,7 @@ def same_answer(args, scratch: Path) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deepglobe", help="folder with the DeepGlobe *_sat.jpg tiles")
     parser.add_argument(
@@ -366,78 +300,43 @@ def main(argv=None) -> int:
     parser.add_argument("--child", choices=("scene", "memory", "speed"), help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        result = {"scene": child_scene, "memory": child_memory, "speed": child_speed}[args.child](args)
-        print(json.dumps(result))
-        return 0
+    return parser
 
-    scratch = Path(args.scratch)
-    scratch.mkdir(parents=True, exist_ok=True)
+
+def resolve_scale(args, scratch: Path) -> None:
+    """Without ``--scale``: ``--pixel-size`` / the model's training m/px (``args.model`` may become a copy with info)."""
     if args.scale is None:
-        if args.model in ("fcn8s", "fcn16s", "fcn32s"):
+        if args.model in UNTRAINED:
             raise SystemExit("an untrained model has no training ground sample distance: give --scale")
         args.model, info = model_with_info(args, scratch)
         args.scale = args.pixel_size / info.model_gsd
-    report: dict = {
-        "scale": args.scale,
-        "tile": args.tile,
-        "batch_size": args.batch_size,
-        "model": args.model,
-        "load_average_start": os.getloadavg(),
-    }
-    print(
-        f"scale {args.scale:.4f}, tile {args.tile}, batch {args.batch_size}; load average {os.getloadavg()}", flush=True
-    )
-    if not args.skip_same_answer and args.model not in ("fcn8s", "fcn16s", "fcn32s"):
-        report["same_answer"] = same_answer(args, scratch)
-    if args.same_answer_only:
-        return _finish(report, args)
 
-    from fcn.core.images import read_rgb
 
-    tiles = [read_rgb(p) for p in sorted(Path(args.deepglobe).glob("*_sat.jpg"))]
-    sizes = [int(s) for s in args.sizes.split(",")]
-    scenes = {}
-    for side in sizes:
-        path = scratch / f"mosaic_{side}.tif"
-        if not path.exists():
-            start = time.perf_counter()
-            build_mosaic(path, side, tiles, args.pixel_size)
-            print(
-                f"built {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.0f} s",
-                flush=True,
-            )
-        scenes[side] = path
-    del tiles
-
-    report["scenes"] = {}
+def run_scenes(args, scenes: dict[int, Path], scratch: Path) -> dict:
+    """Every scene through predict_scene, each in its own process: {side: its figures}."""
+    figures_by_side = {}
     for side, path in scenes.items():
         figures = run_child("scene", args, input=path, output=scratch / f"mosaic_{side}_mask.tif")
-        report["scenes"][side] = figures
+        figures_by_side[side] = figures
         print(f"scene {side}²: {json.dumps(figures)}", flush=True)
+    return figures_by_side
 
-    if args.scenes_only:
-        return _finish(report, args)
-    largest = max(sizes)
-    region = min(args.region, largest)
-    memory = run_child("memory", args, input=scenes[largest], output=scratch / "region_memory.npy", region=region)
+
+def compare_region(args, scene_path: Path, side: int, scratch: Path) -> dict:
+    """The in-memory path on the scene's top-left region against the scene's class map and the region streamed."""
+    region = min(args.region, side)
+    memory = run_child("memory", args, input=scene_path, output=scratch / "region_memory.npy", region=region)
     print(f"in-memory {region}²: {json.dumps(memory)}", flush=True)
     in_memory = np.load(scratch / "region_memory.npy")
-    from_scene = read_mask_region(scratch / f"mosaic_{largest}_mask.tif", region)
+    from_scene = read_mask_region(scratch / f"mosaic_{side}_mask.tif", region)
     band = int(round(args.tile / args.scale))
     inner = slice(0, max(1, region - band))
     # The region as its own GeoTIFF, streamed: what streaming alone changes.
-    region_tif = scratch / f"region_{region}.tif"
-    if not region_tif.exists():
-        with geo.open_scene(scenes[largest]) as scene:
-            rgb, _ = scene.read((0, region), (0, region))
-        write_tile_geotiff(region_tif, rgb, args.pixel_size)
-        del rgb
+    region_tif = region_geotiff(scene_path, region, scratch, args.pixel_size)
     speed = run_child("speed", args, input=region_tif, output=scratch / f"region_{region}_mask.tif")
     print(f"alternated on the region: {json.dumps(speed)}", flush=True)
     region_streamed = read_mask_region(scratch / f"region_{region}_mask.tif", region)
-    report["region"] = {
+    return {
         "side": region,
         "in_memory": memory,
         "alternated_speed": speed,
@@ -448,9 +347,44 @@ def main(argv=None) -> int:
         ),
         "edge_band_px": band,
     }
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.child:
+        result = {"scene": child_scene, "memory": child_memory, "speed": child_speed}[args.child](args)
+        print(json.dumps(result))
+        return 0
+
+    scratch = Path(args.scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    resolve_scale(args, scratch)
+    report: dict = {
+        "scale": args.scale,
+        "tile": args.tile,
+        "batch_size": args.batch_size,
+        "model": args.model,
+        "load_average_start": os.getloadavg(),
+    }
+    print(
+        f"scale {args.scale:.4f}, tile {args.tile}, batch {args.batch_size}; load average {os.getloadavg()}", flush=True
+    )
+    if not args.skip_same_answer and args.model not in UNTRAINED:
+        report["same_answer"] = same_answer(args, scratch)
+    if args.same_answer_only:
+        return _finish(report, args)
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    scenes = build_scenes(args.deepglobe, scratch, sizes, args.pixel_size)
+    report["scenes"] = run_scenes(args, scenes, scratch)
+    if args.scenes_only:
+        return _finish(report, args)
+    largest = max(sizes)
+    report["region"] = compare_region(args, scenes[largest], largest, scratch)
+    in_memory_seconds_per_mp = report["region"]["in_memory"]["seconds_per_mp"]
     for figures in report["scenes"].values():
         # Separate processes at different times: only indicative on a shared machine.
-        figures["speed_vs_in_memory_separate_runs"] = memory["seconds_per_mp"] / figures["seconds_per_mp"]
+        figures["speed_vs_in_memory_separate_runs"] = in_memory_seconds_per_mp / figures["seconds_per_mp"]
     report["load_average_end"] = os.getloadavg()
     return _finish(report, args)
 

@@ -104,15 +104,18 @@ def compare(
     }
 
 
-def main(argv=None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("gt_dir", help="ground-truth mask folder (*.png)")
     parser.add_argument("pred_dir", nargs="?", help="prediction folder (default: perturbed copy of GT)")
     parser.add_argument("--repeats", type=int, default=2, help="best of N runs each (default 2)")
     parser.add_argument("--workers", type=int, default=None, help="reader threads for ours")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="miou-bench-") as tmp:
         pred_dir = args.pred_dir
         if pred_dir is None:

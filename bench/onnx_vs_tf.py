@@ -129,7 +129,7 @@ def quality(engines: dict, paths: list[Path]) -> dict:
     } | {"tiles": len(paths), "scored_tiles": scored}
 
 
-def main(argv=None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a .keras file or run directory")
     parser.add_argument("--data", required=True, help="folder of tiles (with <id>_mask.png for the mIoU)")
@@ -155,20 +155,14 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    names = [n for n in args.engines.split(",") if n]
-    if set(names) - set(ENGINES):
-        parser.error(f"unknown engines: {', '.join(sorted(set(names) - set(ENGINES)))}")
+    return parser
 
-    from export_parity import export_in_subprocess
 
-    from fcn.model.checkpoints import load_model, resolve_model_path
+def run_description(args, model_path: Path, names: list[str]) -> dict:
+    """What the figures were measured on: model, data, engines and the CPU's bfloat16 support."""
     from fcn.model.precision import NATIVE_BF16_CPU_FLAGS, choose_precision, cpu_flags
 
-    model_path = resolve_model_path(args.model)
-    paths = list_input_images(args.data)
-    results = {
+    return {
         "model": str(model_path),
         "data": str(args.data),
         "batch_size": args.batch_size,
@@ -178,6 +172,77 @@ def main(argv=None) -> int:
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "cores": len(os.sched_getaffinity(0)),
     }
+
+
+def speed_pass(parser, args, model, onnx_path: Path | None, names: list[str], paths: list[Path]) -> dict:
+    """Every engine's speed at scale 1 on the first ``--rounds`` x ``--round-tiles`` tiles."""
+    count = args.rounds * args.round_tiles
+    tiles = [read_rgb(p) for p in paths[:count]]
+    if len(tiles) < count:
+        parser.error(f"--rounds x --round-tiles = {count} tiles, {args.data} has {len(tiles)}")
+    print(
+        f"speed: {count} tiles of {tiles[0].shape[0]}x{tiles[0].shape[1]}, batch {args.batch_size}, scale 1, "
+        f"{args.rounds} rounds of {args.round_tiles}",
+        flush=True,
+    )
+    engines = make_engines(model, onnx_path, names, batch_size=args.batch_size, tile=1024)
+    figures = speed(engines, tiles, args.rounds, args.round_tiles)
+    figures["input"] = f"{tiles[0].shape[0]}x{tiles[0].shape[1]}"
+    return figures
+
+
+def quality_pass(args, model, onnx_path: Path | None, names: list[str], paths: list[Path]) -> dict:
+    """Every engine's agreement with the first and its mIoU, at ``--quality-scale``."""
+    quality_paths = paths[: args.quality_limit]
+    print(f"agreement/mIoU: {len(quality_paths)} tiles at scale {args.quality_scale}", flush=True)
+    engines = make_engines(model, onnx_path, names, batch_size=args.batch_size, scale=args.quality_scale)
+    start = time.perf_counter()
+    figures = quality(engines, quality_paths)
+    figures["scale"] = args.quality_scale
+    figures["seconds"] = time.perf_counter() - start
+    return figures
+
+
+def print_speed_table(s: dict, names: list[str], batch_size: int) -> None:
+    base = names[0]
+    print(
+        f"\nspeed at {s['input']}, batch {batch_size} (load average {min(s['load_average']):.2f}-{max(s['load_average']):.2f}):\n"
+    )
+    print(f"| engine | images/s (median) | rounds min-max | vs {base} (median of per-round ratios) |")
+    print("|---|---:|---:|---:|")
+    for name in names:
+        e = s[name]
+        print(
+            f"| {name} | {e['images_per_s']:.2f} | {min(e['rounds']):.2f}-{max(e['rounds']):.2f} | {e[f'vs_{base}']:.2f}x |"
+        )
+
+
+def print_quality_table(q: dict, names: list[str]) -> None:
+    base = names[0]
+    print(f"\nagreement with {base} on {q['tiles']} tiles at scale {q['scale']} ({q['scored_tiles']} with masks):\n")
+    print(f"| engine | argmax agreement vs {base} | course mIoU |")
+    print("|---|---:|---:|")
+    for name in names:
+        e = q[name]
+        miou = f"{e['mean_iou']:.4f}" if e["mean_iou"] is not None else "—"
+        print(f"| {name} | {100 * e[f'argmax_agreement_vs_{base}']:.3f} % | {miou} |")
+
+
+def main(argv=None) -> int:
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    names = [n for n in args.engines.split(",") if n]
+    if set(names) - set(ENGINES):
+        parser.error(f"unknown engines: {', '.join(sorted(set(names) - set(ENGINES)))}")
+
+    from export_parity import export_in_subprocess
+
+    from fcn.model.checkpoints import load_model, resolve_model_path
+
+    model_path = resolve_model_path(args.model)
+    paths = list_input_images(args.data)
+    results = run_description(args, model_path, names)
     with tempfile.TemporaryDirectory(prefix="onnx-vs-tf-") as tmp:
         onnx_path = Path(args.onnx) if args.onnx else None
         if "onnxruntime" in names and onnx_path is None:
@@ -187,54 +252,15 @@ def main(argv=None) -> int:
                 return 1
             onnx_path = Path(exported["path"])
         model = load_model(model_path, precision="float32")
-
         if not args.skip_speed:
-            count = args.rounds * args.round_tiles
-            tiles = [read_rgb(p) for p in paths[:count]]
-            if len(tiles) < count:
-                parser.error(f"--rounds x --round-tiles = {count} tiles, {args.data} has {len(tiles)}")
-            print(
-                f"speed: {count} tiles of {tiles[0].shape[0]}x{tiles[0].shape[1]}, batch {args.batch_size}, scale 1, "
-                f"{args.rounds} rounds of {args.round_tiles}",
-                flush=True,
-            )
-            engines = make_engines(model, onnx_path, names, batch_size=args.batch_size, tile=1024)
-            results["speed"] = speed(engines, tiles, args.rounds, args.round_tiles)
-            results["speed"]["input"] = f"{tiles[0].shape[0]}x{tiles[0].shape[1]}"
-            del engines
+            results["speed"] = speed_pass(parser, args, model, onnx_path, names, paths)
         if not args.skip_quality:
-            quality_paths = paths[: args.quality_limit]
-            print(f"agreement/mIoU: {len(quality_paths)} tiles at scale {args.quality_scale}", flush=True)
-            engines = make_engines(model, onnx_path, names, batch_size=args.batch_size, scale=args.quality_scale)
-            start = time.perf_counter()
-            results["quality"] = quality(engines, quality_paths)
-            results["quality"]["scale"] = args.quality_scale
-            results["quality"]["seconds"] = time.perf_counter() - start
+            results["quality"] = quality_pass(args, model, onnx_path, names, paths)
 
-    base = names[0]
     if "speed" in results:
-        s = results["speed"]
-        print(
-            f"\nspeed at {s['input']}, batch {args.batch_size} (load average {min(s['load_average']):.2f}-{max(s['load_average']):.2f}):\n"
-        )
-        print(f"| engine | images/s (median) | rounds min-max | vs {base} (median of per-round ratios) |")
-        print("|---|---:|---:|---:|")
-        for name in names:
-            e = s[name]
-            print(
-                f"| {name} | {e['images_per_s']:.2f} | {min(e['rounds']):.2f}-{max(e['rounds']):.2f} | {e[f'vs_{base}']:.2f}x |"
-            )
+        print_speed_table(results["speed"], names, args.batch_size)
     if "quality" in results:
-        q = results["quality"]
-        print(
-            f"\nagreement with {base} on {q['tiles']} tiles at scale {q['scale']} ({q['scored_tiles']} with masks):\n"
-        )
-        print(f"| engine | argmax agreement vs {base} | course mIoU |")
-        print("|---|---:|---:|")
-        for name in names:
-            e = q[name]
-            miou = f"{e['mean_iou']:.4f}" if e["mean_iou"] is not None else "—"
-            print(f"| {name} | {100 * e[f'argmax_agreement_vs_{base}']:.3f} % | {miou} |")
+        print_quality_table(results["quality"], names)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

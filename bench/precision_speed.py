@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-def main(argv=None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="fcn8s")
     parser.add_argument("--image-size", type=int, default=256)
@@ -38,7 +38,60 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--json", metavar="FILE")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def measure_rounds(models: dict, images, labels, rounds: int, steps: int, batch_size: int) -> tuple[dict, dict, list]:
+    """Images/s of every timed call, per (precision, phase); the per-round bf16/fp32 ratios; the load averages."""
+
+    def rate(call) -> float:
+        start = time.perf_counter()
+        call()
+        return batch_size / (time.perf_counter() - start)
+
+    rates = {(p, phase): [] for p in PRECISIONS for phase in ("train", "predict")}
+    ratios = {"train": [], "predict": []}
+    loads = [os.getloadavg()[0]]
+    for r in range(rounds):
+        order = PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]
+        this_round = {}
+        for precision in order:
+            model = models[precision]
+            for phase, call in (
+                ("train", lambda model=model: model.train_on_batch(images, labels)),
+                ("predict", lambda model=model: model.predict_on_batch(images)),
+            ):
+                measured = [rate(call) for _ in range(steps)]
+                rates[(precision, phase)] += measured
+                this_round[(precision, phase)] = statistics.median(measured)
+        for phase in ratios:
+            ratios[phase].append(this_round[("mixed_bfloat16", phase)] / this_round[("float32", phase)])
+        loads.append(os.getloadavg()[0])
+        print(
+            f"  round {r + 1}: "
+            + ", ".join(f"{p} {ph} {v:.3f}" for (p, ph), v in this_round.items())
+            + f" img/s (load {loads[-1]:.2f})",
+            flush=True,
+        )
+    return rates, ratios, loads
+
+
+def print_table(rates: dict, ratios: dict, loads: list, isa: str) -> None:
+    print(
+        f"\n| precision | train img/s | predict img/s |  (load average {min(loads):.2f}-{max(loads):.2f}, ONEDNN_MAX_CPU_ISA {isa})"
+    )
+    print("|---|---:|---:|")
+    for precision in PRECISIONS:
+        print(
+            f"| {precision} | {statistics.median(rates[(precision, 'train')]):.3f} | {statistics.median(rates[(precision, 'predict')]):.3f} |"
+        )
+    print(
+        f"| bf16 / fp32 (median of per-round ratios) | {statistics.median(ratios['train']):.2f}x | {statistics.median(ratios['predict']):.2f}x |"
+    )
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
@@ -68,64 +121,20 @@ def main(argv=None) -> int:
         model.predict_on_batch(images)
         models[precision] = model
 
-    def rate(call) -> float:
-        start = time.perf_counter()
-        call()
-        return args.batch_size / (time.perf_counter() - start)
-
-    rates = {(p, phase): [] for p in PRECISIONS for phase in ("train", "predict")}
-    ratios = {"train": [], "predict": []}
-    loads = [os.getloadavg()[0]]
-    for r in range(args.rounds):
-        order = PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]
-        this_round = {}
-        for precision in order:
-            model = models[precision]
-            for phase, call in (
-                ("train", lambda model=model: model.train_on_batch(images, labels)),
-                ("predict", lambda model=model: model.predict_on_batch(images)),
-            ):
-                measured = [rate(call) for _ in range(args.steps)]
-                rates[(precision, phase)] += measured
-                this_round[(precision, phase)] = statistics.median(measured)
-        for phase in ratios:
-            ratios[phase].append(this_round[("mixed_bfloat16", phase)] / this_round[("float32", phase)])
-        loads.append(os.getloadavg()[0])
-        print(
-            f"  round {r + 1}: "
-            + ", ".join(f"{p} {ph} {v:.3f}" for (p, ph), v in this_round.items())
-            + f" img/s (load {loads[-1]:.2f})",
-            flush=True,
-        )
-
-    print(
-        f"\n| precision | train img/s | predict img/s |  (load average {min(loads):.2f}-{max(loads):.2f}, ONEDNN_MAX_CPU_ISA {isa})"
-    )
-    print("|---|---:|---:|")
-    for precision in PRECISIONS:
-        print(
-            f"| {precision} | {statistics.median(rates[(precision, 'train')]):.3f} | {statistics.median(rates[(precision, 'predict')]):.3f} |"
-        )
-    print(
-        f"| bf16 / fp32 (median of per-round ratios) | {statistics.median(ratios['train']):.2f}x | {statistics.median(ratios['predict']):.2f}x |"
-    )
+    rates, ratios, loads = measure_rounds(models, images, labels, args.rounds, args.steps, args.batch_size)
+    print_table(rates, ratios, loads, isa)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "model": args.model,
-                    "image_size": args.image_size,
-                    "batch_size": args.batch_size,
-                    "onednn_max_cpu_isa": isa,
-                    "auto": {"policy": auto.policy, "reason": auto.reason, "seconds": auto_seconds},
-                    "rates": {f"{p}/{ph}": v for (p, ph), v in rates.items()},
-                    "ratios": ratios,
-                    "load_average": loads,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        figures = {
+            "model": args.model,
+            "image_size": args.image_size,
+            "batch_size": args.batch_size,
+            "onednn_max_cpu_isa": isa,
+            "auto": {"policy": auto.policy, "reason": auto.reason, "seconds": auto_seconds},
+            "rates": {f"{p}/{ph}": v for (p, ph), v in rates.items()},
+            "ratios": ratios,
+            "load_average": loads,
+        }
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 

@@ -127,7 +127,7 @@ def _model(spec: str, imagenet: bool):
     return load_model(spec)
 
 
-def main(argv=None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model", required=True, help="a .keras file or run directory, or fcn8s/fcn16s/fcn32s (untrained)"
@@ -142,7 +142,11 @@ def main(argv=None) -> int:
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     result = compare(

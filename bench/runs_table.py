@@ -44,13 +44,17 @@ def summarise(run_dir: Path, after: int) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR[,RUN_DIR...]")
     parser.add_argument("--after", type=int, default=6, help="count drops between evaluations after this epoch")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="also plot the validation mIoU curves here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
     table = {}
     for spec in args.runs:
         name, _, dirs = spec.partition("=")

@@ -39,13 +39,17 @@ def tensorflow_path(predictor, rgb: np.ndarray, scale: float) -> np.ndarray:
     return probs.argmax(-1).astype(np.uint8)
 
 
-def main(argv=None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="the .keras file the ONNX model was exported from")
     parser.add_argument("--input", required=True, help="the tiles fcn-predict read")
     parser.add_argument("--masks", required=True, help="the masks fcn-predict wrote with the ONNX model")
     parser.add_argument("--scale", type=float, required=True, help="the --scale fcn-predict ran at")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
 
     from fcn.inference.engine import Predictor
     from fcn.model.checkpoints import load_model

@@ -106,10 +106,6 @@ def train_end_to_end_figures(
         dict with ``epoch_s``, ``validation_s``, ``images_per_epoch``, ``train_img_s`` (without
         validation) and ``train_img_s_with_validation``.
     """
-    from fcn.cli import train
-    from fcn.model.checkpoints import read_model_info
-    from fcn.training.build import validation_predictor
-    from fcn.training.callbacks import EpochValidation, StopControl
     from fcn.training.inputs import load_data
     from fcn.training.runfiles import RunFiles
 
@@ -126,24 +122,12 @@ def train_end_to_end_figures(
         "--jit-compile": "off",
         "--verbose": 0,
     }
-    argv = [str(item) for pair in flags.items() for item in pair]
-    log = io.StringIO()
-    with redirect_stdout(log):
-        code = train.main(argv)
-    if code != 0:
-        raise RuntimeError(f"fcn-train exited with {code}: {log.getvalue()[-500:]}")
+    run_fcn_train([str(item) for pair in flags.items() for item in pair])
     files = RunFiles(run_dir)
     epoch_s = files.read_history()[-1]["seconds"]
 
     train_pairs, val_tiles, _ = load_data(files.read_train_config())
-    model, _ = training_model(model_name, precision, jit=False)
-    info = read_model_info(files.last)
-    validation = EpochValidation(
-        val_tiles, lambda m: validation_predictor(m, info, batch_size), [], None, StopControl()
-    )
-    validation.set_model(model)
-    validation_s = _timed(lambda: validation.on_epoch_end(0, {}))
-    del model
+    validation_s = validation_seconds(files, val_tiles, model_name, precision, batch_size)
 
     steps = max(1, len(train_pairs) // batch_size)
     images = min(len(train_pairs), steps * batch_size)
@@ -157,6 +141,32 @@ def train_end_to_end_figures(
         "train_img_s": images / max(epoch_s - validation_s, 1e-9),
         "train_img_s_with_validation": images / epoch_s,
     }
+
+
+def run_fcn_train(argv: list[str]) -> None:
+    """``fcn-train`` in this process, its output kept back (and its tail raised if it fails)."""
+    from fcn.cli import train
+
+    log = io.StringIO()
+    with redirect_stdout(log):
+        code = train.main(argv)
+    if code != 0:
+        raise RuntimeError(f"fcn-train exited with {code}: {log.getvalue()[-500:]}")
+
+
+def validation_seconds(files, val_tiles: list, model_name: str, precision: str, batch_size: int) -> float:
+    """Seconds of one validation pass run as ``fcn.training.trainer`` runs it (a new Predictor: traced again)."""
+    from fcn.model.checkpoints import read_model_info
+    from fcn.training.build import validation_predictor
+    from fcn.training.callbacks import EpochValidation, StopControl
+
+    model, _ = training_model(model_name, precision, jit=False)
+    info = read_model_info(files.last)
+    validation = EpochValidation(
+        val_tiles, lambda m: validation_predictor(m, info, batch_size), [], None, StopControl()
+    )
+    validation.set_model(model)
+    return _timed(lambda: validation.on_epoch_end(0, {}))
 
 
 def predict_figures(tiles_dir: Path, model_name: str, precision: str, batch_size: int, image_size: int) -> dict:

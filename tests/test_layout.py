@@ -1,6 +1,7 @@
 """The size rules of docs/ARCHITECTURE.md: modules of at most 400 lines, functions of at most 60.
 
-Docstrings do not count, and neither do the declarative argparse tables (``get_args_parser``).
+They hold for the package and for the scripts of ``bench/`` and ``scripts/``. Docstrings do not
+count, and neither do the declarative argparse tables (``get_args_parser``).
 Run ``python tests/test_layout.py`` for the longest modules and functions.
 """
 
@@ -8,7 +9,9 @@ import ast
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "fcn"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "fcn"
+SCRIPT_FOLDERS = (ROOT / "bench", ROOT / "scripts")  # their *.py only: no subfolders
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 PARSER_TABLES = {"get_args_parser"}
@@ -46,7 +49,12 @@ def function_lengths(path: Path) -> list[tuple[str, int]]:
 
 
 def modules() -> list[Path]:
-    return sorted(PACKAGE.rglob("*.py"))
+    """Every module the rules hold for: the package's, then the scripts'."""
+    return sorted(PACKAGE.rglob("*.py")) + [path for folder in SCRIPT_FOLDERS for path in sorted(folder.glob("*.py"))]
+
+
+def relative_name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
 
 
 def test_the_measures_skip_docstrings(tmp_path):
@@ -56,25 +64,31 @@ def test_the_measures_skip_docstrings(tmp_path):
     assert function_lengths(source) == [("f", 2)]
 
 
+def test_the_rules_cover_the_package_and_the_scripts():
+    covered = {relative_name(p) for p in modules()}
+    for expected in ("fcn/cli/train.py", "bench/cv.py", "scripts/train.py"):
+        assert expected in covered, f"{expected} is not measured by the size rules"
+
+
 def test_no_module_is_over_the_limit():
-    too_long = {str(p.relative_to(PACKAGE.parent)): module_lines(p) for p in modules()}
-    assert {k: v for k, v in too_long.items() if v > MAX_MODULE_LINES} == {}
+    too_long = {relative_name(p): lines for p in modules() if (lines := module_lines(p)) > MAX_MODULE_LINES}
+    assert too_long == {}, f"modules over {MAX_MODULE_LINES} lines: {too_long}"
 
 
 def test_no_function_is_over_the_limit():
     too_long = {}
     for path in modules():
-        for name, lines in function_lengths(path):
-            if lines > MAX_FUNCTION_LINES and name.split(".")[-1] not in PARSER_TABLES:
-                too_long[f"{path.relative_to(PACKAGE.parent)}:{name}"] = lines
-    assert too_long == {}
+        for function, lines in function_lengths(path):
+            if lines > MAX_FUNCTION_LINES and function.split(".")[-1] not in PARSER_TABLES:
+                too_long[f"{relative_name(path)}:{function}"] = lines
+    assert too_long == {}, f"functions over {MAX_FUNCTION_LINES} lines: {too_long}"
 
 
 if __name__ == "__main__":
-    sizes = sorted(((module_lines(p), str(p.relative_to(PACKAGE.parent))) for p in modules()), reverse=True)
+    sizes = sorted(((module_lines(p), relative_name(p)) for p in modules()), reverse=True)
     functions = sorted(
-        ((n, f"{p.relative_to(PACKAGE.parent)}:{f}") for p in modules() for f, n in function_lengths(p)), reverse=True
+        ((n, f"{relative_name(p)}:{f}") for p in modules() for f, n in function_lengths(p)), reverse=True
     )
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    print("longest modules:", *(f"  {n:4d}  {name}" for n, name in sizes[:limit]), sep="\n")
-    print("longest functions:", *(f"  {n:4d}  {name}" for n, name in functions[:limit]), sep="\n")
+    print("longest modules:", *(f"  {n:4d}  {module}" for n, module in sizes[:limit]), sep="\n")
+    print("longest functions:", *(f"  {n:4d}  {function}" for n, function in functions[:limit]), sep="\n")
