@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from nothing_lost_harness import (
     Runner,
     big,
-    fill,
+    full_disk,
     geotiff,
     killed,
     listing,
     pairs,
     tile,
-    tmpfs,
     truncated_images,
 )
 
 CASES = {}
+NO_TMPFS = (None, "skipped (needs root for a tmpfs)")
 
 
 def case(name):
@@ -82,28 +81,27 @@ def export_onto_notes(r: Runner, d: Path):
 @case("predict --overlay, disk full")
 def overlay_disk_full(r: Runner, d: Path):
     pairs(d / "in", 6, 128)
-    if not tmpfs(d / "full", "2m"):
-        return None, "skipped (needs root for a tmpfs)"
-    fill(d / "full", 60_000)
-    out = r.run(d, "predict", "--model", r.model, "--input", "in", "--output", "full/m", "--overlay", "full/o", "-q")
-    bad = truncated_images(d / "full" / "m") + truncated_images(d / "full" / "o")
-    summary = next((line for line in out[3].splitlines() if line.startswith("wrote")), "")
-    state = f"masks {listing(d / 'full' / 'm', '*.png')}, overlays {listing(d / 'full' / 'o', '*.jpg')}, truncated: {len(bad)}; '{summary[:40]}'"
-    subprocess.run(["umount", str(d / "full")])
-    return out, state
+    with full_disk(d / "full", "2m", leave=60_000) as mounted:
+        if not mounted:
+            return NO_TMPFS
+        out = r.run(
+            d, "predict", "--model", r.model, "--input", "in", "--output", "full/m", "--overlay", "full/o", "-q"
+        )
+        bad = truncated_images(d / "full" / "m") + truncated_images(d / "full" / "o")
+        summary = next((line for line in out[3].splitlines() if line.startswith("wrote")), "")
+        masks, overlays = listing(d / "full" / "m", "*.png"), listing(d / "full" / "o", "*.jpg")
+        return out, f"masks {masks}, overlays {overlays}, truncated: {len(bad)}; '{summary[:40]}'"
 
 
 @case("predict masks only, disk full")
 def masks_disk_full(r: Runner, d: Path):
     pairs(d / "in", 12, 128)
-    if not tmpfs(d / "full", "1m"):
-        return None, "skipped (needs root for a tmpfs)"
-    fill(d / "full", 40_000)
-    out = r.run(d, "predict", "--model", r.model, "--input", "in", "--output", "full/m", "-q")
-    bad = truncated_images(d / "full" / "m")
-    state = f"masks {listing(d / 'full' / 'm', '*.png')}, truncated: {len(bad)}"
-    subprocess.run(["umount", str(d / "full")])
-    return out, state
+    with full_disk(d / "full", "1m", leave=40_000) as mounted:
+        if not mounted:
+            return NO_TMPFS
+        out = r.run(d, "predict", "--model", r.model, "--input", "in", "--output", "full/m", "-q")
+        bad = truncated_images(d / "full" / "m")
+        return out, f"masks {listing(d / 'full' / 'm', '*.png')}, truncated: {len(bad)}"
 
 
 @case("predict GeoTIFF scenes (+ --overlay), disk full")
@@ -111,51 +109,37 @@ def scenes_disk_full(r: Runner, d: Path):
     (d / "in").mkdir()
     for k in range(3):
         geotiff(d / "in" / f"s{k}.tif", 640, k)
-    if not tmpfs(d / "full", "1m"):
-        return None, "skipped (needs root for a tmpfs)"
-    fill(d / "full", 150_000)
-    out = r.run(
-        d,
-        "predict",
-        "--model",
-        r.model,
-        "--input",
-        "in",
-        "--output",
-        "full/m",
-        "--overlay",
-        "full/o",
-        "-q",
-        "--scale",
-        "0.25",
-    )
-    cut = []
-    for path in sorted((d / "full" / "m").glob("*.tif")):
-        try:
-            import rasterio
+    with full_disk(d / "full", "1m", leave=150_000) as mounted:
+        if not mounted:
+            return NO_TMPFS
+        command = ["predict", "--model", r.model, "--input", "in", "--output", "full/m", "--overlay", "full/o"]
+        out = r.run(d, *command, "-q", "--scale", "0.25")
+        cut = [path.name for path in sorted((d / "full" / "m").glob("*.tif")) if not readable_geotiff(path)]
+        return out, f"masks {listing(d / 'full' / 'm', '*.tif')}, unreadable: {len(cut)}"
 
-            with rasterio.open(path) as src:
-                src.read(1)
-        except Exception:
-            cut.append(path.name)
-    state = f"masks {listing(d / 'full' / 'm', '*.tif')}, unreadable: {len(cut)}"
-    subprocess.run(["umount", str(d / "full")])
-    return out, state
+
+def readable_geotiff(path: Path) -> bool:
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            src.read(1)
+    except Exception:
+        return False
+    return True
 
 
 @case("prepare_deepglobe, disk full, then resumed")
 def deepglobe_disk_full(r: Runner, d: Path):
     pairs(d / "src", 3, 256)
-    if not tmpfs(d / "full", "1m"):
-        return None, "skipped (needs root for a tmpfs)"
-    fill(d / "full", 200_000)
-    first = r.run(d, "prepare_deepglobe", "--input", "src", "--output", "full/ds", "--size", "128")
-    os.remove(d / "full" / "ballast")
-    second = r.run(d, "prepare_deepglobe", "--input", "src", "--output", "full/ds", "--size", "128")
-    bad = truncated_images(d / "full" / "ds" / "train") + truncated_images(d / "full" / "ds" / "validation")
-    state = f"first run rc {first[0]}, {len(first[1])} line(s); after resume: truncated tiles {len(bad)}"
-    subprocess.run(["umount", str(d / "full")])
-    return second, state
+    with full_disk(d / "full", "1m", leave=200_000) as mounted:
+        if not mounted:
+            return NO_TMPFS
+        first = r.run(d, "prepare_deepglobe", "--input", "src", "--output", "full/ds", "--size", "128")
+        os.remove(d / "full" / "ballast")
+        second = r.run(d, "prepare_deepglobe", "--input", "src", "--output", "full/ds", "--size", "128")
+        bad = truncated_images(d / "full" / "ds" / "train") + truncated_images(d / "full" / "ds" / "validation")
+        return second, f"first run rc {first[0]}, {len(first[1])} line(s); after resume: truncated tiles {len(bad)}"
 
 
 @case("prepare_deepglobe --size 200000 --grid 1 (under ulimit -v 4 GiB)")
@@ -272,13 +256,11 @@ def opset_1(r: Runner, d: Path):
 
 @case("export onto a full disk")
 def export_disk_full(r: Runner, d: Path):
-    if not tmpfs(d / "full", "1m"):
-        return None, "skipped (needs root for a tmpfs)"
-    fill(d / "full", 100_000)
-    out = r.run(d, "export", "--model", r.model, "--format", "onnx", "--output", "full/m.onnx", "--no-check")
-    state = listing(d / "full")
-    subprocess.run(["umount", str(d / "full")])
-    return out, state
+    with full_disk(d / "full", "1m", leave=100_000) as mounted:
+        if not mounted:
+            return NO_TMPFS
+        out = r.run(d, "export", "--model", r.model, "--format", "onnx", "--output", "full/m.onnx", "--no-check")
+        return out, listing(d / "full")
 
 
 @case("kill -9 mid-write, then a second run into the same output (predict / export)")

@@ -5,6 +5,7 @@ Used by ``nothing_lost_cases.py`` for ``bench/nothing_lost_table.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -53,19 +54,25 @@ def pairs(folder: Path, n: int, size: int = 64) -> None:
         gt_mask(folder / f"{k:04d}_mask.png", k, size)
 
 
-def tmpfs(folder: Path, size: str) -> bool:
+@contextlib.contextmanager
+def full_disk(folder: Path, size: str, leave: int):
+    """A tmpfs of ``size`` at ``folder`` filled so that about ``leave`` bytes stay free; yields
+    False (and mounts nothing) without root. Unmounted on leaving the block."""
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
-        return False
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]).returncode == 0
-
-
-def fill(folder: Path, leave: int) -> None:
-    """Fill a tmpfs so that about ``leave`` bytes stay free."""
-    stats = os.statvfs(folder)
-    free = stats.f_bavail * stats.f_frsize
-    with open(folder / "ballast", "wb") as handle:
-        handle.write(b"\0" * max(0, free - leave))
+        yield False
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]).returncode != 0:
+        yield False
+        return
+    try:
+        stats = os.statvfs(folder)
+        free = stats.f_bavail * stats.f_frsize
+        with open(folder / "ballast", "wb") as handle:
+            handle.write(b"\0" * max(0, free - leave))
+        yield True
+    finally:
+        subprocess.run(["umount", str(folder)])
 
 
 def listing(folder: Path, pattern: str = "*") -> str:
