@@ -93,32 +93,11 @@ def plot_curves(
 
     A run's optional ``first_epoch`` (a second stage drawn after its first stage) shifts its group's x axis.
     """
-    import matplotlib
+    from fcn.study.curves import plot_val_miou
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from fcn.core.files import atomic_path
-
-    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
-    for name, runs in table.items():
-        epochs = min(len(r["curve"]) for r in runs)
-        curves = [r["curve"][:epochs] for r in runs]
-        first = runs[0].get("first_epoch", 1)
-        x = range(first, first + epochs)
-        line = axes.plot(x, [statistics.mean(v) for v in zip(*curves)], marker=".", label=f"{name} ({len(runs)})")
-        if len(runs) > 1:
-            low, high = [min(v) for v in zip(*curves)], [max(v) for v in zip(*curves)]
-            axes.fill_between(x, low, high, color=line[0].get_color(), alpha=0.2)
-    axes.set_xlabel("epoch")
-    axes.set_ylabel("validation mIoU (classes 0-5)")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp)
-    plt.close(figure)
+    curves = {name: [run["curve"] for run in runs] for name, runs in table.items()}
+    first_epochs = {name: runs[0].get("first_epoch", 1) for name, runs in table.items()}
+    plot_val_miou(curves, path, title, first_epochs)
 
 
 if __name__ == "__main__":

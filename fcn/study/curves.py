@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from fcn.core.errors import InputError
@@ -23,24 +24,39 @@ def require_matplotlib():
     return plt
 
 
-def plot_val_miou(curves: dict[str, list[dict]], path: str | Path, title: str) -> None:
-    """Validation mIoU per epoch, one line per run, the best epoch of each marked.
+def plot_val_miou(
+    curves: dict[str, list[list[float]]],
+    path: str | Path,
+    title: str,
+    first_epochs: dict[str, int] | None = None,
+) -> None:
+    """Validation mIoU per epoch, one line per label, its best epoch starred.
 
     Args:
-        curves: run label -> history rows (``epoch``, ``val_miou``).
+        curves: label -> the per-epoch mIoU of one or more runs; several runs are drawn as their
+            mean (over the epochs all of them reached) with their range shaded.
         path: PNG to write.
         title: figure title.
+        first_epochs: label -> the epoch of its first value (default 1), e.g. a second stage
+            drawn after its first.
     """
     plt = require_matplotlib()
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     try:
-        for label, rows in curves.items():
-            epochs = [r["epoch"] for r in rows]
-            values = [r["val_miou"] for r in rows]
-            (line,) = ax.plot(epochs, values, marker="o", markersize=3, label=label)
-            finite = [(v, e) for e, v in zip(epochs, values) if math.isfinite(v)]
+        for label, runs in curves.items():
+            length = min(len(run) for run in runs)
+            per_epoch = list(zip(*(run[:length] for run in runs)))
+            first = (first_epochs or {}).get(label, 1)
+            epochs = list(range(first, first + length))
+            means = [statistics.mean(values) for values in per_epoch]
+            name = f"{label} ({len(runs)})" if len(runs) > 1 else label
+            (line,) = ax.plot(epochs, means, marker="o", markersize=3, label=name)
+            if len(runs) > 1:
+                low, high = [min(v) for v in per_epoch], [max(v) for v in per_epoch]
+                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+            finite = [(v, e) for e, v in zip(epochs, means) if math.isfinite(v)]
             if finite:
                 best_value, best_epoch = max(finite)
                 ax.plot([best_epoch], [best_value], marker="*", markersize=12, color=line.get_color(), linestyle="none")
@@ -55,3 +71,8 @@ def plot_val_miou(curves: dict[str, list[dict]], path: str | Path, title: str) -
             fig.savefig(tmp, metadata={"Software": project_signature()})  # the mark check_replaceable reads
     finally:
         plt.close(fig)
+
+
+def history_curve(history: list[dict]) -> list[float]:
+    """A run's validation mIoU per epoch, from its history rows."""
+    return [row["val_miou"] for row in history]

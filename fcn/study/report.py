@@ -23,7 +23,7 @@ from fcn.core.errors import InputError
 from fcn.core.files import is_signature, project_signature, write_bytes_atomic, write_text_atomic
 from fcn.core.guards import check_replaceable
 from fcn.study.architecture import architecture
-from fcn.study.curves import plot_val_miou, require_matplotlib
+from fcn.study.curves import history_curve, plot_val_miou, require_matplotlib
 from fcn.study.markdown import render_markdown
 from fcn.study.run_report import RunReport
 from fcn.study.scoring import _SAFE_NAME, DEFAULT_BOUNDARY_PX, Run, load_run, score_checkpoint, unique_names
@@ -153,7 +153,7 @@ def _report_run(run: Run, config: ReportConfig, tables: dict[tuple, dict]) -> Ru
     )
     log.info("%s: mIoU %.4f (%.1f s)", run.name, scores.overall.mean_iou(), scores.seconds)
     curve = config.out / run.name / RUN_CURVE_FILE
-    plot_val_miou({run.name: run.history}, curve, f"{run.name} ({run.model_name}): validation mIoU")
+    plot_val_miou({run.name: [history_curve(run.history)]}, curve, f"{run.name} ({run.model_name}): validation mIoU")
     montages, montage_epochs = _copy_montages(run, config.out)
     return RunReport(
         run,
@@ -182,7 +182,11 @@ def build_report(config: ReportConfig) -> list[RunReport]:
     tables: dict[tuple, dict] = {}
     reports = [_report_run(run, config, tables) for run in runs]
     out_dir = config.out
-    plot_val_miou({r.run.name: r.run.history for r in reports}, out_dir / ALL_CURVES_FILE, "validation mIoU per epoch")
+    plot_val_miou(
+        {r.run.name: [history_curve(r.run.history)] for r in reports},
+        out_dir / ALL_CURVES_FILE,
+        "validation mIoU per epoch",
+    )
     report_path = out_dir / REPORT_FILE
     signature = f"<!-- {project_signature()} -->\n"
     write_text_atomic(report_path, signature + render_markdown(reports, config.boundary_px))
