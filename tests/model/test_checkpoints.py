@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 def compiled_model():
     model = conv_softmax_model(1)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy())
+    model.optimizer.build(model.trainable_variables)  # as training saves it (loading builds it too)
     return model
 
 
