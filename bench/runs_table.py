@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
+from fcn.study.curves import history_curve, plot_val_miou  # noqa: E402  (TensorFlow-free)
 from fcn.training.runfiles import IOU_COLUMNS, RunFiles  # noqa: E402  (TensorFlow-free)
 
 
@@ -31,7 +32,7 @@ def summarise(run_dir: Path, after: int) -> dict:
     rows = files.read_history()
     if not rows:
         raise InputError(f"{files.history_path}: no epoch recorded")
-    miou = [r["val_miou"] for r in rows]
+    miou = history_curve(rows)
     drops = [miou[i - 1] - miou[i] for i in range(1, len(miou)) if rows[i]["epoch"] > after]
     return {
         "epochs": len(rows),
@@ -93,8 +94,6 @@ def plot_curves(
 
     A run's optional ``first_epoch`` (a second stage drawn after its first stage) shifts its group's x axis.
     """
-    from fcn.study.curves import plot_val_miou
-
     curves = {name: [run["curve"] for run in runs] for name, runs in table.items()}
     first_epochs = {name: runs[0].get("first_epoch", 1) for name, runs in table.items()}
     plot_val_miou(curves, path, title, first_epochs)
