@@ -92,8 +92,14 @@ def seed_tag(seed: int) -> str:
 
 
 class Run:
-    def __init__(self, name, model, fold, args, runs_dir, split_dir, common, seed=0):
-        self.label = f"{name}-{model}-f{fold}{seed_tag(seed)}"
+    """One training run of a study: its directory, its ``scripts/train.py`` command and its state.
+
+    ``split_dir`` holds the ``train/`` and ``val/`` folders; ``label`` (default
+    ``NAME-MODEL-fFOLD`` plus the seed tag) names the run directory under ``runs_dir``.
+    """
+
+    def __init__(self, name, model, fold, args, runs_dir, split_dir, common, seed=0, label=None):
+        self.label = label or f"{name}-{model}-f{fold}{seed_tag(seed)}"
         self.name, self.model, self.fold, self.seed = name, model, fold, seed
         self.dir = runs_dir / self.label
         filled = args.replace("{runs}", str(runs_dir)).replace("{fold}", str(fold))

@@ -29,6 +29,9 @@ def plot_val_miou(
     path: str | Path,
     title: str,
     first_epochs: dict[str, int] | None = None,
+    *,
+    x_per_epoch: dict[str, float] | None = None,
+    log_x: bool = False,
 ) -> None:
     """Validation mIoU per epoch, one line per label, its best epoch starred.
 
@@ -39,6 +42,9 @@ def plot_val_miou(
         title: figure title.
         first_epochs: label -> the epoch of its first value (default 1), e.g. a second stage
             drawn after its first.
+        x_per_epoch: label -> x units per epoch (e.g. training images): the x axis is then epochs
+            times that, labelled "training images seen".
+        log_x: a logarithmic x axis.
     """
     plt = require_matplotlib()
     from matplotlib.ticker import MaxNLocator
@@ -49,7 +55,8 @@ def plot_val_miou(
             length = min(len(run) for run in runs)
             per_epoch = list(zip(*(run[:length] for run in runs)))
             first = (first_epochs or {}).get(label, 1)
-            epochs = list(range(first, first + length))
+            scale = (x_per_epoch or {}).get(label, 1)
+            epochs = [epoch * scale for epoch in range(first, first + length)]
             means = [statistics.mean(values) for values in per_epoch]
             name = f"{label} ({len(runs)})" if len(runs) > 1 else label
             (line,) = ax.plot(epochs, means, marker="o", markersize=3, label=name)
@@ -60,8 +67,11 @@ def plot_val_miou(
             if finite:
                 best_value, best_epoch = max(finite)
                 ax.plot([best_epoch], [best_value], marker="*", markersize=12, color=line.get_color(), linestyle="none")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch (star: best)")
+        if log_x:
+            ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(("training images seen" if x_per_epoch else "epoch") + " (star: best)")
         ax.set_ylabel("validation mIoU (classes 0-5)")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)

@@ -1,0 +1,182 @@
+"""The reference study on the course's real split: train on one folder, validate on another, every epoch.
+
+    python bench/real_split.py --train DATA_DIR/landcover-train --val DATA_DIR/landcover-dev \\
+        --out STUDY_DIR --models fcn8s,fcn32s --seeds 0,1 --jobs 2 --threads 1 \\
+        --candidate default= --candidate "ema@fcn8s=--ema 0.999" --plot curves.png --budget-plot budget.png
+    python bench/real_split.py ... --table-only          # summarise the runs there, train nothing
+
+Every candidate x model x seed is one ``scripts/train.py`` run in ``STUDY_DIR/runs/NAME-MODEL-sSEED``,
+with the common settings below (``--epochs`` ... ``--precision``, ``--cache``), then the candidate's
+own arguments, then anything after ``--``. The study is resumable: the same command keeps finished
+runs, continues a stopped one from its last epoch (``--resume``), and leaves a run another process
+holds to it. The table is :mod:`bench.cv`'s, over seeds instead of folds, plus the training images/s;
+``--plot`` draws validation mIoU per epoch (mean over seeds, range shaded) and ``--budget-plot`` the
+same against the training images seen, on a log axis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.cv import (  # noqa: E402
+    Run,
+    finished_only,
+    parse_candidate,
+    parse_seeds,
+    split_at_double_dash,
+    summarise_study,
+    train_all,
+)
+from bench.cv import markdown as cv_markdown  # noqa: E402
+from bench.runs_table import plot_curves  # noqa: E402
+from fcn.cli.common import run_cli  # noqa: E402
+from fcn.core.errors import InputError  # noqa: E402
+from fcn.core.files import write_text_atomic  # noqa: E402
+
+SPLIT_FOLDER = "split"  # STUDY_DIR/split/train and /val: links to the two data folders
+
+
+def link_split(train: Path, val: Path, study: Path) -> Path:
+    """``STUDY_DIR/split`` with ``train`` and ``val`` linked to the data folders (kept when they already match)."""
+    split = study / SPLIT_FOLDER
+    split.mkdir(parents=True, exist_ok=True)
+    for name, source in (("train", train), ("val", val)):
+        link = split / name
+        if link.is_symlink() and link.resolve() == source.resolve():
+            continue
+        if link.exists() or link.is_symlink():
+            raise InputError(f"{link}: already links elsewhere; pick another --out")
+        link.symlink_to(source.resolve(), target_is_directory=True)
+    return split
+
+
+def run_label(name: str, model: str, seed: int) -> str:
+    return f"{name}-{model}-s{seed}"
+
+
+def plan_runs(args, candidates, split: Path, common: list[str], seeds: list[int]) -> list[Run]:
+    """Every candidate x model, for the first seed, then again for each further seed (priority order)."""
+    runs_dir = args.out / "runs"
+    return [
+        Run(name, model, 0, train_args, runs_dir, split, common, seed, label=run_label(name, model, seed))
+        for seed in seeds
+        for name, models, train_args in candidates
+        for model in models
+    ]
+
+
+def common_train_args(args, extra: list[str]) -> list[str]:
+    """The trainer arguments every run shares (a candidate's own come after them)."""
+    common = [
+        f"--epochs={args.epochs}",
+        f"--batch-size={args.batch_size}",
+        f"--precision={args.precision}",
+        f"--image-size={args.image_size}",
+        "--verbose=0",
+    ]
+    common += [f"--crop={args.crop}"] if args.crop else []
+    return common + (["--cache"] if args.cache else []) + extra
+
+
+def add_throughput(table: dict[str, list[dict]], train_tiles: int) -> None:
+    """Each run's training tiles per second of wall time (validation included) and its images seen per epoch."""
+    for runs in table.values():
+        for run in runs:
+            run["tiles_per_epoch"] = train_tiles
+            run["images_per_s"] = train_tiles * run["epochs"] / (60 * run["minutes"]) if run["minutes"] else 0.0
+
+
+def markdown(table: dict[str, list[dict]], after: int) -> str:
+    """The cv table (folds are one split here, so "runs" counts seeds) and the images/s per group."""
+    lines = [cv_markdown(table, after), "", "| candidate | model | training tiles/s (wall, with validation) |"]
+    lines.append("|---|---|---:|")
+    for key, runs in finished_only(table).items() or table.items():
+        rate = statistics.mean(r["images_per_s"] for r in runs)
+        lines.append(f"| {key.replace(' ', ' | ')} | {rate:.2f} |")
+    return "\n".join(lines)
+
+
+def plot_budget(table: dict[str, list[dict]], path: Path) -> None:
+    """Validation mIoU against training images seen (log axis): mean over seeds, one line per group."""
+    from fcn.study.curves import plot_val_miou
+
+    curves = {key: [r["curve"] for r in runs] for key, runs in table.items()}
+    images = {key: runs[0]["tiles_per_epoch"] for key, runs in table.items()}
+    plot_val_miou(curves, path, "validation mIoU against training images seen", x_per_epoch=images, log_x=True)
+
+
+def write_summary(args, runs: list[Run], train_tiles: int) -> None:
+    table = summarise_study(runs, args.after)
+    if not table:
+        raise InputError(f"{args.out / 'runs'}: no run has recorded an epoch yet")
+    add_throughput(table, train_tiles)
+    text = markdown(table, args.after)
+    print(text)
+    write_text_atomic(args.out / "study.md", text + "\n")
+    write_text_atomic(args.out / "study.json", json.dumps({"table": table}, indent=2) + "\n")
+    if args.plot:
+        plot_curves(table, args.plot, title="validation mIoU per epoch: mean over seeds (count), range shaded")
+    if args.budget_plot:
+        plot_budget(table, args.budget_plot)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench/real_split.py",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--train", type=Path, required=True, help="training tiles (DATA_DIR/landcover-train)")
+    parser.add_argument("--val", type=Path, required=True, help="validation tiles (DATA_DIR/landcover-dev)")
+    parser.add_argument("--out", type=Path, required=True, help="study folder: split/, runs/, study.md, study.json")
+    parser.add_argument(
+        "--models", default="fcn8s,fcn32s", help="models of candidates without @ (default fcn8s,fcn32s)"
+    )
+    parser.add_argument("--candidate", action="append", metavar="NAME[@MODELS]=ARGS", help="a recipe (repeatable)")
+    parser.add_argument("--seeds", default="0,1", metavar="N,N", help="seeds of every run (default 0,1)")
+    parser.add_argument("--epochs", type=int, default=20, help="default 20")
+    parser.add_argument("--image-size", type=int, default=256, help="default 256")
+    parser.add_argument("--crop", type=int, default=128, help="training crop (0: none; default 128)")
+    parser.add_argument("--batch-size", type=int, default=8, help="default 8")
+    parser.add_argument("--precision", default="auto", help="default auto")
+    parser.add_argument("--no-cache", dest="cache", action="store_false", help="decode the tiles every epoch")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1)")
+    parser.add_argument("--threads", type=int, default=0, help="TF intra-op threads per run (0: TF's default)")
+    parser.add_argument("--after", type=int, default=6, help="late drops count after this epoch (default 6)")
+    parser.add_argument("--table-only", action="store_true", help="summarise the runs there, train nothing")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="curves per epoch")
+    parser.add_argument("--budget-plot", type=Path, metavar="PNG", help="curves against images seen (log axis)")
+    return parser
+
+
+def main(argv=None) -> int:
+    argv, extra = split_at_double_dash(list(sys.argv[1:] if argv is None else argv))
+    args = get_args_parser().parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    candidates = [parse_candidate(c, models) for c in (args.candidate or ["default="])]
+    seeds = parse_seeds(args.seeds)
+    for folder in (args.train, args.val):
+        if not folder.is_dir():
+            raise InputError(f"{folder}: not a folder")
+    from fcn.data.pairs import find_pairs
+
+    train_tiles = len(find_pairs(args.train))
+    split = link_split(args.train, args.val, args.out)
+    runs = plan_runs(args, candidates, split, common_train_args(args, extra), seeds)
+    if not args.table_only:
+        (args.out / "runs").mkdir(parents=True, exist_ok=True)
+        train_all(runs, args.jobs, args.threads)
+    write_summary(args, runs, train_tiles)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
