@@ -59,7 +59,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-dir", type=Path, help="validation tiles (scored every epoch at their own size)")
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<model>-<time>, or runs/demo-<time>)")
     parser.add_argument(
-        "--epochs", type=positive_int, help="total epochs (also the target of --resume)" + _default("epochs")
+        "--epochs",
+        type=positive_int,
+        help="total epochs (with --resume: the new target; default there: the run's own)" + _default("epochs"),
     )
     parser.add_argument(
         "--batch-size", type=positive_int, help="global batch size (split across replicas)" + _default("batch_size")
@@ -193,7 +195,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--seed", type=int, help="seeds shuffling, augmentation, init and --demo data" + _default("seed")
     )
     runtime.add_argument(
-        "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last.keras up to --epochs"
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue a run from its last.keras, with its own settings, up to its own epochs (or --epochs); only "
+        "--epochs, --verbose, --cache, --jit-compile and --strategy may change",
     )
     runtime.add_argument(
         "--demo",
@@ -219,18 +225,22 @@ def parse_config(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     """The :class:`TrainConfig` of a command line (a new run, or the run ``--resume`` names), and
     the namespace of what was given."""
     args = get_args_parser().parse_args(argv)
+    return config_of(args), args
+
+
+def config_of(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of a parsed command line: a new run, or the run ``--resume`` names
+    (whose settings it keeps; see :func:`fcn.training.resume.resume_config`)."""
     given = {key: value for key, value in vars(args).items() if key not in COMMAND_FLAGS}
     if "resume" in given:
         from fcn.training.resume import resume_config
 
-        return resume_config(
-            given["resume"], epochs=given.get("epochs", DEFAULTS.epochs), verbose=given.get("verbose", 1)
-        ), args
+        return resume_config(given["resume"], given)
     recipe, demo = given.pop("recipe", "default"), given.pop("demo", False)
     config = make_config(given, recipe=recipe, demo=demo)
     if not getattr(args, "summary", False):
         config.check()
-    return config, args
+    return config
 
 
 def print_summary(config: TrainConfig) -> int:
@@ -253,8 +263,9 @@ def print_summary(config: TrainConfig) -> int:
 def main(argv=None) -> int:
     from fcn.training.trainer import train
 
-    config, args = parse_config(argv)
+    args = get_args_parser().parse_args(argv)
     setup_logging(getattr(args, "log_level", 0))
+    config = config_of(args)
     if getattr(args, "summary", False):
         return print_summary(config)
     return train(config)

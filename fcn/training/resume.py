@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import zipfile
 from pathlib import Path
@@ -9,16 +10,27 @@ from pathlib import Path
 from fcn.core.errors import InputError
 from fcn.core.files import atomic_path
 from fcn.model.checkpoints import read_checkpoint_state
-from fcn.training.config import TrainConfig
+from fcn.training.config import RECIPE_ALIASES, TrainConfig
 from fcn.training.runfiles import RunFiles
 
+logger = logging.getLogger(__name__)
 
-def resume_config(run_dir: Path, *, epochs: int, verbose: int) -> TrainConfig:
-    """The config of the run in ``run_dir``, to be trained up to ``epochs``.
+# Settings of one invocation that a resumed run may change: how it runs, not what it trains.
+RESUME_CHANGEABLE = ("epochs", "verbose", "cache", "jit_compile", "strategy")
+
+
+def resume_config(run_dir: Path, given: dict | None = None) -> TrainConfig:
+    """The config of the run in ``run_dir``, continued with the flags in ``given``.
+
+    ``given`` holds the :class:`TrainConfig` fields the user typed beside ``--resume``. The run keeps its
+    own ``epochs`` unless ``epochs`` is given; the fields of :data:`RESUME_CHANGEABLE` are applied (and
+    logged); any other field must equal the run's value.
 
     Raises:
-        InputError: not a run directory, no completed epoch, or an unreadable ``config.json``.
+        InputError: not a run directory, no completed epoch, an unreadable ``config.json``, or a flag
+            that would change what the run trains (the message names it).
     """
+    given = dict(given or {})
     files = RunFiles(run_dir)
     if not files.config_path.is_file():
         raise InputError(f"{files.config_path}: not found; --resume needs a run directory made by fcn-train")
@@ -27,7 +39,49 @@ def resume_config(run_dir: Path, *, epochs: int, verbose: int) -> TrainConfig:
             f"{files.last}: not found; no epoch completed, so there is nothing to resume "
             "(start the run again with its original command)"
         )
-    return files.read_train_config().replace(epochs=epochs, verbose=verbose, resume=True, demo=False)
+    config = files.read_train_config()
+    changes = _resume_changes(config, given, run_dir)
+    return config.replace(**changes, resume=True, demo=False)
+
+
+def _resume_changes(config: TrainConfig, given: dict, run_dir: Path) -> dict:
+    """The fields ``given`` may change on resume; an error naming every flag that may not."""
+    given.pop("resume", None)
+    if "recipe" in given:
+        given["recipe"] = RECIPE_ALIASES.get(given["recipe"], given["recipe"])
+    changes = {name: given.pop(name) for name in RESUME_CHANGEABLE if name in given}
+    refused = [name for name, value in given.items() if not _same(value, getattr(config, name, None))]
+    if refused:
+        flags = ", ".join(
+            f"{_flag(name)} {_shown(given[name])} (the run's: {_shown(getattr(config, name))})" for name in refused
+        )
+        allowed = ", ".join(_flag(name) for name in RESUME_CHANGEABLE)
+        raise InputError(
+            f"--resume {run_dir}: {flags} would change the run; a resumed run keeps its settings (only "
+            f"{allowed} may change): leave the flag out, or start a new run with --out"
+        )
+    applied = {name: value for name, value in changes.items() if value != getattr(config, name)}
+    if applied:
+        logger.info("resuming with %s", ", ".join(f"{_flag(k)} {_shown(v)}" for k, v in applied.items()))
+    return changes
+
+
+def _same(value, recorded) -> bool:
+    if isinstance(value, Path) or isinstance(recorded, Path):
+        return value is not None and recorded is not None and Path(value).resolve() == Path(recorded).resolve()
+    if isinstance(recorded, tuple) and value is not None:
+        value = tuple(value)
+    return value == recorded
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return str(value)
 
 
 def load_checkpoint_for_resume(run_dir: str | Path):

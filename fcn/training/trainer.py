@@ -210,12 +210,7 @@ def _report_end(config: TrainConfig, files: RunFiles | None, stop, checkpoint) -
         return 1
     done = len(files.read_history(missing_ok=True)) if files is not None else config.epochs
     if stop.stop_requested and done < config.epochs:
-        log.info(
-            "stopped after epoch %d; continue with: python scripts/train.py --resume %s --epochs %d",
-            done,
-            config.out,
-            config.epochs,
-        )
+        log.info("stopped after epoch %d; continue with: python scripts/train.py --resume %s", done, config.out)
         return 0
     log.info("done: best val mIoU %.4f; checkpoints in %s", checkpoint.best, config.out)
     return 0
