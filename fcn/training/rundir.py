@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -53,6 +54,37 @@ def check_creatable(path: Path) -> None:
         raise InputError(f"{path}: cannot be created, {ancestor} is not writable")
 
 
+def check_new_run_folder(path: Path) -> None:
+    """Refuse, in one line, an existing folder that is neither empty nor a run directory of fcn-train.
+
+    A run directory has a ``config.json`` with the run's ``args``; hidden files (the lock, temporary
+    files of a killed write) do not count. Anything else there was not written by fcn for a run and
+    would be replaced (``best.keras``, ``history.csv``, ...).
+
+    Raises:
+        InputError: the folder holds files and no run configuration.
+    """
+    try:
+        entries = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return  # not a folder yet (check_creatable says why if it cannot become one)
+    if not entries or _is_run_config(path / "config.json"):
+        return
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    raise InputError(
+        f"{path}: not empty ({shown}) and not a run directory of fcn-train, whose files would replace these; "
+        "choose a new or empty --out"
+    )
+
+
+def _is_run_config(path: Path) -> bool:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(document, dict) and isinstance(document.get("args"), dict) and "model" in document["args"]
+
+
 def _first_missing(path: Path) -> Path | None:
     """The topmost folder of ``path`` that does not exist yet (None if ``path`` exists)."""
     if path.exists():
@@ -86,6 +118,8 @@ class RunDirectory:
         if not self.chief:
             return self
         check_creatable(self.path)
+        if not self.resume:
+            check_new_run_folder(self.path)
         if not self.resume and (self.path / COMPLETED_MARKER).exists():
             raise InputError(
                 f"{self.path}: already holds a run; continue it with --resume {self.path}, or choose another --out"

@@ -44,6 +44,7 @@ def test_second_user_of_a_directory_is_refused_while_the_first_holds_it(tmp_path
 def test_a_run_with_a_completed_epoch_needs_resume(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
+    (run / "config.json").write_text('{"args": {"model": "fcn8s"}}')
     (run / "last.keras").write_bytes(b"x")
     with pytest.raises(InputError, match="--resume"), RunDirectory(run):
         pass
@@ -52,7 +53,7 @@ def test_a_run_with_a_completed_epoch_needs_resume(tmp_path):
 def test_a_start_that_never_completed_an_epoch_is_started_again(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text("{}")
+    (run / "config.json").write_text('{"args": {"model": "fcn8s"}}')
     (run / "history.csv").write_text("epoch\n1\n")
     (run / "tracked").mkdir()
     (run / f".last.keras{TEMP_MARK}abc.keras").write_bytes(b"half")
