@@ -18,10 +18,12 @@ import numpy as np
 
 from fcn.core.errors import InputError
 from fcn.core.files import project_signature, write_text_atomic
-from fcn.core.guards import check_different_folders, check_replaceable, scan_folder
+from fcn.core.folders import scan_folder
 from fcn.core.images import read_rgb, tile_id
+from fcn.core.mark import check_replaceable
 from fcn.core.metrics import ConfusionMatrix
 from fcn.core.palette import CODE_TO_CLASS, NUM_CLASSES
+from fcn.core.paths import check_different_folders
 from fcn.core.workers import io_workers, ordered_map
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ A reader (or a crash, or a full disk) never sees half of a file under its final 
   quota is :class:`DiskFullError`, so that a command stops at the first one instead of failing every
   remaining input.
 * :data:`MARK` is the project's signature, carried inside what it writes (PNG text chunk, JPEG comment,
-  TIFF software tag, ONNX metadata, JSON sidecar): :mod:`fcn.core.guards` refuses to replace files
+  TIFF software tag, ONNX metadata, JSON sidecar): :mod:`fcn.core.mark` refuses to replace files
   without it.
 """
 
@@ -286,12 +286,27 @@ def stale_temp_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def project_signature() -> str:
-    """The software tag written into every output: ``fcn <version>``."""
+    """The software tag written into every output: ``fcn <version>``, then the :func:`signature_note` in force."""
     try:
         from fcn import __version__
     except ImportError:  # pragma: no cover - a broken install
         __version__ = "unknown"
-    return f"{MARK} {__version__}"
+    note = f" {_signature_notes[-1]}" if _signature_notes else ""
+    return f"{MARK} {__version__}{note}"
+
+
+# Process-wide, not a context variable: the thread pools that encode and write outputs must see it too.
+_signature_notes: list[str] = []
+
+
+@contextmanager
+def signature_note(note: str) -> Iterator[None]:
+    """Inside the block, every output's mark also says ``note`` (e.g. which model and settings made it)."""
+    _signature_notes.append(note)
+    try:
+        yield
+    finally:
+        _signature_notes.remove(note)
 
 
 def is_signature(value) -> bool:

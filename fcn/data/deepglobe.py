@@ -30,7 +30,7 @@ import numpy as np
 from fcn.core import images as image_files
 from fcn.core.errors import InputError
 from fcn.core.files import DiskFullError
-from fcn.core.guards import scan_folder
+from fcn.core.folders import scan_folder
 from fcn.core.images import image_size, looks_whole, read_rgb, write_image_atomic, write_mask
 from fcn.core.palette import rgb_to_class
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from fcn.core.errors import InputError
 from fcn.core.files import TEMP_MARK, write_text_atomic
-from fcn.core.guards import check_apart, check_memory, tiling_memory
 from fcn.core.images import image_size
+from fcn.core.memory import check_memory
+from fcn.core.paths import check_apart
 from fcn.core.progress import progress_bar
 from fcn.core.workers import available_cores
 from fcn.data.deepglobe import (
@@ -184,6 +185,17 @@ def convert_dataset(
     manifest["failed"] = dict(sorted(summary.failed.items()))
     write_text_atomic(output_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     return summary
+
+
+def tiling_memory(height: int, width: int, size: int, grid: int, processes: int = 1) -> int:
+    """Bytes cutting one (height, width) image and its mask into ``grid``² tiles of ``size``² needs.
+
+    Per process: the source image and mask (RGB uint8), one cell of each as float32 while resized,
+    and the resized tile, its class map and its encoded copies.
+    """
+    cell = -(-height // grid) * -(-width // grid)
+    tile = size * size
+    return int(processes * (2 * height * width * 3 + 2 * cell * 3 * 4 + tile * (3 * 4 + 3 * 3 + 1)))
 
 
 def _check_memory(pairs, params: TileParameters, processes: int) -> None:

@@ -50,8 +50,9 @@ from fcn.core.files import (
     write_bytes_atomic,
     write_error,
 )
-from fcn.core.guards import check_keras_file, check_not_an_input, check_replaceable
+from fcn.core.mark import check_replaceable
 from fcn.core.palette import NUM_CLASSES
+from fcn.core.paths import check_not_an_input
 from fcn.inference.artefact_metadata import INPUT_NAME, ONNX_OUTPUT_NAME, artefact_metadata
 from fcn.inference.backends import EMBEDDED_METADATA, LITERT_SUFFIX, ONNX_SUFFIX, SAVED_MODEL_FILE, sidecar_path
 from fcn.inference.folder import prepare_output_folder
@@ -327,7 +328,7 @@ def run_export(config: ExportConfig) -> Iterator[str]:
         InputError: a bad model or output path, a failed export, or an artefact that differs from
             the Keras model beyond the parity thresholds.
     """
-    from fcn.model.checkpoints import load_model, model_info, resolve_model_path
+    from fcn.model.checkpoints import check_keras_file, load_model, model_info, resolve_model_path
 
     # Every check that can fail runs before the model is loaded.
     model_path = resolve_model_path(config.model)

@@ -23,14 +23,7 @@ import numpy as np
 from fcn.core.errors import InputError
 from fcn.core.figures import OVERLAY_JPEG_QUALITY, overlay_image
 from fcn.core.files import WriteError, is_disk_full, write_error
-from fcn.core.guards import (
-    FolderScan,
-    check_memory,
-    check_not_an_input,
-    check_replaceable,
-    prediction_memory,
-    scan_folder,
-)
+from fcn.core.folders import FolderScan, scan_folder
 from fcn.core.images import (
     IMAGE_SUFFIXES,
     MASK_SUFFIX,
@@ -40,11 +33,15 @@ from fcn.core.images import (
     write_image_atomic,
     write_mask,
 )
+from fcn.core.mark import check_replaceable
+from fcn.core.memory import check_memory
+from fcn.core.paths import check_not_an_input, same_path
 from fcn.core.progress import progress_bar
 from fcn.core.workers import beside, io_workers, read_ahead
 from fcn.inference.areas import count_classes, is_stats_file
 from fcn.inference.engine import Predictor
 from fcn.inference.geo import GEOTIFF_SUFFIXES, is_geotiff, scene_mask_name
+from fcn.inference.memory import prediction_memory, tile_memory
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +111,6 @@ def scan_inputs(path: str | os.PathLike) -> FolderScan:
     return scan
 
 
-def _same_path(a: Path, b: Path) -> bool:
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
-
-
 class _Claims:
     """Output paths already promised to an input: no output may be an input or be written twice."""
 
@@ -149,7 +140,7 @@ def plan_jobs(
     """List the inputs of ``input_path`` and the files to write for each, refusing any overwrite of inputs.
 
     Outputs must not be inputs or files of ``model``, and an existing output the project did not
-    write is refused unless ``overwrite`` (:func:`fcn.core.guards.check_replaceable`). Entries of the
+    write is refused unless ``overwrite`` (:func:`fcn.core.mark.check_replaceable`). Entries of the
     input folder that cannot be read are appended to ``problems`` (or refused when it is None).
 
     Args:
@@ -171,7 +162,7 @@ def plan_jobs(
     images = scan.files
     folders = [("--output", output_dir)] + ([("--overlay", Path(overlay_dir))] if overlay_dir is not None else [])
     for option, folder in folders:
-        if input_path.is_dir() and _same_path(folder, input_path):
+        if input_path.is_dir() and same_path(folder, input_path):
             raise InputError(f"{folder}: {option} folder is the input folder; refusing to write next to the inputs")
     claims = _Claims(images)
     if stats_path is not None:
@@ -341,11 +332,6 @@ def fitting_images(jobs: Sequence[PredictionJob], scale: float, failures, tile: 
             continue
         fitting.append(job)
     return fitting
-
-
-def tile_memory(tile: int) -> int:
-    """A rough bound of the model's working memory for one ``tile``² window (VGG16 activations, float32)."""
-    return tile * tile * 64 * 4 * 8
 
 
 def _read_image(job: PredictionJob) -> np.ndarray:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from fcn.core.errors import EXIT_USER_ERROR, InputError
 from fcn.core.files import missing_folders, remove_if_empty, remove_temp_files_of
-from fcn.core.guards import check_keras_file
 from fcn.core.palette import NUM_CLASSES
 from fcn.inference.areas import ClassArea, check_stats_path, class_areas, write_stats
 from fcn.inference.backends import artefact_format
@@ -27,7 +26,14 @@ from fcn.inference.engine import DEFAULT_TILE, Predictor
 from fcn.inference.folder import fitting_images, plan_jobs, predict_folder, prepare_output_folder
 from fcn.inference.geo import check_value_range
 from fcn.inference.scene_jobs import JobFailures, SceneReading, pixel_area, plan_scenes, predict_scenes
-from fcn.model.checkpoints import ModelInfo, load_model, model_info, read_model_info, resolve_model_path
+from fcn.model.checkpoints import (
+    ModelInfo,
+    check_keras_file,
+    load_model,
+    model_info,
+    read_model_info,
+    resolve_model_path,
+)
 
 log = logging.getLogger(__name__)
 

@@ -87,6 +87,26 @@ class ModelInfo:
         )
 
 
+def is_keras_archive(path: str | os.PathLike) -> bool:
+    """A cheap check (no TensorFlow) that a ``.keras`` zip is whole: its directory and config are there."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "config.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def check_keras_file(path: str | os.PathLike) -> None:
+    """Refuse a ``.keras`` file that is not a whole Keras archive (a renamed JPEG, a cut-off copy) in one line.
+
+    Raises:
+        InputError: the file is not a zip archive with a ``config.json``.
+    """
+    path = Path(path)
+    if path.is_file() and not is_keras_archive(path):
+        raise InputError(f"{path}: not a valid .keras model (damaged, cut off, or another kind of file)")
+
+
 def training_scale(image_size: int | None, tile_side: int) -> float:
     """The scale a run trains at: ``--image-size`` over the tiles' side, 1 without ``--image-size``."""
     return float(image_size) / tile_side if image_size else 1.0

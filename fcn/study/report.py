@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fcn.core.errors import InputError
 from fcn.core.files import is_signature, project_signature, write_bytes_atomic, write_text_atomic
-from fcn.core.guards import check_replaceable
+from fcn.core.mark import check_replaceable
 from fcn.study.architecture import architecture
 from fcn.study.curves import history_curve, plot_val_miou, require_matplotlib
 from fcn.study.markdown import render_markdown

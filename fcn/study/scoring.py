@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 from fcn.core.errors import InputError
 from fcn.core.metrics import ConfusionMatrix
 from fcn.core.workers import beside
+from fcn.model.checkpoints import check_keras_file
 
 DEFAULT_BOUNDARY_PX = 3
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -105,8 +105,7 @@ def load_run(run_dir: str | Path, name: str | None = None) -> Run:
     checkpoint = files.best
     if not checkpoint.is_file():
         raise InputError(f"{checkpoint}: not found; the run has no scored epoch to report")
-    if not _looks_like_keras_file(checkpoint):
-        raise InputError(f"{checkpoint}: not a readable .keras file (truncated or corrupt?)")
+    check_keras_file(checkpoint)
     history = files.read_history()
     if not history:
         raise InputError(f"{files.history_path}: no epoch recorded")
@@ -121,15 +120,6 @@ def load_run(run_dir: str | Path, name: str | None = None) -> Run:
         raise InputError(f"{val_dir}: validation folder named in {config_path} is gone")
     val_pairs = find_pairs(val_dir)
     return Run(run_dir, name or run_dir.resolve().name, config, history, val_dir, val_pairs)
-
-
-def _looks_like_keras_file(path: Path) -> bool:
-    """A cheap check (no TensorFlow) that a .keras zip is complete: its directory and config are there."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return "config.json" in archive.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
 
 
 def unique_names(paths: Sequence[Path]) -> list[str]:

@@ -22,9 +22,9 @@ from PIL import Image
 
 from fcn.cli import export, mean_iou, predict, prepare_deepglobe
 from fcn.cli.common import run_cli
-from fcn.core import files, guards
+from fcn.core import files, memory
 from fcn.core.files import PAUSE_MARKER_ENV, PAUSE_WRITE_ENV, TEMP_MARK
-from fcn.core.guards import carries_mark
+from fcn.core.mark import carries_mark
 from fcn.core.palette import PALETTE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -213,7 +213,7 @@ def _setup(kind, monkeypatch):
     if kind == "pixel_limit":
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40)
     elif kind == "memory":
-        monkeypatch.setattr(guards, "available_memory", lambda: 512 * 2**20)  # 32 px at scale 100 needs more
+        monkeypatch.setattr(memory, "available_memory", lambda: 512 * 2**20)  # 32 px at scale 100 needs more
     elif kind == "disk_full":
         disk_full_after(monkeypatch, 3000)
 

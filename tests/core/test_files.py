@@ -119,7 +119,7 @@ def test_a_full_disk_inside_the_block_becomes_a_disk_full_error(tmp_path):
 def test_images_text_and_tiffs_carry_the_projects_mark(tmp_path):
     from PIL import Image
 
-    from fcn.core.guards import carries_mark
+    from fcn.core.mark import carries_mark
 
     write_mask(tmp_path / "a_mask.png", np.zeros((4, 4), np.uint8))
     write_image_atomic(tmp_path / "a_overlay.jpg", np.zeros((4, 4, 3), np.uint8), quality=90)

@@ -15,7 +15,7 @@ from fcn.cli.prepare_deepglobe import main
 from fcn.core.images import read_rgb
 from fcn.core.palette import PALETTE, UNKNOWN, class_to_rgb, rgb_to_class
 from fcn.data.deepglobe import TileParameters, cell_boxes, split_sources, tile_stem
-from fcn.data.deepglobe_dataset import convert_dataset
+from fcn.data.deepglobe_dataset import convert_dataset, tiling_memory
 
 QUADRANT_COLOURS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]], dtype=np.uint8)
 
@@ -343,3 +343,9 @@ def test_output_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert run(["--input", source, "--output", tmp_path / "out"]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and str(tmp_path / "out") in lines[0]
+
+
+def test_tiling_memory_counts_each_process():
+    one = tiling_memory(2448, 2448, 512, 4)
+    assert tiling_memory(2448, 2448, 512, 4, processes=3) == 3 * one
+    assert tiling_memory(2448, 2448, 200000, 1) > 100 * 2**30

@@ -7,7 +7,7 @@ import pytest
 rasterio = pytest.importorskip("rasterio")
 
 from fcn.core.files import DiskFullError, WriteError  # noqa: E402
-from fcn.core.guards import carries_mark  # noqa: E402
+from fcn.core.mark import carries_mark  # noqa: E402
 from fcn.inference import geo_writer  # noqa: E402
 from fcn.inference.geo_writer import MaskWriter, verify_tiles  # noqa: E402
 

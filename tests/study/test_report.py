@@ -224,7 +224,7 @@ def test_a_bad_run_stops_the_report_before_any_scoring(runs, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_every_report_file_is_signed(built):
-    from fcn.core.guards import carries_mark
+    from fcn.core.mark import carries_mark
     from fcn.study.report import is_report_markdown
 
     out, _, document = built
