@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import numpy as np
 from fcn.core.errors import InputError
 from fcn.core.files import project_signature, write_bytes_atomic
 from fcn.core.palette import class_to_rgb, rgb_to_class
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # The course's file naming: <id>_sat.jpg tiles and <id>_mask.png masks.
@@ -171,11 +175,33 @@ def looks_whole(path: str | os.PathLike) -> bool:
         return False
 
 
+# The one rule every command uses to tell tiles and masks apart by name (any case; any character in
+# the id, a newline included).
+_PAIR_NAME = re.compile(rf"(?P<id>.+)(?:(?P<sat>{SAT_SUFFIX}\.(?:jpg|jpeg|png))|{MASK_SUFFIX}\.png)", re.I | re.S)
+
+
+def pair_role(name: str) -> tuple[str, str] | None:
+    """``("sat", id)`` for ``<id>_sat.jpg|.jpeg|.png``, ``("mask", id)`` for ``<id>_mask.png``, else None."""
+    match = _PAIR_NAME.fullmatch(name)
+    if match is None:
+        return None
+    return ("sat" if match["sat"] else "mask"), match["id"]
+
+
+def log_skipped_names(folder: str | os.PathLike, names: list[str]) -> None:
+    """Warn, naming them, about images of ``folder`` that :func:`pair_role` names neither tile nor mask."""
+    if names:
+        shown = ", ".join(map(repr, names[:5])) + (", ..." if len(names) > 5 else "")
+        logger.warning(
+            "%s: skipped %d image(s) named neither <id>_sat.jpg nor <id>_mask.png: %s", folder, len(names), shown
+        )
+
+
 def tile_id(path: str | os.PathLike) -> str:
     """The id a tile or mask file stands for: ``0001_sat.jpg``, ``0001_mask.png`` and ``0001.png`` all give ``0001``."""
     stem = Path(path).stem
     for suffix in (SAT_SUFFIX, MASK_SUFFIX):
-        if stem.endswith(suffix):
+        if stem.lower().endswith(suffix) and len(stem) > len(suffix):  # any case, as pair_role
             return stem[: -len(suffix)]
     return stem
 

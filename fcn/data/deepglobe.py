@@ -101,18 +101,21 @@ def find_sources(input_dir: str | os.PathLike) -> list[SourcePair]:
     folder = Path(input_dir)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
-    scan = scan_folder(folder, (".jpg",))  # an unreadable folder, a dangling link: one line naming it
+    scan = scan_folder(folder, image_files.IMAGE_SUFFIXES)  # a dangling link: one line naming it
     if scan.problems:
         more = f" (and {len(scan.problems) - 1} more)" if len(scan.problems) > 1 else ""
         raise InputError(f"{scan.problems[0][1]}{more}")
-    images = [p for p in scan.files if p.name.endswith(SAT_SUFFIX)]
+    roles = [(image_files.pair_role(p.name), p) for p in scan.files]  # the naming rule of every command
+    images = {role[1]: p for role, p in roles if role and role[0] == "sat"}
+    masks = {role[1]: p for role, p in roles if role and role[0] == "mask"}
+    skipped = [p.name for role, p in roles if role is None]
+    image_files.log_skipped_names(folder, skipped)
     if not images:
         hint = f" (did you mean {folder / 'train'}?)" if (folder / "train").is_dir() else ""
         raise InputError(f"{folder}: no DeepGlobe images (*{SAT_SUFFIX}) in this folder{hint}")
     pairs, orphans = [], []
-    for image in images:
-        source_id = image.name[: -len(SAT_SUFFIX)]
-        mask = folder / f"{source_id}{MASK_SUFFIX}"
+    for source_id, image in sorted(images.items(), key=lambda item: item[1].name):
+        mask = masks.get(source_id, folder / f"{source_id}{MASK_SUFFIX}")
         (pairs if mask.is_file() else orphans).append(SourcePair(source_id, image, mask))
     if orphans:
         more = f" (and {len(orphans) - 1} more images without masks)" if len(orphans) > 1 else ""

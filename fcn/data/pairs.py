@@ -9,7 +9,6 @@ of crashing the input pipeline hours later. No TensorFlow here.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 from fcn.core.errors import InputError
-from fcn.core.images import MASK_SUFFIX, SAT_SUFFIX, read_mask, read_rgb
+from fcn.core.folders import scan_folder
+from fcn.core.images import IMAGE_SUFFIXES, log_skipped_names, pair_role, read_mask, read_rgb
 from fcn.core.images import image_size as read_image_size
 from fcn.core.workers import io_workers, ordered_map
 
@@ -27,8 +27,6 @@ TRACKED_VAL_IDS = ("0008", "0097", "0107")
 # Threads that read file headers and trailers (cheap reads; more than the cores keeps the disk busy).
 CHECK_WORKERS = 16
 
-_IMAGE_NAME = re.compile(rf"^(?P<id>.+){SAT_SUFFIX}\.(?:jpg|jpeg|png)$", re.IGNORECASE)
-_MASK_NAME = re.compile(rf"^(?P<id>.+){MASK_SUFFIX}\.png$", re.IGNORECASE)
 
 # End-of-file markers. A file cut short (interrupted copy or download, full disk) has a valid
 # header, so a header read passes it; the missing trailer gives it away without decoding.
@@ -94,7 +92,8 @@ def _check_pair(pair: Pair, check_pixels: bool) -> str | None:
 
 def first_tile(folder: str | os.PathLike) -> Path | None:
     """The tile ``find_pairs`` would list first (lowest id), found by name alone: nothing is read or checked."""
-    tiles = {m["id"]: p for p in Path(folder).iterdir() if (m := _IMAGE_NAME.match(p.name)) and p.is_file()}
+    roles = ((pair_role(p.name), p) for p in Path(folder).iterdir() if not p.name.startswith("."))
+    tiles = {role[1]: p for role, p in roles if role and role[0] == "sat" and p.is_file()}
     return tiles[min(tiles, key=_natural_key)] if tiles else None
 
 
@@ -113,8 +112,8 @@ def find_pairs(
     (most such damage only garbles pixels and does not stop training).
 
     Args:
-        folder: directory holding the tiles and masks (not searched recursively). Files that match
-            neither pattern are ignored.
+        folder: directory holding the tiles and masks (not searched recursively). Images named
+            neither way are skipped, with a warning naming them.
         check_pixels: fully decode every image and mask too (slower; see the README for timings).
         workers: threads for the checks (default: a small multiple of the CPU count).
 
@@ -126,25 +125,7 @@ def find_pairs(
             images with the same id, an unreadable or truncated file, or a mask whose size differs
             from its image. The message names the first offending file and counts the others.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
-
-    tiles: dict[str, Path] = {}
-    masks: dict[str, Path] = {}
-    problems: list[str] = []
-    for path in sorted(folder.iterdir()):
-        if not path.is_file():
-            continue
-        if match := _IMAGE_NAME.match(path.name):
-            pair_id = match["id"]
-            if pair_id in tiles:
-                problems.append(f"{path}: a second image for id {pair_id} (also {tiles[pair_id].name})")
-            else:
-                tiles[pair_id] = path
-        elif match := _MASK_NAME.match(path.name):
-            masks[match["id"]] = path
-
+    tiles, masks, problems = _list_tiles_and_masks(Path(folder))
     for pair_id in sorted(tiles.keys() - masks.keys(), key=_natural_key):
         problems.append(f"{tiles[pair_id]}: no mask {pair_id}_mask.png next to it")
     for pair_id in sorted(masks.keys() - tiles.keys(), key=_natural_key):
@@ -159,6 +140,30 @@ def find_pairs(
         results = list(pool.map(lambda p: _check_pair(p, check_pixels), pairs))
     _raise_first([r for r in results if r is not None])
     return pairs
+
+
+def _list_tiles_and_masks(folder: Path) -> tuple[dict[str, Path], dict[str, Path], list[str]]:
+    """Tiles and masks by id (named by :func:`fcn.core.images.pair_role`, the rule of every command), and
+    the problems of the listing; images named otherwise are skipped and said so."""
+    scan = scan_folder(folder, IMAGE_SUFFIXES)  # hidden files (temporary files of killed writes) left out
+    tiles: dict[str, Path] = {}
+    masks: dict[str, Path] = {}
+    problems = [message for _, message in scan.problems]  # dangling links, unreadable entries
+    skipped = []
+    for path in scan.files:
+        role = pair_role(path.name)
+        if role is None:
+            skipped.append(path.name)
+        else:
+            kind, pair_id = role
+            found = tiles if kind == "sat" else masks
+            if pair_id in found:
+                what = "image" if kind == "sat" else "mask"
+                problems.append(f"{path}: a second {what} for id {pair_id} (also {found[pair_id].name})")
+            else:
+                found[pair_id] = path
+    log_skipped_names(folder, skipped)
+    return tiles, masks, problems
 
 
 def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
