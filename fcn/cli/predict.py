@@ -16,6 +16,7 @@ from fcn.cli.common import (
     add_overwrite_option,
     band_numbers,
     multiple_of_32,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -23,8 +24,10 @@ from fcn.cli.common import (
     setup_logging,
 )
 from fcn.core.workers import io_workers
+from fcn.inference.cluster import ClusterSpec
 from fcn.inference.engine import DEFAULT_TILE
 from fcn.inference.prediction import DEFAULT_BATCH_SIZE, PredictConfig, PredictionRun
+from fcn.inference.region import RegionOutputs
 from fcn.model.runtime import PRECISIONS
 
 
@@ -132,10 +135,63 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"reader/writer threads (default {io_workers()})",
     )
+    _add_region_options(parser)
     add_overwrite_option(parser, "existing output files (ground truth, say)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
     return parser
+
+
+def cluster_spec(text: str) -> ClusterSpec:
+    """``--cluster``: ``local``, ``local:N`` or a scheduler address."""
+    try:
+        return ClusterSpec.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _add_region_options(parser: argparse.ArgumentParser) -> None:
+    """--cluster, --resume and the region outputs of GeoTIFF scenes (docs/REGION.md)."""
+    region = parser.add_argument_group("region jobs (docs/REGION.md)")
+    region.add_argument(
+        "--cluster",
+        type=cluster_spec,
+        default=None,
+        metavar="SPEC",
+        help="spread the inputs over a dask.distributed cluster: local[:N] starts N worker processes here "
+        "(default N: the cores), tcp://HOST:PORT joins a running scheduler; workers read and write the files "
+        "themselves, so every path must be on storage they share (needs: pip install 'fcn[cluster]')",
+    )
+    region.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs whose outputs are whole and were written by fcn with this very model and these "
+        "settings (every output's mark records both); default: every input is predicted again",
+    )
+    region.add_argument(
+        "--mosaic", metavar="FILE.vrt", help="one raster (GDAL VRT) over the class maps of all GeoTIFF scenes"
+    )
+    region.add_argument(
+        "--polygons",
+        metavar="FILE.gpkg",
+        help="the scenes' class maps as polygons (class id, name, colour, area in m², scene) in one GeoPackage "
+        "layer in their CRS (needs: pip install 'fcn[vector]')",
+    )
+    region.add_argument(
+        "--min-area",
+        type=non_negative_float,
+        default=0.0,
+        metavar="M2",
+        help="with --polygons: leave out polygons smaller than M2 square metres (default 0: none)",
+    )
+    region.add_argument(
+        "--simplify",
+        type=positive_float,
+        default=None,
+        metavar="M",
+        help="with --polygons: simplify outlines with this tolerance in CRS units (metres for most projected "
+        "CRSs), topology kept; areas stay those of the pixels",
+    )
 
 
 def _optional_path(value: str | None) -> Path | None:
@@ -162,6 +218,14 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
         workers=args.workers,
         progress=not args.quiet,
         overwrite=args.overwrite,
+        cluster=args.cluster,
+        resume=args.resume,
+        region=RegionOutputs(
+            mosaic=_optional_path(args.mosaic),
+            polygons=_optional_path(args.polygons),
+            min_area_m2=args.min_area,
+            simplify_m=args.simplify,
+        ),
     )
 
 

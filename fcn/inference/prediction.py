@@ -18,13 +18,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fcn.core.errors import EXIT_USER_ERROR, InputError
-from fcn.core.files import missing_folders, remove_if_empty, remove_temp_files_of
+from fcn.core.files import missing_folders, remove_if_empty, remove_temp_files_of, signature_note
 from fcn.core.palette import NUM_CLASSES
 from fcn.inference.areas import ClassArea, check_stats_path, class_areas, write_stats
 from fcn.inference.backends import artefact_format
+from fcn.inference.cluster import ClusterSpec
 from fcn.inference.engine import DEFAULT_TILE, Predictor
 from fcn.inference.folder import fitting_images, plan_jobs, predict_folder, prepare_output_folder
 from fcn.inference.geo import check_value_range
+from fcn.inference.provenance import run_identity, split_finished
+from fcn.inference.region import RegionOutputs, mask_class_areas, region_totals, write_region_outputs
 from fcn.inference.scene_jobs import JobFailures, SceneReading, pixel_area, plan_scenes, predict_scenes
 from fcn.model.checkpoints import (
     ModelInfo,
@@ -61,6 +64,9 @@ class PredictConfig:
     workers: int | None = None
     progress: bool = True
     overwrite: bool = False
+    cluster: ClusterSpec | None = None
+    resume: bool = False
+    region: RegionOutputs = RegionOutputs()
 
     @property
     def reading(self) -> SceneReading:
@@ -109,6 +115,9 @@ def _prepare_outputs(config: PredictConfig) -> list[Path]:
     folders = [(config.output, "--output"), (config.overlay, "--overlay")]
     if config.stats is not None:
         folders.append((Path(config.stats).parent, "--stats"))
+    for option in ("mosaic", "polygons"):
+        if getattr(config.region, option) is not None:
+            folders.append((Path(getattr(config.region, option)).parent, f"--{option}"))
     for folder, option in folders:
         if folder is not None:
             created = missing_folders(folder) + created
@@ -151,6 +160,8 @@ class PredictionRun:
     failures: JobFailures = field(default_factory=JobFailures)
     areas: dict[Path, list[ClassArea]] | None = None
     created: list[Path] = field(default_factory=list)
+    identity: str = ""  # the model and settings, recorded in every output's mark (fcn.inference.provenance)
+    skipped: int = 0  # inputs a resumed run found finished
 
     def _image_scale(self) -> float:
         """The scale plain images run at (the rule of :class:`fcn.inference.engine.Predictor`)."""
@@ -181,13 +192,16 @@ class PredictionRun:
         )
         if (config.bands is not None or config.value_range is not None) and not any(j.is_scene for j in jobs):
             raise InputError(f"{config.input}: --bands and --value-range apply to .tif/.tiff inputs, and there is none")
+        if config.region.wanted and not any(j.is_scene for j in jobs):
+            raise InputError(f"{config.input}: --mosaic and --polygons apply to .tif/.tiff scenes, and there is none")
+        config.region.check(model_path, config.overwrite)
         created = _prepare_outputs(config)
         try:
             run = cls._opened(config, model_path, exported, jobs)
         except BaseException:
             remove_if_empty(created)
             raise
-        run.created = created
+        run.created, run.identity = created, run_identity(model_path, config)
         for path, reason in problems:
             run.failures.add(path, reason)
         remove_temp_files_of([p for job in jobs for p in (job.mask, job.overlay) if p is not None])
@@ -230,22 +244,63 @@ class PredictionRun:
 
     def _lines(self) -> Iterator[str]:
         config, start, rate = self.config, time.perf_counter(), ""
+        jobs = self._unfinished()
         images = fitting_images(
-            [job for job in self.jobs if not job.is_scene], self._image_scale(), self.failures, config.tile
+            [job for job in jobs if not job.is_scene], self._image_scale(), self.failures, config.tile
         )
-        plans = plan_scenes([job for job in self.jobs if job.is_scene], config.reading, self.info, self.failures)
-        if images or plans:
-            predictor = self._predictor()
-            if images:
-                yield f"predicting at scale {predictor.scale:.4g} ({scale_reason(config, predictor.backend.info)})"
-                rate = self._predict_images(predictor, images)
-            self.written += yield from predict_scenes(
-                predictor, plans, config.reading, self.failures, self.areas, config.progress
+        plans = plan_scenes([job for job in jobs if job.is_scene], config.reading, self.info, self.failures)
+        with signature_note(self.identity):
+            if (images or plans) and config.cluster is not None:
+                rate = yield from self._on_cluster(images, plans)
+            elif images or plans:
+                rate = yield from self._here(images, plans)
+            if self.areas:
+                rows = [row for job in self.jobs if job.image in self.areas for row in self.areas[job.image]]
+                write_stats(config.stats, rows + (region_totals(rows) if len(self.areas) > 1 else []))
+            failed = {path for path, _ in self.failures.items}
+            yield from write_region_outputs(
+                config.region, [j for j in self.jobs if j.is_scene and j.image not in failed]
             )
-        if self.areas:
-            rows = [row for job in self.jobs if job.image in self.areas for row in self.areas[job.image]]
-            write_stats(config.stats, rows)
         yield self._summary(time.perf_counter() - start, rate)
+
+    def _unfinished(self) -> list:
+        """The jobs to run: all of them, or with ``resume`` those whose outputs this model and settings did not finish."""
+        if not self.config.resume:
+            return self.jobs
+        todo, done = split_finished(self.jobs, self.identity)
+        self.skipped = len(done)
+        for job in done if self.areas is not None else []:
+            area = pixel_area(self.config.input_gsd)
+            self.areas[job.image] = mask_class_areas(job.mask, job.image.name, area)
+        return todo
+
+    def _here(self, images: list, plans: list) -> Iterator[str]:
+        """Predict in this process; returns the speed note of the summary."""
+        predictor, rate = self._predictor(), ""
+        if images:
+            yield f"predicting at scale {predictor.scale:.4g} ({scale_reason(self.config, predictor.backend.info)})"
+            rate = self._predict_images(predictor, images)
+        self.written += yield from predict_scenes(
+            predictor, plans, self.config.reading, self.failures, self.areas, self.config.progress
+        )
+        return rate
+
+    def _on_cluster(self, images: list, plans: list) -> Iterator[str]:
+        """Predict on the ``--cluster`` workers (:mod:`fcn.inference.cluster`); returns the speed note."""
+        from fcn.inference.cluster import predict_on_cluster, worker_setup
+
+        config, start = self.config, time.perf_counter()
+        if images:
+            yield f"predicting at scale {self._image_scale():.4g} ({scale_reason(config, self.info)})"
+        setup = worker_setup(config, self.model_path, self.exported, self.identity, self.areas is not None)
+        outcome = yield from predict_on_cluster(config.cluster, setup, images, plans, self.failures, config.progress)
+        self.written += len(outcome.written)
+        if self.areas is not None:
+            for path, counts in outcome.counts.items():
+                self.areas[path] = class_areas(path.name, counts, pixel_area(config.input_gsd))
+            self.areas.update(outcome.areas)
+        seconds = time.perf_counter() - start
+        return f" ({len(outcome.written) / seconds:.2f} files/s on --cluster {config.cluster})"
 
     def _predictor(self) -> Predictor:
         config = self.config
@@ -284,6 +339,8 @@ class PredictionRun:
     def _summary(self, seconds: float, rate: str) -> str:
         written, failed = self.written, len(self.failures.items)
         summary = f"wrote {written} mask{'s' * (written != 1)} to {self.config.output} in {seconds:.1f} s{rate}"
+        if self.skipped:
+            summary += f"; {self.skipped} input{'s' * (self.skipped != 1)} already done (--resume)"
         if self.areas:
             summary += f"; statistics in {self.config.stats}"
         if failed:
