@@ -50,8 +50,7 @@ from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.files import write_text_atomic  # noqa: E402
 from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
-from fcn.training.rundir import LOCK_NAME  # noqa: E402
-from fcn.training.runfiles import RunFiles  # noqa: E402
+from fcn.model.runfiles import RunFiles  # noqa: E402
 
 IMAGE_GROUP = 4  # consecutive ids: the four quadrants of one DeepGlobe image
 
@@ -133,7 +132,7 @@ class Run:
         """All epochs recorded and the trainer gone (it writes the last checkpoint after the history row)."""
         return (
             history_epochs(self.dir) >= self.epochs
-            and (self.dir / "last.keras").is_file()
+            and RunFiles(self.dir).last.is_file()
             and not self.active_elsewhere()
         )
 
@@ -144,7 +143,7 @@ class Run:
         except ImportError:  # not POSIX
             return False
         try:
-            with open(self.dir / LOCK_NAME) as handle:
+            with open(RunFiles(self.dir).lock_path) as handle:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 fcntl.flock(handle, fcntl.LOCK_UN)
         except BlockingIOError:
@@ -182,7 +181,8 @@ def train_all(runs: list[Run], jobs: int, threads: int) -> None:
                 print(f"cv: skip {run.label}: {', '.join(b.name for b in blockers)} did not finish", flush=True)
                 continue
             command = run.command
-            if (run.dir / "last.keras").is_file() and (run.dir / "config.json").is_file():
+            files = RunFiles(run.dir)
+            if files.last.is_file() and files.config_path.is_file():
                 command = command[:2] + ["--resume", str(run.dir), "--epochs", str(run.epochs), "--verbose", "0"]
             print("$ " + shlex.join(command), flush=True)
             log = open(run.dir.parent / f"{run.label}.log", "a")  # noqa: SIM115  (closed with the process)

@@ -47,7 +47,7 @@ if __package__ in (None, ""):
 from fcn import MODEL_NAMES  # noqa: E402  (TensorFlow-free)
 from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
-from fcn.training.runfiles import RunFiles  # noqa: E402  (TensorFlow-free)
+from fcn.model.runfiles import RunFiles  # noqa: E402  (TensorFlow-free)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ siblings
 from quality_split import DEFAULT_VAL_IDS, make_split, parse_id_spec, select_ids  # noqa: E402, F401  (tests use them here)

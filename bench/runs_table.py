@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
+from fcn.model.runfiles import IOU_COLUMNS, RunFiles  # noqa: E402  (TensorFlow-free)
 from fcn.study.curves import history_curve, plot_val_miou  # noqa: E402  (TensorFlow-free)
-from fcn.training.runfiles import IOU_COLUMNS, RunFiles  # noqa: E402  (TensorFlow-free)
 
 
 def summarise(run_dir: Path, after: int) -> dict:

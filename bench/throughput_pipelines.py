@@ -106,8 +106,9 @@ def train_end_to_end_figures(
         dict with ``epoch_s``, ``validation_s``, ``images_per_epoch``, ``train_img_s`` (without
         validation) and ``train_img_s_with_validation``.
     """
+    from fcn.model.runfiles import RunFiles
+    from fcn.training.config import read_train_config
     from fcn.training.inputs import load_data
-    from fcn.training.runfiles import RunFiles
 
     flags = {
         "--train-dir": train_dir,
@@ -126,7 +127,7 @@ def train_end_to_end_figures(
     files = RunFiles(run_dir)
     epoch_s = files.read_history()[-1]["seconds"]
 
-    train_pairs, val_tiles, _ = load_data(files.read_train_config())
+    train_pairs, val_tiles, _ = load_data(read_train_config(run_dir))
     validation_s = validation_seconds(files, val_tiles, model_name, precision, batch_size)
 
     steps = max(1, len(train_pairs) // batch_size)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 EXIT_USER_ERROR = 2
 
 
@@ -15,8 +13,3 @@ def first_line(err: BaseException, default: str = "") -> str:
     """The first line of an exception's message (``default`` when it has none), for one-line errors."""
     text = str(err).strip()
     return text.splitlines()[0] if text else default
-
-
-def to_stderr(line: str) -> None:
-    """Log a note line (the command line's handler prints it on stderr; stdout may be piped)."""
-    logging.getLogger("fcn").warning(line)

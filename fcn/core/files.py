@@ -22,7 +22,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -256,33 +256,30 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def remove_temp_files(folder: str | os.PathLike, name: str = "*") -> list[Path]:
-    """Delete the temporary files that :func:`atomic_path` left for ``folder/name`` when killed.
+def remove_temp_files(
+    folder: str | os.PathLike, names: Collection[str] | None = None, *, recursive: bool = False
+) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_path` left in ``folder`` when a write was killed.
 
     Args:
         folder: where the outputs are.
-        name: the target's file name (``*``: every target's).
+        names: the targets' file names whose temporary files go (None: every target's). Another
+            process writing other names into the same folder keeps its own.
+        recursive: also in the folders below ``folder``.
 
     Returns:
-        The paths removed.
+        The paths removed, sorted.
     """
-    removed = []
     try:
-        stale_files = list(Path(folder).glob(f".{name}{TEMP_MARK}*"))
-    except OSError:
-        return removed
-    for stale in stale_files:
-        _remove_quietly(stale)
-        removed.append(stale)
-    return removed
-
-
-def stale_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Temporary files of killed writes in ``folder`` (not removed)."""
-    try:
-        return sorted(p for p in Path(folder).iterdir() if p.name.startswith(".") and TEMP_MARK in p.name)
+        candidates = Path(folder).rglob(f".*{TEMP_MARK}*") if recursive else Path(folder).glob(f".*{TEMP_MARK}*")
+        stale = sorted(p for p in candidates if p.is_file())
     except OSError:
         return []
+    if names is not None:
+        stale = [p for p in stale if p.name[1 : p.name.index(TEMP_MARK)] in names]
+    for path in stale:
+        _remove_quietly(path)
+    return stale
 
 
 def project_signature() -> str:
@@ -317,24 +314,11 @@ def is_signature(value) -> bool:
 
 
 def remove_temp_files_of(targets) -> list[Path]:
-    """Delete the temporary files a killed run left for any of ``targets`` (one listing per folder).
-
-    Only temporary files of these very targets go: another process writing other names into the same
-    folder keeps its own.
-
-    Returns:
-        The paths removed.
-    """
+    """:func:`remove_temp_files` of exactly these target files (one listing per folder)."""
     by_folder: dict[Path, set[str]] = {}
     for target in map(Path, targets):
         by_folder.setdefault(target.parent, set()).add(target.name)
-    removed = []
-    for folder, names in by_folder.items():
-        for stale in stale_temp_files(folder):
-            if stale.name[1 : stale.name.index(TEMP_MARK)] in names:
-                _remove_quietly(stale)
-                removed.append(stale)
-    return removed
+    return [path for folder, names in by_folder.items() for path in remove_temp_files(folder, names)]
 
 
 def missing_folders(folder: str | os.PathLike) -> list[Path]:

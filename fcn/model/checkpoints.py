@@ -23,10 +23,10 @@ from pathlib import Path
 from fcn.core.errors import InputError, first_line
 from fcn.core.files import atomic_path
 from fcn.core.palette import CLASS_NAMES, NUM_CLASSES, PALETTE
+from fcn.model.runfiles import RunFiles
 
 STATE_ENTRY = "fcn_state.json"
 INFO_ENTRY = "fcn_model.json"
-MODEL_FILES = ("best.keras", "last.keras")  # what a run directory holds, in order of preference
 
 log = logging.getLogger(__name__)
 
@@ -150,24 +150,19 @@ def read_checkpoint_state(path: str | os.PathLike) -> dict:
 def read_model_info(path: str | os.PathLike) -> ModelInfo:
     """The :class:`ModelInfo` of a ``.keras`` file.
 
-    Checkpoints written before the info existed get it from the run's ``config.json`` next to them
-    (their ``--image-size`` over the side of their first training tile); other files get defaults.
+    Checkpoints that carry no info get it from the configuration of the run directory they are in
+    (its ``--image-size`` over the side of its first training tile); other files get defaults.
     """
     data = _read_entry(path, INFO_ENTRY)
     if data is not None:
         return ModelInfo.from_dict(data)
-    return _legacy_run_info(Path(path).parent / "config.json")
+    return _run_info(RunFiles(Path(path).parent))
 
 
-def _legacy_run_info(config_path: Path) -> ModelInfo:
-    """Info for an fcn 0.1 checkpoint from its run's ``config.json`` (format 1, read-only).
-
-    The one reader of ``config.json`` outside :class:`fcn.training.runfiles.RunFiles`: the model layer
-    may not import training, and only runs older than the info need it (``args.image_size``,
-    ``args.model`` and ``resolved.train_dir`` keep their names in every format).
-    """
+def _run_info(files: RunFiles) -> ModelInfo:
+    """Info from a run's configuration (``args.image_size``, ``args.model``, ``resolved.train_dir``)."""
     try:
-        config = json.loads(config_path.read_text())
+        config = files.read_config()
         args = config["args"]
         image_size = args.get("image_size")
         if not image_size:
@@ -195,16 +190,26 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        best, last = (path / name for name in MODEL_FILES)
-        if best.is_file():
-            return best
-        if last.is_file():
-            log.info("note: %s not found, using %s", best, last.name)
-            return last
-        raise InputError(f"{path}: run directory holds neither {' nor '.join(MODEL_FILES)}")
+        return run_model_file(RunFiles(path))
     if not path.is_file():
         raise InputError(f"{path}: no such model file or run directory")
     return path
+
+
+def run_model_file(files: RunFiles, *, prefer_last: bool = False, option: str = "") -> Path:
+    """A run directory's ``best.keras`` (``last.keras`` with ``prefer_last``), else the other, with a note.
+
+    Raises:
+        InputError: the run directory holds neither (``option`` names the flag in the message).
+    """
+    wanted = files.last if prefer_last else files.best
+    found = files.model_file(prefer_last=prefer_last)
+    if found is None:
+        label = f"{option} " if option else ""
+        raise InputError(f"{files.path}: {label}run directory holds neither {files.best.name} nor {files.last.name}")
+    if found != wanted:
+        log.info("note: %s not found, using %s", wanted, found.name)
+    return found
 
 
 def load_model(

@@ -26,6 +26,7 @@ import numpy as np
 
 from fcn.core.errors import InputError, first_line
 from fcn.core.files import atomic_path
+from fcn.model.runfiles import RunFiles
 
 log = logging.getLogger(__name__)
 
@@ -256,14 +257,11 @@ def init_from_checkpoint(model, source: str | os.PathLike) -> list[str]:
     Raises:
         InputError: nothing to load there, or no layer matches.
     """
-    from fcn.model.checkpoints import MODEL_FILES, load_model
+    from fcn.model.checkpoints import load_model, run_model_file
 
     path = Path(source)
     if path.is_dir():
-        found = [path / name for name in reversed(MODEL_FILES) if (path / name).is_file()]
-        if not found:
-            raise InputError(f"{path}: --init-from run directory holds neither {' nor '.join(MODEL_FILES)}")
-        path = found[0]
+        path = run_model_file(RunFiles(path), prefer_last=True, option="--init-from")
     taken = copy_matching_weights(model, load_model(path, num_classes=None))
     if not taken:
         raise InputError(f"{path}: no layer of it matches {model.name} by name and weight shapes")

@@ -23,16 +23,16 @@ def _duration(seconds: float) -> str:
 
 def _run_section(report: RunReport) -> list[str]:
     run, scores = report.run, report.scores
-    args = run.args
-    image_size = args.get("image_size")
+    settings = run.config
+    image_size = settings.image_size
     lines = [
         f"## {run.name}" + ("" if run.name == run.model_name else f" ({model_title(run.model_name)})"),
         "",
         f"Run directory `{run.path.resolve()}`; validation folder `{run.val_dir}` ({scores.num_tiles} tiles).",
-        f"Trained {len(run.history)} epoch(s) (`--epochs {args.get('epochs')}`), "
+        f"Trained {len(run.history)} epoch(s) (`--epochs {settings.epochs}`), "
         f"{'at ' + str(image_size) + ' px' if image_size else 'at native size'}, "
-        f"batch {args.get('batch_size')}, lr {args.get('lr')}, weights `{args.get('weights')}`, "
-        f"precision {run.config.get('resolved', {}).get('precision', '?')}, "
+        f"batch {settings.batch_size}, lr {settings.lr}, weights `{settings.weights}`, "
+        f"precision {run.resolved.get('precision', '?')}, "
         f"training time {_duration(report.training_seconds)}.",
         "",
         f"### Architecture ({model_title(run.model_name)}, input {'x'.join(map(str, SEED_INPUT_SHAPE))})",
@@ -109,8 +109,8 @@ def _comparison_table(reports: list[RunReport], boundary_px: int) -> list[str]:
         "|---|" + "---:|" * len(reports),
         row("model", [r.run.model_name for r in reports]),
         row("parameters (512x512x3)", [f"{r.architecture['total_params']:,}" for r in reports]),
-        row("training size", [f"{r.run.args.get('image_size') or 'native'}" for r in reports]),
-        row("precision", [str(r.run.config.get("resolved", {}).get("precision", "?")) for r in reports]),
+        row("training size", [f"{r.run.config.image_size or 'native'}" for r in reports]),
+        row("precision", [str(r.run.resolved.get("precision", "?")) for r in reports]),
         row("epochs trained", [str(len(r.run.history)) for r in reports]),
         row("best epoch", [str(r.best_epoch) for r in reports]),
         row("training time", [_duration(r.training_seconds) for r in reports]),

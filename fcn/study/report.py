@@ -87,13 +87,8 @@ def _copy_montages(run: Run, out_dir: Path) -> tuple[dict[str, str | None], dict
 
     montages, epochs = {}, {}
     for tile_id in run.tracked_ids:
-        source = run.path / "tracked" / f"{tile_id}.png"
-        saved = [
-            int(p.stem.split("_")[1])
-            for p in (run.path / "tracked" / tile_id).glob("epoch_*.png")
-            if p.stem.split("_")[1].isdigit()
-        ]
-        epochs[tile_id] = pick_epochs(saved)
+        source = run.files.tracked_montage(tile_id)
+        epochs[tile_id] = pick_epochs(list(run.files.tracked_epochs(tile_id)))
         if not source.is_file():
             log.warning("warning: %s: montage not found; the report shows no masks for tile %s", source, tile_id)
             montages[tile_id] = None
@@ -135,20 +130,15 @@ def _report_run(run: Run, config: ReportConfig, tables: dict[tuple, dict]) -> Ru
     """Score one run's best.keras, draw its curve and copy its montages; ``tables`` caches architectures."""
     from fcn.model.checkpoints import read_checkpoint_state
 
-    args = run.args
-    key = (
-        run.model_name,
-        int(args.get("fc1_kernel") or 2),
-        float(args.get("dropout") or 0.0),
-        float(args.get("width") or 1.0),
-    )
+    settings = run.config
+    key = (settings.model, settings.fc1_kernel, settings.dropout, settings.width)
     if key not in tables:
         tables[key] = architecture(key[0], fc1_kernel_size=key[1], dropout=key[2], width=key[3])
-    log.info("%s: scoring %s on %d tiles of %s", run.name, run.best_checkpoint, len(run.val_pairs), run.val_dir)
+    log.info("%s: scoring %s on %d tiles of %s", run.name, run.files.best, len(run.val_pairs), run.val_dir)
     scores = score_checkpoint(
-        run.best_checkpoint,
+        run.files.best,
         run.val_pairs,
-        batch_size=config.batch_size or int(args.get("batch_size") or 4),
+        batch_size=config.batch_size or settings.batch_size,
         boundary_px=config.boundary_px,
     )
     log.info("%s: mIoU %.4f (%.1f s)", run.name, scores.overall.mean_iou(), scores.seconds)
@@ -159,7 +149,7 @@ def _report_run(run: Run, config: ReportConfig, tables: dict[tuple, dict]) -> Ru
         run,
         tables[key],
         scores,
-        read_checkpoint_state(run.best_checkpoint),
+        read_checkpoint_state(run.files.best),
         curve.relative_to(config.out).as_posix(),
         montages,
         montage_epochs,

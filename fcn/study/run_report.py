@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from fcn.study.scoring import Run, Scores
+from fcn.training.config import config_to_json
 
 
 def model_title(name: str) -> str:
@@ -37,14 +38,13 @@ class RunReport:
         return float(sum(r.get("seconds", 0.0) for r in self.run.history if math.isfinite(r.get("seconds", math.nan))))
 
     def to_dict(self) -> dict:
-        args = self.run.args
         return json_ready(
             {
                 "name": self.run.name,
                 "path": str(self.run.path.resolve()),
                 "model": self.run.model_name,
-                "args": args,
-                "resolved": self.run.config.get("resolved", {}),
+                "args": config_to_json(self.run.config),
+                "resolved": self.run.resolved,
                 "architecture": {k: v for k, v in self.architecture.items() if k != "markdown"},
                 "epochs_trained": len(self.run.history),
                 "best_epoch": self.best_epoch,

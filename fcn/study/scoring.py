@@ -17,7 +17,10 @@ import numpy as np
 from fcn.core.errors import InputError
 from fcn.core.metrics import ConfusionMatrix
 from fcn.core.workers import beside
+from fcn.data.pairs import find_pairs
 from fcn.model.checkpoints import check_keras_file
+from fcn.model.runfiles import RunFiles
+from fcn.training.config import TrainConfig, read_train_config
 
 DEFAULT_BOUNDARY_PX = 3
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -31,95 +34,70 @@ class Run:
     """What the report needs from one training run directory.
 
     Attributes:
-        path: the run directory.
+        files: the run directory's files.
         name: a unique, file-name-safe label for the run (its folder name).
-        config: ``config.json`` as saved by training.
-        history: ``history.csv`` rows, values as floats (``epoch`` as int).
+        config: the run's settings.
+        resolved: what the run decided at start (precision, tracked ids...), as recorded.
+        history: the history rows, values as floats (``epoch`` as int).
         val_dir: the validation folder the run was scored on.
         val_pairs: its tile/mask pairs (checked by :func:`fcn.data.pairs.find_pairs`).
     """
 
-    path: Path
+    files: RunFiles
     name: str
-    config: dict
+    config: TrainConfig
+    resolved: dict
     history: list[dict]
     val_dir: Path
     val_pairs: list = field(repr=False, default_factory=list)
 
     @property
-    def args(self) -> dict:
-        return self.config.get("args", {})
+    def path(self) -> Path:
+        return self.files.path
 
     @property
     def model_name(self) -> str:
-        return str(self.args.get("model", "?"))
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.path / "best.keras"
+        return self.config.model
 
     @property
     def tracked_ids(self) -> list[str]:
-        ids = self.config.get("resolved", {}).get("tracked_ids")
-        if ids:
-            return [str(i) for i in ids]
-        from fcn.training.runfiles import RunFiles
-
-        return RunFiles(self.path).tracked_ids()
-
-
-def read_history(path: str | Path) -> list[dict]:
-    """Rows of a run's ``history.csv`` (see :meth:`fcn.training.runfiles.RunFiles.read_history`).
-
-    Raises:
-        InputError: missing or unreadable file, or no ``epoch``/``val_miou`` column.
-    """
-    from fcn.training.runfiles import RunFiles
-
-    return RunFiles(Path(path).parent).read_history()
+        ids = self.resolved.get("tracked_ids")
+        return [str(i) for i in ids] if ids else self.files.tracked_ids()
 
 
 def load_run(run_dir: str | Path, name: str | None = None) -> Run:
     """Check a run directory and read what the report needs, without loading any model.
 
     Args:
-        run_dir: a directory made by ``scripts/train.py``.
+        run_dir: a directory made by ``fcn-train``.
         name: label for the run (default: the folder name).
 
     Returns:
         The :class:`Run`.
 
     Raises:
-        InputError: not a run directory, no ``best.keras``, no usable history, or the validation
-            folder named in ``config.json`` is gone or holds a bad tile. The message names the path.
+        InputError: not a run directory, no best checkpoint, no usable history, or the validation
+            folder the run names is gone or holds a bad tile. The message names the path.
     """
-    from fcn.data.pairs import find_pairs
-    from fcn.training.runfiles import RunFiles
-
     run_dir = Path(run_dir)
     files = RunFiles(run_dir)
-    config_path = files.config_path
-    if not run_dir.is_dir() or not config_path.is_file():
-        raise InputError(f"{run_dir}: not a run directory (no config.json); make one with scripts/train.py")
-    config = files.read_config()
-    checkpoint = files.best
-    if not checkpoint.is_file():
-        raise InputError(f"{checkpoint}: not found; the run has no scored epoch to report")
-    check_keras_file(checkpoint)
+    if not run_dir.is_dir() or not files.config_path.is_file():
+        raise InputError(f"{run_dir}: not a run directory (no {files.config_path.name}); make one with fcn-train")
+    resolved = files.read_config()["resolved"]
+    config = read_train_config(run_dir)
+    if not files.best.is_file():
+        raise InputError(f"{files.best}: not found; the run has no scored epoch to report")
+    check_keras_file(files.best)
     history = files.read_history()
     if not history:
         raise InputError(f"{files.history_path}: no epoch recorded")
-
-    named = config.get("resolved", {}).get("val_dir") or config["args"].get("val_dir")
+    named = resolved.get("val_dir") or config.val_dir
     if not named:
-        raise InputError(f"{config_path}: names no validation folder")
-    val_dir = Path(named)
-    if not val_dir.is_absolute():  # older configs: relative to where training ran
-        val_dir = Path.cwd() / val_dir
+        raise InputError(f"{files.config_path}: names no validation folder")
+    val_dir = Path.cwd() / named  # a relative folder is relative to where training ran
     if not val_dir.is_dir():
-        raise InputError(f"{val_dir}: validation folder named in {config_path} is gone")
-    val_pairs = find_pairs(val_dir)
-    return Run(run_dir, name or run_dir.resolve().name, config, history, val_dir, val_pairs)
+        raise InputError(f"{val_dir}: validation folder named in {files.config_path} is gone")
+    return Run(files, name or run_dir.resolve().name, config, resolved, history, val_dir, find_pairs(val_dir))
 
 
 def unique_names(paths: Sequence[Path]) -> list[str]:

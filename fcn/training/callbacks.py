@@ -1,5 +1,5 @@
 """Keras callbacks that make up a training run directory (its files are written through
-:class:`fcn.training.runfiles.RunFiles`).
+:class:`fcn.model.runfiles.RunFiles`).
 
 Order matters: Keras calls callbacks in list order with one shared ``logs`` dict, and appends its
 progress bar last. The trainer's order is :class:`StopControl` (it marks a NaN epoch before anyone
@@ -25,9 +25,9 @@ from fcn.core.figures import montage, pick_epochs
 from fcn.core.images import read_rgb
 from fcn.core.metrics import ConfusionMatrix
 from fcn.core.palette import SCORED_CLASSES, class_to_rgb
-from fcn.model.checkpoints import ModelInfo
+from fcn.model.checkpoints import ModelInfo, save_checkpoint
+from fcn.model.runfiles import HISTORY_COLUMNS, IOU_COLUMNS, RunFiles
 from fcn.training.optimizer import current_learning_rate
-from fcn.training.runfiles import HISTORY_COLUMNS, IOU_COLUMNS, RunFiles
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ class EpochValidation(keras.callbacks.Callback):
 
     Adds ``val_loss`` (the compiled training loss, with the run's class weights and ignored pixels),
     ``val_miou``, ``val_accuracy`` and one ``iou_<class>`` per scored class to the epoch logs, writes the
-    predicted masks of tracked tiles to ``tracked/ID/epoch_NNN.png`` with a montage ``tracked/ID.png``,
-    and logs those masks to TensorBoard.
+    predicted masks of tracked tiles with a montage of them (:meth:`RunFiles.write_tracked`), and logs
+    those masks to TensorBoard.
 
     Args:
         tiles: (id, rgb uint8 (H, W, 3), class map (H, W)) of every validation tile.
@@ -278,10 +278,10 @@ class RunCheckpoint(keras.callbacks.Callback):
         state = {"epoch": epoch + 1, "val_miou": miou, "best_val_miou": self.best, "best_epoch": self.best_epoch}
         if self.files is None:
             with tempfile.TemporaryDirectory() as scratch:
-                self.model.save(Path(scratch) / "last.keras")
+                self.model.save(RunFiles(scratch).last)
             return
         # last.keras first: a kill before best.keras is written leaves last.keras recording this epoch as
         # the best, and resuming copies it to best.keras (fcn.training.resume.load_checkpoint_for_resume).
-        self.files.save_checkpoint(self.model, "last", state, self.info)
+        save_checkpoint(self.model, self.files.last, state, self.info)
         if improved:
-            self.files.save_checkpoint(self.model, "best", state, self.info)
+            save_checkpoint(self.model, self.files.best, state, self.info)

@@ -12,12 +12,14 @@ by fcn before 0.2's subpackages: the argparse ``Namespace`` as a dict) differs o
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from fcn.core.errors import InputError
 from fcn.data.pairs import TRACKED_VAL_IDS
 from fcn.data.pipeline import COURSE_TILE_GSD
+from fcn.model.runfiles import RunFiles
 
 # The default recipe, chosen by measurement (docs/RESULTS.md): warm-up then cosine decay of a lower
 # peak learning rate over the run's total steps, and median-frequency class balancing (without it
@@ -202,8 +204,18 @@ def config_from_json(args: dict, run_dir: Path) -> TrainConfig:
     try:
         config = TrainConfig(**values)
     except (TypeError, ValueError, AttributeError) as err:
-        raise InputError(f"{run_dir / 'config.json'}: cannot read the run's configuration ({err})") from None
+        raise InputError(f"{RunFiles(run_dir).config_path}: cannot read the run's configuration ({err})") from None
     return _find_moved_demo_data(config, run_dir)
+
+
+def read_train_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The :class:`TrainConfig` of the run in ``run_dir`` (its configuration read by :class:`RunFiles`).
+
+    Raises:
+        InputError: no readable run configuration there, or a value of the wrong type.
+    """
+    run_dir = Path(run_dir)
+    return config_from_json(RunFiles(run_dir).read_config()["args"], run_dir)
 
 
 def _find_moved_demo_data(config: TrainConfig, run_dir: Path) -> TrainConfig:

@@ -1,4 +1,4 @@
-"""Continuing a run: its :class:`TrainConfig` back from ``config.json``, its model from ``last.keras``."""
+"""Continuing a run: its :class:`TrainConfig` back from its configuration, its model from ``last.keras``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from fcn.core.errors import InputError
 from fcn.core.files import atomic_path
 from fcn.model.checkpoints import read_checkpoint_state
-from fcn.training.config import RECIPE_ALIASES, TrainConfig
-from fcn.training.runfiles import RunFiles
+from fcn.model.runfiles import RunFiles
+from fcn.training.config import RECIPE_ALIASES, TrainConfig, read_train_config
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def resume_config(run_dir: Path, given: dict | None = None) -> TrainConfig:
             f"{files.last}: not found; no epoch completed, so there is nothing to resume "
             "(start the run again with its original command)"
         )
-    config = files.read_train_config()
+    config = read_train_config(run_dir)
     changes = _resume_changes(config, given, run_dir)
     return config.replace(**changes, resume=True, demo=False)
 
@@ -60,7 +60,8 @@ def _resume_changes(config: TrainConfig, given: dict, run_dir: Path) -> dict:
             f"--resume {run_dir}: {flags} would change the run; a resumed run keeps its settings (only "
             f"{allowed} may change): leave the flag out, or start a new run with --out"
         )
-    applied = {name: value for name, value in changes.items() if value != getattr(config, name)}
+    # --epochs and --verbose are what a resume is for; a runtime flag that changes is said.
+    applied = {k: v for k, v in changes.items() if k not in ("epochs", "verbose") and v != getattr(config, k)}
     if applied:
         logger.info("resuming with %s", ", ".join(f"{_flag(k)} {_shown(v)}" for k, v in applied.items()))
     return changes

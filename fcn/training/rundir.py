@@ -4,29 +4,31 @@
 
 * the path is checked without creating anything (a parent that is a file, or a folder that cannot
   be written, is one line naming it);
-* a directory that holds a completed epoch (``last.keras``) is refused for a new run (``--resume``
-  continues it); one whose first epoch never completed (a crash) is simply started again;
-* an OS lock (``flock`` on ``.lock``, removed on exit) refuses a second training into the same
-  directory while the first runs, whatever the timing; the lock dies with the process, so a kill
-  never leaves it stuck (a stale ``.lock`` file is just reused);
-* temporary files that a kill left behind (``.last.keras.tmp-*``...) are deleted;
+* a directory that holds a completed epoch is refused for a new run (``--resume`` continues it);
+  one whose first epoch never completed (a crash) is simply started again;
+* an OS lock (``flock`` on the run's lock file, removed on exit) refuses a second training into the
+  same directory while the first runs, whatever the timing; the lock dies with the process, so a
+  kill never leaves it stuck (a stale lock file is just reused);
+* temporary files that a kill left behind are deleted;
 * if the run fails before its first epoch completes, a directory it created is removed again.
+
+The files' names are :class:`fcn.model.runfiles.RunFiles`'s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 from fcn.core.errors import InputError
-from fcn.core.files import TEMP_MARK
+from fcn.core.files import remove_temp_files
+from fcn.model.runfiles import RunFiles
 
-LOCK_NAME = ".lock"
-COMPLETED_MARKER = "last.keras"  # a run has completed an epoch once this exists
-# What a run writes before its first epoch completes (removed when a crashed start is redone).
-PARTIAL_RUN_FILES = ("history.csv", "best.keras", "tracked", "tensorboard")
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None
 
 
 def _explain(err: OSError) -> str:
@@ -57,9 +59,9 @@ def check_creatable(path: Path) -> None:
 def check_new_run_folder(path: Path) -> None:
     """Refuse, in one line, an existing folder that is neither empty nor a run directory of fcn-train.
 
-    A run directory has a ``config.json`` with the run's ``args``; hidden files (the lock, temporary
-    files of a killed write) do not count. Anything else there was not written by fcn for a run and
-    would be replaced (``best.keras``, ``history.csv``, ...).
+    A run directory has a run configuration (:meth:`RunFiles.is_run`); hidden files (the lock,
+    temporary files of a killed write) do not count. Anything else there was not written by fcn for
+    a run and would be replaced by the run's files.
 
     Raises:
         InputError: the folder holds files and no run configuration.
@@ -68,21 +70,13 @@ def check_new_run_folder(path: Path) -> None:
         entries = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
     except OSError:
         return  # not a folder yet (check_creatable says why if it cannot become one)
-    if not entries or _is_run_config(path / "config.json"):
+    if not entries or RunFiles(path).is_run():
         return
     shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
     raise InputError(
         f"{path}: not empty ({shown}) and not a run directory of fcn-train, whose files would replace these; "
         "choose a new or empty --out"
     )
-
-
-def _is_run_config(path: Path) -> bool:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(document, dict) and isinstance(document.get("args"), dict) and "model" in document["args"]
 
 
 def _first_missing(path: Path) -> Path | None:
@@ -109,6 +103,7 @@ class RunDirectory:
 
     def __init__(self, path: str | os.PathLike, *, resume: bool = False, chief: bool = True):
         self.path = Path(path)
+        self.files = RunFiles(self.path)
         self.resume = resume
         self.chief = chief
         self._created: Path | None = None  # the topmost folder this run created
@@ -120,7 +115,7 @@ class RunDirectory:
         check_creatable(self.path)
         if not self.resume:
             check_new_run_folder(self.path)
-        if not self.resume and (self.path / COMPLETED_MARKER).exists():
+        if not self.resume and self.files.has_completed_epoch():
             raise InputError(
                 f"{self.path}: already holds a run; continue it with --resume {self.path}, or choose another --out"
             )
@@ -134,24 +129,22 @@ class RunDirectory:
         except InputError:
             self._remove_if_created()
             raise
-        self.remove_temp_files()
-        if not self.resume and (self.path / "config.json").exists():
-            self._clear_partial_run()
+        remove_temp_files(self.path, recursive=True)  # of writes a kill interrupted
+        if not self.resume and self.files.config_path.exists():
+            self.files.clear_partial_run()
         return self
 
     def __exit__(self, exc_type, exc, traceback):
         if self.chief:
-            if exc_type is not None and not (self.path / COMPLETED_MARKER).exists():
+            if exc_type is not None and not self.files.has_completed_epoch():
                 self._remove_if_created()
             self._unlock()
         return False
 
     def _lock(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock, as before
+        if fcntl is None:
             return
-        handle = open(self.path / LOCK_NAME, "a+")  # noqa: SIM115 (held open: the lock lives with it)
+        handle = open(self.files.lock_path, "a+")  # noqa: SIM115 (held open: the lock lives with it)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -170,25 +163,9 @@ class RunDirectory:
     def _unlock(self) -> None:
         if self._lock_handle is not None:
             # Unlinked while still locked: a process that opened it meanwhile fails its non-blocking lock.
-            (self.path / LOCK_NAME).unlink(missing_ok=True)
+            self.files.lock_path.unlink(missing_ok=True)
             self._lock_handle.close()  # closing releases the flock
             self._lock_handle = None
-
-    def remove_temp_files(self) -> list[Path]:
-        """Delete the temporary files of writes a kill interrupted (checkpoints, masks, config)."""
-        stale = [p for p in self.path.rglob(f".*{TEMP_MARK}*") if p.is_file()]
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return stale
-
-    def _clear_partial_run(self) -> None:
-        """A start that never completed an epoch left a history row or tracked masks: start clean."""
-        for name in PARTIAL_RUN_FILES:
-            target = self.path / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
 
     def _remove_if_created(self) -> None:
         if self._created is not None:

@@ -1,9 +1,8 @@
 """Training a run: :func:`train` takes a :class:`fcn.training.config.TrainConfig` (``fcn-train`` makes one).
 
-A run directory holds everything a run produces (:class:`fcn.training.runfiles.RunFiles`):
-``config.json``, ``history.csv``, ``last.keras``, ``best.keras``, ``tracked/`` masks and montages,
-and ``tensorboard/`` logs. It is locked (an OS lock) while a training writes to it
-(:class:`fcn.training.rundir.RunDirectory`).
+A run directory holds everything a run produces (:class:`fcn.model.runfiles.RunFiles`): its
+configuration, history, checkpoints, tracked masks and montages, and TensorBoard logs. It is locked
+(an OS lock) while a training writes to it (:class:`fcn.training.rundir.RunDirectory`).
 
 Every check a user mistake can fail runs before TensorFlow is imported: both data folders (every
 tile fully decoded), the weights file, the run directory.
@@ -17,17 +16,17 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from fcn.training.config import TrainConfig
+from fcn.model.runfiles import RunFiles
+from fcn.training.config import TrainConfig, config_to_json
 from fcn.training.inputs import check_weights_path, class_weights_for, load_data, make_demo_data
 from fcn.training.rundir import RunDirectory
-from fcn.training.runfiles import RunFiles
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class RunSetup:
-    """What a run decided at start from its config, recorded in ``config.json`` under ``"resolved"``."""
+    """What a run decided at start from its config, recorded in its configuration under ``"resolved"``."""
 
     policy: str
     precision_reason: str
@@ -118,7 +117,7 @@ def _train(config: TrainConfig, strategy, files: RunFiles | None, train_pairs, v
             model = build_training_model(config, setup.policy, epoch_steps)
     if files is not None:
         files.truncate_history(initial_epoch)
-        files.write_config(config, setup.to_json(config), resumed=config.resume)
+        files.write_config(config_to_json(config), setup.to_json(config), resumed=config.resume)
     if initial_epoch >= config.epochs:
         log.info(
             "%s: already trained for %d epochs (--epochs %d); nothing to do", config.out, initial_epoch, config.epochs
@@ -205,7 +204,7 @@ def _report_end(config: TrainConfig, files: RunFiles | None, stop, checkpoint) -
             "checkpoint is %s (lower --lr, or check the data)",
             where,
             epoch,
-            config.out / "last.keras",
+            RunFiles(config.out).last,
         )
         return 1
     done = len(files.read_history(missing_ok=True)) if files is not None else config.epochs

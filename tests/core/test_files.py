@@ -54,8 +54,15 @@ def test_temp_files_left_by_a_kill_are_found_and_removed(tmp_path):
     stale.write_bytes(b"half a zip")
     keep = tmp_path / "best.keras"
     keep.write_bytes(b"whole")
-    assert remove_temp_files(tmp_path, "best.keras") == [stale]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]
+    other = tmp_path / f".last.keras{TEMP_MARK}a1b2.keras"
+    other.write_bytes(b"another writer's")
+    deep = tmp_path / "tracked" / f".epoch_001.png{TEMP_MARK}c3.png"
+    deep.parent.mkdir()
+    deep.write_bytes(b"half a png")
+    assert remove_temp_files(tmp_path, {"best.keras"}) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "best.keras", "tracked"]
+    assert remove_temp_files(tmp_path, recursive=True) == [other, deep]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["best.keras", "tracked"]
 
 
 def _disk_full_after(monkeypatch, limit: int):

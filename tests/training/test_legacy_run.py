@@ -16,8 +16,8 @@ keras = pytest.importorskip("keras")
 
 from fcn.core.palette import NUM_CLASSES  # noqa: E402
 from fcn.data.pairs import find_pairs, read_pair  # noqa: E402
-from fcn.training.config import TrainConfig  # noqa: E402
-from fcn.training.runfiles import RunFiles  # noqa: E402
+from fcn.model.runfiles import RunFiles  # noqa: E402
+from fcn.training.config import read_train_config  # noqa: E402
 
 LEGACY_RUN = Path(__file__).parents[1] / "fixtures" / "legacy_run"
 
@@ -48,8 +48,7 @@ def legacy_run(tmp_path, monkeypatch, checkpoints):
 def test_the_old_config_reads_into_a_train_config(legacy_run):
     files = RunFiles(legacy_run)
     assert files.read_config()["format"] == 1
-    config = files.read_train_config()
-    assert isinstance(config, TrainConfig)
+    config = read_train_config(legacy_run)
     assert (config.model, config.epochs, config.batch_size, config.image_size) == ("fcn8s", 2, 2, 64)
     assert config.track == ("0008", "0097", "0107") and config.out == legacy_run  # was one string; out moved
     assert config.train_dir == Path("legacy_run/data/train") and config.train_dir.is_dir()

@@ -8,8 +8,8 @@ pytest.importorskip("keras")
 
 from fcn.cli import train  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
-from fcn.training.config import TrainConfig  # noqa: E402
-from fcn.training.runfiles import RunFiles  # noqa: E402
+from fcn.model.runfiles import RunFiles  # noqa: E402
+from fcn.training.config import TrainConfig, config_to_json  # noqa: E402
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def stopped_run(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     config = TrainConfig(model="fcn8s", train_dir=tmp_path / "t", val_dir=tmp_path / "v", out=run, epochs=4, lr=2e-4)
-    RunFiles(run).write_config(config, {}, resumed=False)
+    RunFiles(run).write_config(config_to_json(config), {}, resumed=False)
     (run / "last.keras").write_bytes(b"stand-in")
     return run
 

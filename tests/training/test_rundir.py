@@ -89,9 +89,25 @@ def test_a_failure_before_the_first_epoch_removes_the_directory_it_made(tmp_path
 
 # ---------------------------------------------------------------- RunFiles: the readers and writers
 
+# history.csv's header, pinned: the run directory's format that readers (bench, notebooks) rely on.
+HISTORY_HEADER = [
+    "epoch",
+    "loss",
+    "val_loss",
+    "val_miou",
+    "iou_urban",
+    "iou_agriculture",
+    "iou_rangeland",
+    "iou_forest",
+    "iou_water",
+    "iou_barren",
+    "lr",
+    "seconds",
+]
+
 
 def test_history_rows_round_trip_and_truncate(tmp_path):
-    from fcn.training.runfiles import HISTORY_COLUMNS, RunFiles
+    from fcn.model.runfiles import RunFiles
 
     files = RunFiles(tmp_path)
     assert files.read_history(missing_ok=True) == [] and files.best_val_miou() is None
@@ -100,7 +116,7 @@ def test_history_rows_round_trip_and_truncate(tmp_path):
     for epoch, miou in ((1, 0.2), (2, float("nan")), (3, 0.5)):
         files.append_history({"epoch": epoch, "loss": 1.0 / epoch, "val_miou": miou, "seconds": 2.5})
     rows = files.read_history()
-    assert [r["epoch"] for r in rows] == [1, 2, 3] and list(rows[0]) == list(HISTORY_COLUMNS)
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and list(rows[0]) == HISTORY_HEADER
     assert rows[0]["loss"] == 1.0 and rows[0]["lr"] != rows[0]["lr"]  # a column not given is nan
     assert files.best_val_miou() == 0.5  # nan epochs are skipped
     files.truncate_history(2)
@@ -110,7 +126,7 @@ def test_history_rows_round_trip_and_truncate(tmp_path):
 
 
 def test_a_history_that_is_not_numbers_is_one_line_naming_it(tmp_path):
-    from fcn.training.runfiles import RunFiles
+    from fcn.model.runfiles import RunFiles
 
     (tmp_path / "history.csv").write_text("epoch,val_miou\n1,0.5\nx,y\n")
     with pytest.raises(InputError, match=r"history.csv: line 3 is not a row of numbers"):
@@ -119,25 +135,25 @@ def test_a_history_that_is_not_numbers_is_one_line_naming_it(tmp_path):
 
 def test_config_round_trips_through_config_json(tmp_path):
     pytest.importorskip("keras")
-    from fcn.training.config import TrainConfig
-    from fcn.training.runfiles import RunFiles
+    from fcn.model.runfiles import RunFiles
+    from fcn.training.config import TrainConfig, config_to_json, read_train_config
 
     config = TrainConfig(
         train_dir="t", val_dir="v", out=tmp_path, track="0001, 0002", scale_aug=[0.8, 1.25], verbose=0, resume=True
     )
     files = RunFiles(tmp_path)
-    files.write_config(config, {"precision": "float32", "precision_reason": None}, resumed=False)
+    files.write_config(config_to_json(config), {"precision": "float32", "precision_reason": None}, resumed=False)
     document = files.read_config()
     assert document["format"] == 2 and document["resumed"] == [] and document["started"]
     assert "verbose" not in document["args"] and "resume" not in document["args"]  # one invocation's, not the run's
-    assert files.read_train_config() == config.replace(verbose=1, resume=False)
-    files.write_config(config, {}, resumed=True)
+    assert read_train_config(tmp_path) == config.replace(verbose=1, resume=False)
+    files.write_config(config_to_json(config), {}, resumed=True)
     again = files.read_config()
     assert again["started"] == document["started"] and len(again["resumed"]) == 1
 
 
 def test_a_config_that_is_not_a_run_is_refused(tmp_path):
-    from fcn.training.runfiles import RunFiles
+    from fcn.model.runfiles import RunFiles
 
     (tmp_path / "config.json").write_text('{"args": {"epochs": 3}}')
     with pytest.raises(InputError, match="no args.model"):

@@ -149,8 +149,8 @@ def test_a_busy_run_directory_is_refused(tiles, tmp_path, capsys):
 def test_nan_in_validation_stops_the_run_without_saving_the_epoch(tmp_path):
     from fcn.inference.engine import Predictor
     from fcn.model.checkpoints import ModelInfo
+    from fcn.model.runfiles import RunFiles
     from fcn.training.callbacks import EpochValidation, HistoryCSV, RunCheckpoint, StopControl
-    from fcn.training.runfiles import RunFiles
 
     class NanWhenPredicting(keras.layers.Layer):
         def call(self, x, training=None):

@@ -1,17 +1,19 @@
-"""The files of a training run directory: the one reader and the one writer of each.
+"""The files of a training run directory: the one place that knows their names, reads and writes them.
 
 ======================  =====================================================================
 ``config.json``         :meth:`RunFiles.write_config` / :meth:`RunFiles.read_config`
-                        (:meth:`RunFiles.read_train_config` for the :class:`TrainConfig`)
+                        (:func:`fcn.training.config.read_train_config` for the ``TrainConfig``)
 ``history.csv``         :meth:`RunFiles.append_history` / :meth:`RunFiles.read_history`
-``last.keras``,         :meth:`RunFiles.save_checkpoint` / :attr:`RunFiles.last`,
-``best.keras``          :attr:`RunFiles.best` (read by :mod:`fcn.model.checkpoints`)
+``last.keras``,         :attr:`RunFiles.last`, :attr:`RunFiles.best`, :meth:`RunFiles.model_file`
+``best.keras``          (written by :func:`fcn.model.checkpoints.save_checkpoint`)
 ``tracked/``            :meth:`RunFiles.write_tracked` / :meth:`RunFiles.tracked_epochs`
 ``tensorboard/``        written by Keras's ``TensorBoard`` callback
+``.lock``               held by :class:`fcn.training.rundir.RunDirectory` while a training runs
 ======================  =====================================================================
 
-Training, its callbacks, the study's scoring and the benchmarks all go through this class. No
-TensorFlow is imported here except to record versions and to save a checkpoint.
+Training, its callbacks, loading models from run directories, the study and the benchmarks all go
+through this class. It lives in the model layer so that loading a model from a run directory can
+use it too. No TensorFlow is imported here except to record versions.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import platform
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +33,8 @@ from fcn.core.errors import InputError
 from fcn.core.files import atomic_path, write_text_atomic
 from fcn.core.images import write_image_atomic, write_mask
 from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES
-from fcn.training.config import TrainConfig, config_from_json, config_to_json
 
-CONFIG_FORMAT = 2  # 1: the argparse Namespace as "args" (fcn before the subpackages); 2: TrainConfig
+CONFIG_FORMAT = 2  # the layout of config.json; readers accept format 1 as well
 IOU_COLUMNS = tuple(f"iou_{CLASS_NAMES[i]}" for i in SCORED_CLASSES)
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "val_miou", *IOU_COLUMNS, "lr", "seconds")
 
@@ -77,13 +79,34 @@ class RunFiles:
     def tensorboard_dir(self) -> Path:
         return self.path / "tensorboard"
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path / ".lock"
+
+    def model_file(self, *, prefer_last: bool = False) -> Path | None:
+        """The run's ``best.keras`` (``last.keras`` with ``prefer_last``), else the other; None when neither exists."""
+        found = [p for p in ((self.last, self.best) if prefer_last else (self.best, self.last)) if p.is_file()]
+        return found[0] if found else None
+
+    def has_completed_epoch(self) -> bool:
+        """Whether a first epoch was saved (``last.keras`` exists)."""
+        return self.last.exists()
+
+    def clear_partial_run(self) -> None:
+        """Remove what a start that never completed an epoch left (history, best checkpoint, tracked masks, logs)."""
+        for target in (self.history_path, self.best, self.tracked_dir, self.tensorboard_dir):
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
     # ------------------------------------------------------------ config.json
 
-    def write_config(self, config: TrainConfig, resolved: dict, *, resumed: bool) -> None:
+    def write_config(self, args: dict, resolved: dict, *, resumed: bool) -> None:
         """Write ``config.json``: the config, what was resolved at start, versions and start/resume times.
 
         Args:
-            config: the run's :class:`TrainConfig`.
+            args: the run's ``TrainConfig`` as JSON (:func:`fcn.training.config.config_to_json`).
             resolved: what the run decided from it (precision and why, replicas, tracked ids, class
                 weights, absolute data folders, model info).
             resumed: this start continues the run (its time is appended to ``resumed``).
@@ -97,7 +120,7 @@ class RunFiles:
         now = _now()
         document = {
             "format": CONFIG_FORMAT,
-            "args": config_to_json(config),
+            "args": args,
             "resolved": resolved,
             "versions": {
                 "python": platform.python_version(),
@@ -132,9 +155,13 @@ class RunFiles:
         document.setdefault("format", 1)
         return document
 
-    def read_train_config(self) -> TrainConfig:
-        """The run's :class:`TrainConfig` (see :func:`fcn.training.config.config_from_json`)."""
-        return config_from_json(self.read_config()["args"], self.path)
+    def is_run(self) -> bool:
+        """Whether the folder holds a training run's ``config.json``."""
+        try:
+            self.read_config()
+        except InputError:
+            return False
+        return True
 
     # ------------------------------------------------------------ history.csv
 
@@ -198,16 +225,6 @@ class RunFiles:
         values = [row["val_miou"] for row in self.read_history(missing_ok=True) if math.isfinite(row["val_miou"])]
         return max(values) if values else None
 
-    # ------------------------------------------------------------ checkpoints
-
-    def save_checkpoint(self, model, name: str, state: dict, info) -> None:
-        """Write ``last.keras`` or ``best.keras`` atomically, with ``state`` and ``info`` inside."""
-        from fcn.model.checkpoints import save_checkpoint
-
-        if name not in ("last", "best"):
-            raise ValueError(f"checkpoint name must be last or best, got {name!r}")
-        save_checkpoint(model, self.path / f"{name}.keras", state, info)
-
     # ------------------------------------------------------------ tracked/
 
     def write_tracked(self, tile_id: str, epoch: int, class_map: np.ndarray) -> None:
@@ -218,11 +235,20 @@ class RunFiles:
 
     def tracked_epochs(self, tile_id: str) -> dict[int, Path]:
         """The saved masks of a tracked tile, by epoch."""
-        return {int(p.stem.split("_")[1]): p for p in (self.tracked_dir / tile_id).glob("epoch_*.png")}
+        masks = {}
+        for path in (self.tracked_dir / tile_id).glob("epoch_*.png"):
+            number = path.stem.split("_")[1]
+            if number.isdigit():
+                masks[int(number)] = path
+        return masks
+
+    def tracked_montage(self, tile_id: str) -> Path:
+        """Where a tracked tile's montage is: ``tracked/ID.png``."""
+        return self.tracked_dir / f"{tile_id}.png"
 
     def write_tracked_montage(self, tile_id: str, image: np.ndarray) -> None:
         """Save a tracked tile's montage: ``tracked/ID.png``."""
-        write_image_atomic(self.tracked_dir / f"{tile_id}.png", image)
+        write_image_atomic(self.tracked_montage(tile_id), image)
 
     def tracked_ids(self) -> list[str]:
         """Ids with a montage in ``tracked/``."""
