@@ -19,6 +19,7 @@ from pathlib import Path
 from fcn.core.errors import InputError
 from fcn.core.files import TEMP_MARK, write_text_atomic
 from fcn.core.images import image_size
+from fcn.core.jpeg_check import damaged_jpeg_error
 from fcn.core.memory import check_memory
 from fcn.core.paths import check_apart
 from fcn.core.progress import progress_bar
@@ -34,6 +35,7 @@ from fcn.data.deepglobe import (
     find_sources,
     split_sources,
 )
+from fcn.data.integrity import jpeg_decoder_warnings
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +164,12 @@ def convert_dataset(
     _prepare_output(output_dir, manifest, overwrite)
 
     summary = ConversionSummary(sources=len(pairs))
+    pairs = _sound_sources(pairs, split_of, summary)
     pool_type: type[Executor] = {"thread": ThreadPoolExecutor, "process": ProcessPoolExecutor}[executor]
-    with progress_bar(len(pairs), enabled=progress) as bar, pool_type(max_workers=min(workers, len(pairs))) as pool:
+    with (
+        progress_bar(len(pairs), enabled=progress) as bar,
+        pool_type(max_workers=max(1, min(workers, len(pairs)))) as pool,
+    ):
         futures = [
             pool.submit(convert_source, pair, split_of[pair.source_id], output_dir, params, overwrite) for pair in pairs
         ]
@@ -215,6 +221,17 @@ def _check_memory(pairs, params: TileParameters, processes: int) -> None:
             f"{path}: --size {params.size} --grid {params.grid}",
             "choose a smaller --size",
         )
+
+
+def _sound_sources(pairs: list, split_of: dict[str, str], summary: ConversionSummary) -> list:
+    """The sources whose JPEG decodes without libjpeg's corruption warnings (the check of every command,
+    with training's decoder); the others are booked as failed, one error line each."""
+    damaged = jpeg_decoder_warnings([pair.image_path for pair in pairs])
+    for pair in pairs:
+        if pair.image_path in damaged:
+            error = damaged_jpeg_error(pair.image_path, damaged[pair.image_path])
+            _book(summary, SourceResult(pair.source_id, split_of[pair.source_id], error=error))
+    return [pair for pair in pairs if pair.image_path not in damaged]
 
 
 def _book(summary: ConversionSummary, result: SourceResult) -> None:

@@ -26,6 +26,7 @@ from fcn.inference.cluster import ClusterSpec
 from fcn.inference.engine import DEFAULT_TILE, Predictor
 from fcn.inference.folder import fitting_images, plan_jobs, predict_folder, prepare_output_folder
 from fcn.inference.geo import check_value_range
+from fcn.inference.jpeg_inputs import jpeg_decoder, sound_images
 from fcn.inference.provenance import run_identity, split_finished
 from fcn.inference.region import RegionOutputs, mask_class_areas, region_totals, write_region_outputs
 from fcn.inference.scene_jobs import JobFailures, SceneReading, pixel_area, plan_scenes, predict_scenes
@@ -248,6 +249,7 @@ class PredictionRun:
         images = fitting_images(
             [job for job in jobs if not job.is_scene], self._image_scale(), self.failures, config.tile
         )
+        images = sound_images(images, self.failures, jpeg_decoder(tensorflow=not self.exported))
         plans = plan_scenes([job for job in jobs if job.is_scene], config.reading, self.info, self.failures)
         with signature_note(self.identity):
             if (images or plans) and config.cluster is not None:

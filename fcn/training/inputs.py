@@ -63,13 +63,10 @@ def refuse_damaged_jpegs(paths) -> None:
     Raises:
         InputError: one line naming the first such file, its warning, and how many more there are.
     """
-    from fcn.data.integrity import jpeg_decoder_warnings
+    from fcn.core.jpeg_check import refuse_damaged_jpegs as refuse
+    from fcn.data.integrity import tf_decode
 
-    damaged = jpeg_decoder_warnings(paths)
-    if damaged:
-        (first, message), others = next(iter(damaged.items())), len(damaged) - 1
-        more = f"; {others} more: {', '.join(p.name for p in list(damaged)[1:6])}" if others else ""
-        raise InputError(f"{first}: damaged JPEG ({message}){more}")
+    refuse(paths, tf_decode)
 
 
 def pick_tracked_ids(track, val_ids: list[str], val_dir) -> list[str]:
