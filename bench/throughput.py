@@ -223,7 +223,7 @@ def predict_entry(args, model_name, precision, tiles_dir, bare) -> dict:
 
 
 def resolve(precision: str) -> str:
-    from fcn.model.runtime import resolve_precision
+    from fcn.model.precision import resolve_precision
 
     return resolve_precision(precision)
 
@@ -268,7 +268,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def resolve_args(args, parser) -> None:
     """Fill defaults from FULL or QUICK and validate."""
     from fcn import MODEL_NAMES
-    from fcn.model.runtime import PRECISIONS
+    from fcn.model.precision import PRECISIONS
 
     defaults = QUICK if args.quick else FULL
     for key in ("image_size", "batch_size", "steps", "limit", "models"):

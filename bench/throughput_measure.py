@@ -139,12 +139,12 @@ def matmul_peaks(sizes, seconds: float) -> dict:
 
 def training_model(model_name: str, precision: str, jit: bool):
     """The compiled model ``fcn.training.trainer`` would train (random init), and its dtype policy."""
-    from fcn.model import runtime
+    from fcn.model.precision import resolve_precision
     from fcn.training.build import build_training_model
     from fcn.training.config import TrainConfig
 
     config = TrainConfig(model=model_name, weights="none", precision=precision, jit_compile="on" if jit else "off")
-    policy = runtime.resolve_precision(precision)
+    policy = resolve_precision(precision)
     return build_training_model(config, policy, epoch_steps=1), policy
 
 

@@ -175,7 +175,7 @@ def predict_figures(tiles_dir: Path, model_name: str, precision: str, batch_size
     from predict_speed import compare
 
     from fcn.model.builders import build_model
-    from fcn.model.runtime import resolve_precision
+    from fcn.model.precision import resolve_precision
 
     policy = resolve_precision(precision)
     model = build_model(

@@ -28,7 +28,7 @@ from fcn.inference.cluster import ClusterSpec
 from fcn.inference.engine import DEFAULT_TILE
 from fcn.inference.prediction import DEFAULT_BATCH_SIZE, PredictConfig, PredictionRun
 from fcn.inference.region import RegionOutputs
-from fcn.model.runtime import PRECISIONS
+from fcn.model.precision import PRECISIONS
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""``python -m fcn.cli.synthetic OUT``: write the demo's synthetic tiles (formerly ``python -m fcn.data.synthetic``)."""
+"""``python -m fcn.cli.synthetic OUT``: write the demo's synthetic tiles."""
 
 from __future__ import annotations
 

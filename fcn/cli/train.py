@@ -20,7 +20,8 @@ from fcn.cli.common import (
     run_cli,
     setup_logging,
 )
-from fcn.model.runtime import PRECISIONS, STRATEGIES
+from fcn.model.precision import PRECISIONS
+from fcn.model.runtime import STRATEGIES
 from fcn.training.config import (
     DEMO_DATA,
     DEMO_DEFAULTS,

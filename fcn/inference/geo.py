@@ -406,15 +406,6 @@ def _percentile_ranges(scene: Scene, percentiles: tuple[float, float]) -> tuple[
     return tuple(ranges)
 
 
-def __getattr__(name: str):
-    """The writers live in :mod:`fcn.inference.geo_writer`; ``geo.MaskWriter`` etc. still find them."""
-    if name in ("MaskWriter", "palette_colormap", "verify_tiles", "write_overlay_preview"):
-        from fcn.inference import geo_writer
-
-        return getattr(geo_writer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _gdal_reason(err: BaseException) -> str:
     """GDAL's first line, without its 'See previous exception' (the previous one went to stderr)."""
     text = first_line(err, err.__class__.__name__)

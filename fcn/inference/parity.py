@@ -1,4 +1,4 @@
-"""How closely an exported artefact reproduces the Keras model it came from (issue 14's thresholds)."""
+"""How closely an exported artefact reproduces the Keras model it came from, and the thresholds it must meet."""
 
 from __future__ import annotations
 

@@ -223,7 +223,7 @@ def load_model(
     Args:
         path: a ``.keras`` file or a run directory (see :func:`resolve_model_path`).
         precision: ``None`` keeps the saved dtype policy; otherwise one of
-            :data:`fcn.model.runtime.PRECISIONS`.
+            :data:`fcn.model.precision.PRECISIONS`.
         num_classes: required number of output channels (None: any).
 
     Returns:
@@ -250,7 +250,7 @@ def load_model(
     if num_classes is not None and output_shape[-1] != num_classes:
         raise InputError(f"{model_path}: model predicts {output_shape[-1]} classes, the palette has {num_classes}")
     if precision is not None:
-        from fcn.model.runtime import resolve_precision
+        from fcn.model.precision import resolve_precision
 
         model = with_precision(model, resolve_precision(precision))
     model.fcn_info = info

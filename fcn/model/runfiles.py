@@ -8,6 +8,7 @@
 ``best.keras``          (written by :func:`fcn.model.checkpoints.save_checkpoint`)
 ``tracked/``            :meth:`RunFiles.write_tracked` / :meth:`RunFiles.tracked_epochs`
 ``tensorboard/``        written by Keras's ``TensorBoard`` callback
+``data/``               the demo's synthetic tiles (:attr:`RunFiles.demo_data_dir`)
 ``.lock``               held by :class:`fcn.training.rundir.RunDirectory` while a training runs
 ======================  =====================================================================
 
@@ -78,6 +79,11 @@ class RunFiles:
     @property
     def tensorboard_dir(self) -> Path:
         return self.path / "tensorboard"
+
+    @property
+    def demo_data_dir(self) -> Path:
+        """The demo's synthetic tiles (``train/`` and ``val/``)."""
+        return self.path / "data"
 
     @property
     def lock_path(self) -> Path:

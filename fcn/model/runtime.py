@@ -1,19 +1,9 @@
-"""Where and how computation runs: tf.distribute strategies (and the precision rule of fcn.model.precision)."""
+"""Where computation runs: tf.distribute strategies, and which worker is the chief."""
 
 from __future__ import annotations
 
 import json
 import os
-
-from fcn.model.precision import (  # noqa: F401 (the precision rule, importable from here as before)
-    PRECISIONS,
-    PrecisionChoice,
-    auto_precision,
-    choose_precision,
-    cpu_flags,
-    has_native_bf16,
-    resolve_precision,
-)
 
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 

@@ -3,10 +3,8 @@
 A recipe is a named set of field values. :func:`make_config` lays the demo's defaults, then the
 recipe, then the values the user gave (these win) over the dataclass's own defaults, once.
 
-``config.json`` stores the fields under ``"args"`` (the key of format 1, kept so that readers of
-either format find the same names). :func:`config_from_json` reads both formats; format 1 (written
-by fcn before 0.2's subpackages: the argparse ``Namespace`` as a dict) differs only as
-:data:`LEGACY_ARGS` says.
+``config.json`` stores the fields under ``"args"``; :func:`config_from_json` reads them back, from
+either format of the file (:class:`fcn.model.runfiles.RunFiles`).
 """
 
 from __future__ import annotations
@@ -50,16 +48,9 @@ RECIPE_ALIASES = {"seed": "course-2018"}  # the old name, easily mistaken for --
 # --demo: CPU-sized defaults, and synthetic tiles (which have no ground sample distance).
 DEMO_DEFAULTS = {"epochs": 6, "batch_size": 8, "model": "fcn8s", "gsd": None}
 DEMO_DATA = {"n_train": 48, "n_val": 12, "size": 128}
-DEMO_DATA_DIR = "data"  # inside the run directory: data/train and data/val
 
 # Fields that belong to one invocation, not to the run: never read back from config.json.
 INVOCATION_FIELDS = ("resume", "verbose")
-# Format 1 "args" keys that are not TrainConfig fields: what each one meant, and why it is dropped.
-LEGACY_ARGS = {
-    "summary": "--summary printed the architecture and exited; never part of a run",
-    "resume": "the run directory being resumed: known from where config.json is",
-    "verbose": "Keras's progress display: taken from the command line",
-}
 
 
 @dataclass(frozen=True)
@@ -187,9 +178,9 @@ def config_to_json(config: TrainConfig) -> dict:
 def config_from_json(args: dict, run_dir: Path) -> TrainConfig:
     """A :class:`TrainConfig` from the ``"args"`` of a ``config.json`` of either format.
 
-    Format 1 differences (:data:`LEGACY_ARGS`): keys that were no field are dropped; ``track`` was
-    one comma-separated string; ``recipe`` could be ``seed``. Keys this version does not know are
-    ignored, missing ones take the dataclass defaults. The run directory is ``run_dir`` (where the
+    Keys that are no field of the run (``summary``, ``resume``, ``verbose``...) are ignored, missing
+    ones take the dataclass defaults; ``track`` may be one comma-separated string and ``recipe`` an
+    alias. The run directory is ``run_dir`` (where the
     file was found), whatever ``out`` says; a demo's data is looked for there too when its recorded
     folders are gone (the run directory was moved).
 
@@ -219,7 +210,7 @@ def read_train_config(run_dir: str | os.PathLike) -> TrainConfig:
 
 
 def _find_moved_demo_data(config: TrainConfig, run_dir: Path) -> TrainConfig:
-    data = run_dir / DEMO_DATA_DIR
+    data = RunFiles(run_dir).demo_data_dir
     folders = (config.train_dir, config.val_dir)
     if all(folder is not None and folder.is_dir() for folder in folders):
         return config

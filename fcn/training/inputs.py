@@ -13,7 +13,8 @@ import numpy as np
 from fcn.core.errors import InputError
 from fcn.core.palette import UNKNOWN
 from fcn.data.pairs import TRACKED_VAL_IDS, Pair, find_pairs, read_pairs
-from fcn.training.config import DEMO_DATA, DEMO_DATA_DIR, TrainConfig
+from fcn.model.runfiles import RunFiles
+from fcn.training.config import DEMO_DATA, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,9 @@ def make_demo_data(config: TrainConfig, run_dir: Path) -> TrainConfig:
     """Write the demo's synthetic tiles into the run directory; the config then trains on them."""
     from fcn.data.synthetic import make_synthetic_dataset
 
-    train_dir, val_dir = make_synthetic_dataset(run_dir / DEMO_DATA_DIR, seed=config.seed, **DEMO_DATA)
-    log.info("demo: synthetic tiles in %s", run_dir / DEMO_DATA_DIR)
+    folder = RunFiles(run_dir).demo_data_dir
+    train_dir, val_dir = make_synthetic_dataset(folder, seed=config.seed, **DEMO_DATA)
+    log.info("demo: synthetic tiles in %s", folder)
     return config.replace(train_dir=Path(train_dir), val_dir=Path(val_dir))
 
 

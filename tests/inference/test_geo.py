@@ -27,7 +27,7 @@ from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.images import read_mask  # noqa: E402
 from fcn.core.palette import NUM_CLASSES, PALETTE  # noqa: E402
 from fcn.data.pipeline import COURSE_TILE_GSD  # noqa: E402
-from fcn.inference import geo  # noqa: E402
+from fcn.inference import geo, geo_writer  # noqa: E402
 from fcn.inference.areas import class_areas, write_stats  # noqa: E402
 from fcn.inference.engine import Predictor  # noqa: E402
 from fcn.inference.scenes import predict_scene, scene_batch_size, scene_scale  # noqa: E402
@@ -291,7 +291,7 @@ def test_overlay_preview_is_downsampled_and_marks_nodata(tmp_path, tiny_fcn8s):
     source = rgb_tif(tmp_path / "scene.tif", rgb, nodata=0)
     with geo.open_scene(source) as scene:
         predict_scene(Predictor(tiny_fcn8s), scene, tmp_path / "m.tif", verbose=0)
-        assert geo.write_overlay_preview(scene, tmp_path / "m.tif", tmp_path / "o.jpg", max_side=48) == (32, 48)
+        assert geo_writer.write_overlay_preview(scene, tmp_path / "m.tif", tmp_path / "o.jpg", max_side=48) == (32, 48)
     preview = np.asarray(Image.open(tmp_path / "o.jpg"))
     assert preview.shape == (32, 48, 3)
     assert preview[:, :14].max() < 40  # nodata: the (black) scene, no class colour

@@ -1,4 +1,4 @@
-"""fcn.inference.scenes: constants that must follow the model (its checks beyond tests/test_geo.py)."""
+"""fcn.inference.scenes: constants that must follow the model."""
 
 import pytest
 

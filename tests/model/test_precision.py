@@ -104,3 +104,27 @@ def test_on_this_machine_the_rule_agrees_with_a_measurement(monkeypatch):
     assert choose_precision("auto", flags=flags, gpu_capabilities=[], probe=never).policy == "float32"
     speedup = precision.probe_bf16_speedup(size=16, channels=32, layers=2, budget_s=0.05)
     assert speedup < precision.BF16_MIN_SPEEDUP  # bench/precision_speed.py measures ~0.1x here
+
+
+SAPPHIRE_RAPIDS_CPUINFO_FLAGS = "fpu vme sse2 avx2 fma avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8"
+EPYC_ROME_FLAGS = "fpu vme sse2 avx avx2 fma bmi2 sha_ni"
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (SAPPHIRE_RAPIDS_CPUINFO_FLAGS, "mixed_bfloat16"),
+        ("sse2 avx2 amx_bf16 amx_tile", "mixed_bfloat16"),  # AMX-BF16 alone
+        # Cooper Lake / Zen 4: AVX512-BF16 without AMX, where bfloat16 measured slower than float32.
+        ("sse2 avx2 avx512f avx512_bf16", "float32"),
+        (EPYC_ROME_FLAGS, "float32"),
+        ("sse2 avx2 avx512f avx512_vnni amx_int8", "float32"),  # AVX-512 and AMX without bf16
+        ("", "float32"),  # no flags known (macOS, Windows, unreadable /proc/cpuinfo)
+    ],
+)
+def test_flag_rule_on_cpu_follows_amx_bf16(flags, expected):
+    """The rule auto falls back on when the probe is switched off (FCN_PRECISION_PROBE=0)."""
+    assert precision.auto_precision([], flags.split()) == expected
+    # GPU rule unchanged: tensor cores win whatever the CPU; older GPUs leave the choice to the CPU.
+    assert precision.auto_precision([(8, 0)], flags.split()) == "mixed_float16"
+    assert precision.auto_precision([(6, 1)], flags.split()) == expected
