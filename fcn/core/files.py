@@ -282,14 +282,33 @@ def remove_temp_files(
     return stale
 
 
-def project_signature() -> str:
-    """The software tag written into every output: ``fcn <version>``, then the :func:`signature_note` in force."""
+# The kind word of the files fcn writes as data, not as a result (the demo's tiles and ground truth,
+# prepare_deepglobe's): ``fcn <version> dataset``. A mark without it (every mark before it existed
+# too) is a result, which a later run may replace.
+DATASET_KIND = "dataset"
+
+
+def project_signature(kind: str | None = None) -> str:
+    """The software tag written into every output: ``fcn <version>``, then ``kind`` (``dataset``) or else
+    the :func:`signature_note` in force."""
     try:
         from fcn import __version__
     except ImportError:  # pragma: no cover - a broken install
         __version__ = "unknown"
+    if kind is not None:
+        return f"{MARK} {__version__} {kind}"
     note = f" {_signature_notes[-1]}" if _signature_notes else ""
     return f"{MARK} {__version__}{note}"
+
+
+def signature_kind(value) -> str | None:
+    """The kind word of a mark (``dataset``), None for a result's mark or a value that is no mark."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace")
+    if not is_signature(value):
+        return None
+    words = value.split(" ")
+    return DATASET_KIND if len(words) > 2 and words[2] == DATASET_KIND else None
 
 
 # Process-wide, not a context variable: the thread pools that encode and write outputs must see it too.

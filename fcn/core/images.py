@@ -112,18 +112,19 @@ def _reason(err: Exception) -> str:
     return f"{err.__class__.__name__}: {err}"
 
 
-def encode_image(rgb: np.ndarray, suffix: str, **save_kwargs) -> bytes:
+def encode_image(rgb: np.ndarray, suffix: str, kind: str | None = None, **save_kwargs) -> bytes:
     """An RGB array encoded in memory in the format of ``suffix``, signed as the project's.
 
     PNGs get a ``Software`` text chunk and JPEGs a comment (:func:`fcn.core.files.project_signature`),
-    the mark that lets a later run replace them.
+    the mark that lets a later run replace them; ``kind`` ``dataset`` marks data (tiles, ground truth),
+    which predictions never replace.
     """
     from PIL import Image, PngImagePlugin
 
     fmt = Image.registered_extensions().get(suffix.lower())
     if fmt is None:
         raise ValueError(f"no image format for {suffix!r}")
-    signature = project_signature()
+    signature = project_signature(kind)
     if fmt == "PNG":
         info = PngImagePlugin.PngInfo()
         info.add_text("Software", signature)
@@ -135,7 +136,7 @@ def encode_image(rgb: np.ndarray, suffix: str, **save_kwargs) -> bytes:
     return buffer.getvalue()
 
 
-def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, **save_kwargs) -> None:
+def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, kind: str | None = None, **save_kwargs) -> None:
     """Write an RGB image through the checked writer (encoded in memory, then temp file + fsync + check + rename).
 
     Encoding in memory first matters: Pillow's JPEG writer does not raise on a short write to a file.
@@ -144,12 +145,12 @@ def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, **save_kwargs) 
         WriteError: the file cannot be written (:class:`fcn.core.files.DiskFullError` on a full disk).
     """
     path = Path(path)
-    write_bytes_atomic(path, encode_image(rgb, path.suffix, **save_kwargs))
+    write_bytes_atomic(path, encode_image(rgb, path.suffix, kind, **save_kwargs))
 
 
-def write_mask(path: str | os.PathLike, class_map: np.ndarray) -> None:
-    """Write a (H, W) class map as a palette-coloured PNG."""
-    write_image_atomic(path, class_to_rgb(class_map))
+def write_mask(path: str | os.PathLike, class_map: np.ndarray, kind: str | None = None) -> None:
+    """Write a (H, W) class map as a palette-coloured PNG (``kind``: see :func:`encode_image`)."""
+    write_image_atomic(path, class_to_rgb(class_map), kind)
 
 
 _TRAILERS = {".png": b"IEND\xaeB`\x82", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}

@@ -1,7 +1,9 @@
 """What an output may replace: files the project wrote carry its mark; anything else needs ``--overwrite``.
 
 :func:`carries_mark` reads the mark (an image's software tag, ONNX metadata, a JSON sidecar) and
-:func:`check_replaceable` refuses to replace a file without it. No TensorFlow here.
+:func:`check_replaceable` refuses to replace a file without it, and data fcn wrote (a mark of kind
+``dataset``: the tiles and ground truth of ``--demo`` and ``prepare_deepglobe``), which is no result to
+redo. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fcn.core.errors import InputError
-from fcn.core.files import is_signature
+from fcn.core.files import DATASET_KIND, is_signature, signature_kind
 
 _OVERWRITE_HINT = "--overwrite replaces it"
 _ONNX_MARK = b"fcn_metadata_version"  # export's key in the ONNX metadata_props
@@ -44,34 +46,45 @@ def carries_mark(path: str | os.PathLike) -> bool:
         return False
 
 
-def _image_signed(path: Path) -> bool:
+def image_mark(path: str | os.PathLike) -> str | None:
+    """The mark inside an image (PNG ``Software`` text, JPEG comment, TIFF software tag), or None."""
     from PIL import Image
 
+    path = Path(path)
     try:
         with Image.open(path) as img:
-            if img.format == "PNG":
-                return is_signature(img.info.get("Software"))
-            if img.format == "JPEG":
-                return is_signature(img.info.get("comment"))
+            value = {"PNG": img.info.get("Software"), "JPEG": img.info.get("comment")}.get(img.format)
             if img.format == "TIFF":
-                return is_signature(img.tag_v2.get(305))  # 305: Software
+                value = img.tag_v2.get(305)  # 305: Software
+            if value is not None or img.format in ("PNG", "JPEG", "TIFF"):
+                return _text(value)
     except Exception:  # not an image Pillow reads (e.g. a BigTIFF it refuses): ask GDAL
         pass
     if path.suffix.lower() in (".tif", ".tiff"):
-        return _gdal_signed(path)
-    return False
+        return _gdal_mark(path)
+    return None
 
 
-def _gdal_signed(path: Path) -> bool:
+def _text(value) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace")
+    return value if isinstance(value, str) else None
+
+
+def _image_signed(path: Path) -> bool:
+    return is_signature(image_mark(path))
+
+
+def _gdal_mark(path: Path) -> str | None:
     try:
         import rasterio
     except ImportError:
-        return False
+        return None
     try:
         with rasterio.open(path) as dataset:
-            return is_signature(dataset.tags().get("TIFFTAG_SOFTWARE"))
+            return _text(dataset.tags().get("TIFFTAG_SOFTWARE"))
     except Exception:
-        return False
+        return None
 
 
 def _onnx_signed(path: Path) -> bool:
@@ -106,7 +119,7 @@ def check_replaceable(
     option: str = "",
     ours: Callable[[Path], bool] | None = None,
 ) -> None:
-    """Refuse to replace an existing file the project did not write (unless ``overwrite``).
+    """Refuse to replace an existing file the project did not write, or wrote as data (unless ``overwrite``).
 
     Args:
         path: an output about to be written.
@@ -115,15 +128,30 @@ def check_replaceable(
         ours: a recogniser for formats without an embedded mark (e.g. the statistics table).
 
     Raises:
-        InputError: ``path`` exists, is not the project's, and ``overwrite`` is False.
+        InputError: ``path`` exists, is not the project's or is its data, and ``overwrite`` is False.
     """
     path = Path(path)
     if overwrite or not (path.exists() or path.is_symlink()):
         return
+    what = f"{option} " if option else ""
+    if _is_dataset_file(path):
+        raise InputError(
+            f"{path}: {what}exists and is data fcn wrote (a tile or ground-truth mask of --demo or "
+            f"prepare_deepglobe), not a prediction; refusing to replace it ({_OVERWRITE_HINT})"
+        )
     if carries_mark(path) or (ours is not None and _safe(ours, path)):
         return
-    what = f"{option} " if option else ""
     raise InputError(f"{path}: {what}exists and was not written by fcn; refusing to replace it ({_OVERWRITE_HINT})")
+
+
+def _is_dataset_file(path: Path) -> bool:
+    """Whether ``path`` is an image whose mark says ``dataset`` (:data:`fcn.core.files.DATASET_KIND`)."""
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+        return False
+    try:
+        return signature_kind(image_mark(path)) == DATASET_KIND
+    except OSError:
+        return False
 
 
 def _safe(check: Callable[[Path], bool], path: Path) -> bool:

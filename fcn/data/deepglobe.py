@@ -29,7 +29,7 @@ import numpy as np
 
 from fcn.core import images as image_files
 from fcn.core.errors import InputError
-from fcn.core.files import DiskFullError
+from fcn.core.files import DATASET_KIND, DiskFullError
 from fcn.core.folders import scan_folder
 from fcn.core.images import image_size, looks_whole, read_rgb, write_image_atomic, write_mask
 from fcn.core.palette import rgb_to_class
@@ -239,8 +239,8 @@ def convert_source(
             # Nearest neighbour picks existing pixels, so snapping after the resize equals snapping before.
             mask_cell = np.asarray(mask.crop(box).resize(target, Image.Resampling.NEAREST))
             image_cell = np.asarray(image.crop(box).resize(target, Image.Resampling.BILINEAR))
-            write_mask(mask_path, rgb_to_class(mask_cell))
-            write_image_atomic(image_path, image_cell, quality=params.jpeg_quality)
+            write_mask(mask_path, rgb_to_class(mask_cell), DATASET_KIND)  # ground truth: predict keeps off it
+            write_image_atomic(image_path, image_cell, DATASET_KIND, quality=params.jpeg_quality)
             result.written += 1
     except DiskFullError:
         raise  # every later tile would fail the same way: the command stops at the first

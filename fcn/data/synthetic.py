@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn.core.errors import InputError
+from fcn.core.files import DATASET_KIND
 from fcn.core.images import write_image_atomic, write_mask
 from fcn.core.palette import NUM_CLASSES
 from fcn.data.pairs import TRACKED_VAL_IDS
@@ -186,7 +187,7 @@ def make_synthetic_dataset(
                 raise InputError(f"{path}: not part of this synthetic dataset; use an empty output folder")
         for tile_id in ids:
             rgb, classes = make_synthetic_tile(seed, int(tile_id), size)
-            write_image_atomic(folder / f"{tile_id}_sat.jpg", rgb, quality=95)
-            write_mask(folder / f"{tile_id}_mask.png", classes)
+            write_image_atomic(folder / f"{tile_id}_sat.jpg", rgb, DATASET_KIND, quality=95)
+            write_mask(folder / f"{tile_id}_mask.png", classes, DATASET_KIND)  # ground truth: predict keeps off it
         folders[split] = folder
     return folders["train"], folders["val"]
