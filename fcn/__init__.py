@@ -7,7 +7,7 @@ registered with it, so ``import fcn`` is all ``keras.saving.load_model("best.ker
 
 from importlib.metadata import PackageNotFoundError, version
 
-from fcn.core.lazy import when_imported
+from fcn.core.lazy import lazy_exports, when_imported
 from fcn.core.palette import CLASS_NAMES, CLASSES, NUM_CLASSES, PALETTE, class_to_rgb, rgb_to_class
 
 # The architectures fcn.build_model knows (here, not in fcn.model.builders, so that command lines can list
@@ -42,12 +42,5 @@ __all__ = [
     "class_to_rgb",
     "rgb_to_class",
 ]
-
-
-def __getattr__(name):
-    # Lazy so that `import fcn` (and the metric tool) does not pay for importing TensorFlow.
-    if name in ("build_model", "format_summary"):
-        from fcn.model import builders as models
-
-        return getattr(models, name)
-    raise AttributeError(f"module 'fcn' has no attribute {name!r}")
+# Loaded on first use, so that `import fcn` (and the metric tool) does not pay for importing TensorFlow.
+__getattr__, __dir__ = lazy_exports(__name__, {"fcn.model.builders": ("build_model", "format_summary")})

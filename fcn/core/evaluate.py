@@ -65,7 +65,7 @@ def _masks_by_key(folder: str | os.PathLike, role: str, unreadable: list | None 
     return by_key
 
 
-def pair_masks(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> MaskPairing:
+def _pair_masks(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> MaskPairing:
     """Match the ``*.png`` masks of two folders by tile id (see :func:`fcn.core.images.tile_id`).
 
     Args:
@@ -98,13 +98,13 @@ def _name_list(paths: Sequence[Path]) -> str:
     return names + (", ..." if len(paths) > _NAMES_SHOWN else "")
 
 
-def missing_message(missing: Sequence[Path]) -> str:
+def _missing_message(missing: Sequence[Path]) -> str:
     """``3 ground-truth masks have no prediction: 0001_mask.png, ...``"""
     plural = "s have" if len(missing) != 1 else " has"
     return f"{len(missing)} ground-truth mask{plural} no prediction: {_name_list(missing)}"
 
 
-def extra_message(extra: Sequence[Path]) -> str:
+def _extra_message(extra: Sequence[Path]) -> str:
     """``2 predictions have no ground-truth mask (ignored): 0201_mask.png, ...``"""
     plural = "s have" if len(extra) != 1 else " has"
     return f"{len(extra)} prediction{plural} no ground-truth mask (ignored): {_name_list(extra)}"
@@ -114,7 +114,7 @@ def extra_message(extra: Sequence[Path]) -> str:
 _CODE_PAIR_TO_CLASS_PAIR = (CODE_TO_CLASS.astype(np.intp)[:, None] * NUM_CLASSES + CODE_TO_CLASS[None, :]).ravel()
 
 
-def rgb_pair_counts(gt_rgb: np.ndarray, pred_rgb: np.ndarray) -> np.ndarray:
+def _rgb_pair_counts(gt_rgb: np.ndarray, pred_rgb: np.ndarray) -> np.ndarray:
     """Confusion counts of two RGB masks, decoded with the course rule of :mod:`fcn.core.palette`.
 
     Equal to ``pair_counts(rgb_to_class(gt_rgb), rgb_to_class(pred_rgb))`` but about four times
@@ -148,7 +148,7 @@ def rgb_pair_counts(gt_rgb: np.ndarray, pred_rgb: np.ndarray) -> np.ndarray:
     return counts.astype(np.int64).reshape(NUM_CLASSES, NUM_CLASSES)
 
 
-def confusion_for_pair(gt_path: Path, pred_path: Path) -> np.ndarray:
+def _confusion_for_pair(gt_path: Path, pred_path: Path) -> np.ndarray:
     """Read one pair of masks, decode them with the course rule and count the pixel pairs.
 
     Returns:
@@ -164,14 +164,14 @@ def confusion_for_pair(gt_path: Path, pred_path: Path) -> np.ndarray:
             f"{pred_path}: size {pred.shape[1]}x{pred.shape[0]} differs from its ground truth "
             f"{gt_path.name} ({gt.shape[1]}x{gt.shape[0]})"
         )
-    return rgb_pair_counts(gt, pred)
+    return _rgb_pair_counts(gt, pred)
 
 
 # Reading masks is all this job does (no model beside it), so it takes up to this many threads.
 MAX_READERS = 8
 
 
-def evaluate_pairs(pairs: Sequence[tuple[Path, Path]], workers: int | None = None) -> ConfusionMatrix:
+def _evaluate_pairs(pairs: Sequence[tuple[Path, Path]], workers: int | None = None) -> ConfusionMatrix:
     """Pool the confusion counts of mask pairs, reading them a few pairs ahead in a thread pool.
 
     Args:
@@ -191,7 +191,7 @@ def evaluate_pairs(pairs: Sequence[tuple[Path, Path]], workers: int | None = Non
 
 
 def _pair_counts(pair: tuple[Path, Path]) -> np.ndarray:
-    return confusion_for_pair(*pair)
+    return _confusion_for_pair(*pair)
 
 
 def evaluate_folders(
@@ -208,7 +208,7 @@ def evaluate_folders(
         gt_dir: ground-truth mask folder.
         pred_dir: predicted mask folder.
         allow_missing: score only the ground truths that have a prediction instead of failing.
-        workers: reader threads (see :func:`evaluate_pairs`).
+        workers: reader threads (see :func:`_evaluate_pairs`).
 
     Returns:
         (confusion matrix, pairing).
@@ -217,18 +217,18 @@ def evaluate_folders(
         InputError: bad folder, missing predictions (unless ``allow_missing``), no pair at all,
             an unreadable mask or a size mismatch.
     """
-    pairing = pair_masks(gt_dir, pred_dir)
+    pairing = _pair_masks(gt_dir, pred_dir)
     for _, reason in pairing.unreadable:
         log.error("error: %s", reason)
     if pairing.extra:
-        log.warning("warning: %s", extra_message(pairing.extra))
+        log.warning("warning: %s", _extra_message(pairing.extra))
     if pairing.missing:
         if not allow_missing:
-            raise InputError(f"{pred_dir}: {missing_message(pairing.missing)} (--allow-missing scores the rest)")
-        log.warning("warning: %s", missing_message(pairing.missing))
+            raise InputError(f"{pred_dir}: {_missing_message(pairing.missing)} (--allow-missing scores the rest)")
+        log.warning("warning: %s", _missing_message(pairing.missing))
     if not pairing.pairs:
         raise InputError(f"{pred_dir}: no prediction matches a ground-truth mask in {gt_dir}")
-    return evaluate_pairs(pairing.pairs, workers=workers), pairing
+    return _evaluate_pairs(pairing.pairs, workers=workers), pairing
 
 
 @dataclass(frozen=True)

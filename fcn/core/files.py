@@ -212,7 +212,7 @@ def _write_chunk(fd: int, data: memoryview) -> int:
     return os.write(fd, data)
 
 
-def write_all(path: str | os.PathLike, data: bytes) -> None:
+def _write_all(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` (created or truncated) through :func:`_write_chunk`; raises on a short write."""
     view = memoryview(data)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -248,7 +248,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """
     data = bytes(data)
     with atomic_path(path, size=len(data), verify=_same_ends(data)) as tmp:
-        write_all(tmp, data)
+        _write_all(tmp, data)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

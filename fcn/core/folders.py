@@ -20,7 +20,7 @@ class FolderScan:
     problems: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def readable_folder(folder: str | os.PathLike, option: str = "") -> list[os.DirEntry]:
+def _readable_folder(folder: str | os.PathLike, option: str = "") -> list[os.DirEntry]:
     """The entries of ``folder``; one line when it is missing, not a folder or cannot be listed."""
     folder = Path(folder)
     label = f"{option} " if option else ""
@@ -49,7 +49,7 @@ def scan_folder(
     """
     scan = FolderScan()
     wanted = tuple(s.lower() for s in suffixes)
-    for entry in sorted(readable_folder(folder), key=lambda e: e.name):
+    for entry in sorted(_readable_folder(folder), key=lambda e: e.name):
         path = Path(entry.path)
         if entry.name.startswith(".") or path.suffix.lower() not in wanted or (skip is not None and skip(path)):
             continue

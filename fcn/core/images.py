@@ -52,7 +52,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except Image.DecompressionBombError:
-        raise InputError(too_many_pixels(path)) from None
+        raise InputError(_too_many_pixels(path)) from None
     except (OSError, ValueError, SyntaxError) as err:  # UnidentifiedImageError is an OSError
         raise InputError(f"{path}: cannot read image ({_reason(err)})") from None
 
@@ -61,7 +61,7 @@ def _pillow():
     """``PIL.Image``, with its decompression-bomb warning silenced.
 
     Pillow warns above ``Image.MAX_IMAGE_PIXELS`` (twice, and decodes the image) and refuses above
-    twice that (:func:`too_many_pixels` is then the one line). Images between the two are large
+    twice that (:func:`_too_many_pixels` is then the one line). Images between the two are large
     orthophotos more often than bombs: they are read, and the commands' memory estimate guards them.
     The filter is set at every call, as other code (a test runner) may reset the filters;
     ``warnings.catch_warnings`` would not do, as it is not thread-safe and images are read in threads.
@@ -72,7 +72,7 @@ def _pillow():
     return Image
 
 
-def too_many_pixels(path: str | os.PathLike) -> str:
+def _too_many_pixels(path: str | os.PathLike) -> str:
     """The one-line refusal of an image over Pillow's pixel limit."""
     from PIL import Image
 
@@ -101,7 +101,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except Image.DecompressionBombError:
-        raise InputError(too_many_pixels(path)) from None
+        raise InputError(_too_many_pixels(path)) from None
     except (OSError, ValueError, SyntaxError) as err:
         raise InputError(f"{path}: cannot read image ({_reason(err)})") from None
 
@@ -112,7 +112,7 @@ def _reason(err: Exception) -> str:
     return f"{err.__class__.__name__}: {err}"
 
 
-def encode_image(rgb: np.ndarray, suffix: str, kind: str | None = None, **save_kwargs) -> bytes:
+def _encode_image(rgb: np.ndarray, suffix: str, kind: str | None = None, **save_kwargs) -> bytes:
     """An RGB array encoded in memory in the format of ``suffix``, signed as the project's.
 
     PNGs get a ``Software`` text chunk and JPEGs a comment (:func:`fcn.core.files.project_signature`),
@@ -145,11 +145,11 @@ def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, kind: str | Non
         WriteError: the file cannot be written (:class:`fcn.core.files.DiskFullError` on a full disk).
     """
     path = Path(path)
-    write_bytes_atomic(path, encode_image(rgb, path.suffix, kind, **save_kwargs))
+    write_bytes_atomic(path, _encode_image(rgb, path.suffix, kind, **save_kwargs))
 
 
 def write_mask(path: str | os.PathLike, class_map: np.ndarray, kind: str | None = None) -> None:
-    """Write a (H, W) class map as a palette-coloured PNG (``kind``: see :func:`encode_image`)."""
+    """Write a (H, W) class map as a palette-coloured PNG (``kind``: see :func:`_encode_image`)."""
     write_image_atomic(path, class_to_rgb(class_map), kind)
 
 
@@ -207,7 +207,7 @@ def tile_id(path: str | os.PathLike) -> str:
     return stem
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
+def _list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files (.jpg, .jpeg, .png) directly in ``folder``, sorted by name (hidden files, such as the
     temporary files of a killed write, left out)."""
     folder = Path(folder)

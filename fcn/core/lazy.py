@@ -6,10 +6,15 @@ and a command line wants TensorFlow's start-up lines (printed by its C++ runtime
 descriptor 2, before any logging setting applies) kept off the terminal. Both are done when, and if,
 the module is first imported. Python has no post-import hook, so :func:`when_imported` wraps the
 module's loader through a one-shot ``sys.meta_path`` finder.
+
+The subpackages name their public API in ``__all__`` and load each name from its module on first
+use (:func:`lazy_exports`), so that ``from fcn.inference import Predictor`` costs no more than
+importing the module that defines it.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.util
 import os
@@ -62,7 +67,7 @@ def when_imported(
 
 
 @contextmanager
-def stderr_silenced():
+def _stderr_silenced():
     """Send file descriptor 2 to /dev/null for the block (C++ libraries write there directly)."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -78,4 +83,26 @@ def stderr_silenced():
 def quiet_tensorflow() -> None:
     """Keep TensorFlow's start-up lines and info/warning logs off stderr (for the command lines)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    when_imported("tensorflow", around=stderr_silenced)
+    when_imported("tensorflow", around=_stderr_silenced)
+
+
+def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]) -> tuple[Callable, Callable]:
+    """The ``__getattr__`` and ``__dir__`` of a package whose public names load from their modules on first use.
+
+    Args:
+        package: the package's ``__name__``.
+        exports: module name -> the names it gives the package's API.
+    """
+    owners = {name: module for module, names in exports.items() for name in names}
+
+    def __getattr__(name: str):
+        if name not in owners:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(owners[name]), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(owners))
+
+    return __getattr__, __dir__

@@ -12,7 +12,7 @@ _CGROUP_FILES = (  # (limit, usage): cgroup v2, then v1
 )
 
 
-def available_memory(meminfo: str | Path = "/proc/meminfo", cgroup: str | Path = "/sys/fs/cgroup") -> int | None:
+def _available_memory(meminfo: str | Path = "/proc/meminfo", cgroup: str | Path = "/sys/fs/cgroup") -> int | None:
     """Bytes this process may still allocate: MemAvailable, capped by a cgroup limit; None when unknown."""
     limits = []
     try:
@@ -34,7 +34,7 @@ def available_memory(meminfo: str | Path = "/proc/meminfo", cgroup: str | Path =
     return min(limits) if limits else None
 
 
-def format_bytes(count: float) -> str:
+def _format_bytes(count: float) -> str:
     """``123456789`` -> ``118 MiB``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(count) < 1024 or unit == "TiB":
@@ -54,10 +54,10 @@ def check_memory(needed: int, what: str, hint: str = "") -> None:
     Raises:
         InputError: one line with the estimate and what is available.
     """
-    available = available_memory()
+    available = _available_memory()
     if available is None or needed <= available:
         return
     tail = f"; {hint}" if hint else ""
     raise InputError(
-        f"{what}: needs about {format_bytes(needed)} of memory, {format_bytes(max(available, 0))} available{tail}"
+        f"{what}: needs about {_format_bytes(needed)} of memory, {_format_bytes(max(available, 0))} available{tail}"
     )

@@ -25,7 +25,7 @@ def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return _key(a) == _key(b)
 
 
-def is_within(inner: str | os.PathLike, outer: str | os.PathLike) -> bool:
+def _is_within(inner: str | os.PathLike, outer: str | os.PathLike) -> bool:
     """Whether ``inner`` is ``outer`` or lies inside it (links resolved)."""
     inner, outer = _key(inner), _key(outer)
     return inner == outer or outer in inner.parents
@@ -38,8 +38,8 @@ def check_apart(input_dir: str | os.PathLike, output_dir: str | os.PathLike, nam
         InputError: one line naming both options.
     """
     inp, out = Path(input_dir), Path(output_dir)
-    if is_within(inp, out) or is_within(out, inp):
-        how = "is" if same_path(inp, out) else ("is inside" if is_within(inp, out) else "contains")
+    if _is_within(inp, out) or _is_within(out, inp):
+        how = "is" if same_path(inp, out) else ("is inside" if _is_within(inp, out) else "contains")
         raise InputError(
             f"{inp}: {names[0]} folder {how} the {names[1]} folder {out}; the outputs would mix with "
             "the inputs: choose folders apart"
@@ -52,7 +52,7 @@ def check_different_folders(a: str | os.PathLike, b: str | os.PathLike, names: S
         raise InputError(f"{a}: {names[0]} and {names[1]} are the same folder; they must differ")
 
 
-def model_files(model: str | os.PathLike | None) -> set[Path]:
+def _model_files(model: str | os.PathLike | None) -> set[Path]:
     """The files a model consists of, resolved: the file and its sidecar, or every file of its directory."""
     if model is None:
         return set()
@@ -84,7 +84,7 @@ def check_not_an_input(
     taken = {_key(p) for p in inputs}
     models = [model] if model is None or isinstance(model, (str, os.PathLike)) else list(model)
     models = [m for m in models if m is not None]
-    own = set().union(*(model_files(m) for m in models)) | {_key(m) for m in models}
+    own = set().union(*(_model_files(m) for m in models)) | {_key(m) for m in models}
     for output in outputs:
         key = _key(output)
         if key in taken:

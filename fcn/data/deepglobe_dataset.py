@@ -193,7 +193,7 @@ def convert_dataset(
     return summary
 
 
-def tiling_memory(height: int, width: int, size: int, grid: int, processes: int = 1) -> int:
+def _tiling_memory(height: int, width: int, size: int, grid: int, processes: int = 1) -> int:
     """Bytes cutting one (height, width) image and its mask into ``grid``² tiles of ``size``² needs.
 
     Per process: the source image and mask (RGB uint8), one cell of each as float32 while resized,
@@ -217,7 +217,7 @@ def _check_memory(pairs, params: TileParameters, processes: int) -> None:
     if where is not None:
         path, height, width = where
         check_memory(
-            tiling_memory(height, width, params.size, params.grid, processes),
+            _tiling_memory(height, width, params.size, params.grid, processes),
             f"{path}: --size {params.size} --grid {params.grid}",
             "choose a smaller --size",
         )

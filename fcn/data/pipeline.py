@@ -22,7 +22,7 @@ from fcn.data.pairs import CHECK_WORKERS, Pair
 COURSE_TILE_GSD = 0.5 * 1224 / 512
 
 
-def rgb_to_class_tf(mask_rgb):
+def _rgb_to_class_tf(mask_rgb):
     """The course rule of :func:`fcn.core.palette.rgb_to_class` on a TensorFlow tensor (inside tf.data).
 
     Args:
@@ -49,7 +49,7 @@ def _as_hw(size: int | Sequence[int] | None, what: str) -> tuple[int, int] | Non
     return height, width
 
 
-def decode_image_tf(path):
+def _decode_image_tf(path):
     """Read and decode a tile inside TensorFlow: (H, W, 3) uint8 RGB; grayscale expanded, alpha dropped."""
     import tensorflow as tf
 
@@ -63,9 +63,9 @@ def decode_image_tf(path):
     )
 
 
-def decode_mask_tf(path):
+def _decode_mask_tf(path):
     """Read a palette mask inside TensorFlow and decode it to (H, W) uint8 class indices."""
-    return rgb_to_class_tf(decode_image_tf(path))
+    return _rgb_to_class_tf(_decode_image_tf(path))
 
 
 def resize_image_tf(image, size):
@@ -98,7 +98,7 @@ def round_to_uint8_tf(image):
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def resize_mask_tf(mask, size: tuple[int, int]):
+def _resize_mask_tf(mask, size: tuple[int, int]):
     """Nearest-neighbour resize of an (H, W) class map: labels are never blended."""
     import tensorflow as tf
 
@@ -156,7 +156,7 @@ def _augment(image, mask, seed, *, crop, scale_range, color_jitter=0.0):
         mask = mask[top : top + window_h, left : left + window_w]
     if scale_range is not None:
         image = resize_image_tf(image, (out_h, out_w))
-        mask = resize_mask_tf(mask, (out_h, out_w))
+        mask = _resize_mask_tf(mask, (out_h, out_w))
 
     # The same random draws move image and mask alike. (Stacking them into one tensor would
     # guarantee it by construction, but a channel concat costs more than all these ops together.)
@@ -327,13 +327,13 @@ def _tile_loader(resize_to):
     import tensorflow as tf
 
     def load(image_path, mask_path):
-        image = decode_image_tf(image_path)
-        mask = decode_mask_tf(mask_path)
+        image = _decode_image_tf(image_path)
+        mask = _decode_mask_tf(mask_path)
         if resize_to is not None:
             # Tiles already at the size skip the (antialiased, hence not free) resize.
             same_size = tf.reduce_all(tf.equal(tf.shape(mask), resize_to))
             image = tf.cond(same_size, lambda: image, lambda: resize_tile_tf(image, resize_to))
-            mask = tf.cond(same_size, lambda: mask, lambda: resize_mask_tf(mask, resize_to))
+            mask = tf.cond(same_size, lambda: mask, lambda: _resize_mask_tf(mask, resize_to))
         return image, mask
 
     return load

@@ -91,7 +91,7 @@ def _class_textures(rng: np.random.Generator, size: int) -> np.ndarray:
     return textures
 
 
-def make_synthetic_tile(seed: int, tile_id: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def _make_synthetic_tile(seed: int, tile_id: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic tile and its class map.
 
     Args:
@@ -186,7 +186,7 @@ def make_synthetic_dataset(
             if path.name.endswith(("_sat.jpg", "_sat.jpeg", "_sat.png", "_mask.png")) and path.name not in expected:
                 raise InputError(f"{path}: not part of this synthetic dataset; use an empty output folder")
         for tile_id in ids:
-            rgb, classes = make_synthetic_tile(seed, int(tile_id), size)
+            rgb, classes = _make_synthetic_tile(seed, int(tile_id), size)
             write_image_atomic(folder / f"{tile_id}_sat.jpg", rgb, DATASET_KIND, quality=95)
             write_mask(folder / f"{tile_id}_mask.png", classes, DATASET_KIND)  # ground truth: predict keeps off it
         folders[split] = folder

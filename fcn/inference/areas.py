@@ -97,7 +97,7 @@ def check_stats_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def format_stats(areas: Sequence[ClassArea], json_format: bool = False) -> str:
+def _format_stats(areas: Sequence[ClassArea], json_format: bool = False) -> str:
     """The table as CSV text (areas empty when unknown), or as a JSON list of objects (null)."""
     if json_format:
         return json.dumps([asdict(row) for row in areas], indent=2) + "\n"
@@ -137,7 +137,7 @@ def write_stats(path: str | os.PathLike, areas: Sequence[ClassArea]) -> None:
     """
     path = Path(path)
     try:
-        write_text_atomic(path, format_stats(areas, json_format=path.suffix.lower() == ".json"))
+        write_text_atomic(path, _format_stats(areas, json_format=path.suffix.lower() == ".json"))
     except WriteError:
         raise  # names the file already; a full disk stays a DiskFullError
     except OSError as err:

@@ -81,7 +81,7 @@ class KerasBackend:
         return self._forward(np.asarray(batch, dtype=np.float32)).numpy()
 
 
-def as_backend(model) -> Backend:
+def _as_backend(model) -> Backend:
     """A Keras model wrapped in :class:`KerasBackend`; a backend object as it is."""
     keras = sys.modules.get("keras")  # a Keras model implies Keras is loaded: exported models never load it
     return KerasBackend(model) if keras is not None and isinstance(model, keras.Model) else model
@@ -125,7 +125,7 @@ class Predictor:
         tta: bool = False,
         batch_size: int = 4,
     ):
-        self.backend = as_backend(model)
+        self.backend = _as_backend(model)
         if scale is None:
             scale = self.backend.info.scale_for(input_gsd)
         if not (scale > 0 and math.isfinite(scale)):

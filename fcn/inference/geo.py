@@ -80,7 +80,7 @@ def scene_mask_name(path: str | os.PathLike) -> str:
     return f"{tile_id(path)}{MASK_SUFFIX}.tif"
 
 
-def round_to_uint8(pixels: np.ndarray) -> np.ndarray:
+def _round_to_uint8(pixels: np.ndarray) -> np.ndarray:
     """:func:`fcn.data.pipeline.round_to_uint8_tf` in numpy: round half to even, clip to 0-255, uint8."""
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
@@ -234,7 +234,7 @@ class Scene:
             if ranges is not None:
                 low, high = ranges[k]
                 mapped = (band.astype(np.float64) - low) * (255.0 / (high - low))
-                band = round_to_uint8(np.nan_to_num(mapped, nan=0.0))
+                band = _round_to_uint8(np.nan_to_num(mapped, nan=0.0))
             bands.append(band.astype(np.uint8, copy=False))
         if len(bands) == 1:
             bands *= 3
@@ -280,7 +280,7 @@ class Scene:
         """
         from rasterio.enums import Resampling
 
-        shape = preview_shape(self.height, self.width, max_side)
+        shape = _preview_shape(self.height, self.width, max_side)
         data, valid = self._read_raw(self._window(None, None), out_shape=shape, resampling=Resampling.average)
         return self._to_uint8(data), valid
 
@@ -294,13 +294,13 @@ class Scene:
         self.close()
 
 
-def preview_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
+def _preview_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
     """(height, width) scaled so that the longer side is at most ``max_side`` (never enlarged)."""
     factor = min(1.0, max_side / max(height, width))
     return max(1, round(height * factor)), max(1, round(width * factor))
 
 
-def default_bands(colorinterp: Sequence, count: int) -> tuple[int, ...]:
+def _default_bands(colorinterp: Sequence, count: int) -> tuple[int, ...]:
     """The bands read by default: red, green, blue by colour interpretation, else the first three.
 
     Alpha bands are never picked; fewer than three other bands give the first one, read as grey.
@@ -341,7 +341,7 @@ def open_scene(
 
     Args:
         path: the file.
-        bands: 1-based bands read as R, G, B, or one band read as grey (None: :func:`default_bands`).
+        bands: 1-based bands read as R, G, B, or one band read as grey (None: :func:`_default_bands`).
         value_range: the ``--value-range LO HI`` rule (None: the default rule above).
         percentiles: (low, high) percentiles of the default rule for non-uint8 data.
 
@@ -364,7 +364,7 @@ def open_scene(
         raise InputError(f"{path}: cannot read GeoTIFF ({_gdal_reason(err)})") from None
     try:
         if bands is None:
-            bands = default_bands(dataset.colorinterp, dataset.count)
+            bands = _default_bands(dataset.colorinterp, dataset.count)
         bands = tuple(int(b) for b in bands)
         if len(bands) not in (1, 3):
             raise InputError(f"{path}: --bands takes 3 band numbers (R,G,B) or 1 (grey), got {len(bands)}")
@@ -393,7 +393,7 @@ def open_scene(
 
 def _percentile_ranges(scene: Scene, percentiles: tuple[float, float]) -> tuple[tuple[float, float], ...]:
     """Per selected band, (low, high) percentiles of the valid pixels of a decimated read."""
-    shape = preview_shape(scene.height, scene.width, STATS_SIDE)
+    shape = _preview_shape(scene.height, scene.width, STATS_SIDE)
     data, valid = scene._read_raw(scene._window(None, None), out_shape=shape)
     ranges = []
     for band in data:

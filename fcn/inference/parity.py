@@ -39,7 +39,7 @@ class Parity:
         return f"max |dp| {self.max_abs_diff:.2e}, argmax agreement {100 * self.argmax_agreement:.4f} % of {self.pixels} pixels"
 
 
-def compare_probabilities(reference: np.ndarray, other: np.ndarray) -> Parity:
+def _compare_probabilities(reference: np.ndarray, other: np.ndarray) -> Parity:
     """Compare two (..., C) probability arrays of the same shape.
 
     Raises:
@@ -60,7 +60,7 @@ class ParityAccumulator:
 
     def update(self, reference: np.ndarray, other: np.ndarray) -> Parity:
         """Add one pair of probability arrays; returns that pair's own figures."""
-        parity = compare_probabilities(reference, other)
+        parity = _compare_probabilities(reference, other)
         self.max_abs_diff = max(self.max_abs_diff, parity.max_abs_diff)
         self.agreeing += round(parity.argmax_agreement * parity.pixels)
         self.pixels += parity.pixels

@@ -6,7 +6,7 @@ shrinking, weights renormalised at the borders (plain bilinear when enlarging). 
 TensorFlow, so prediction with an exported model needs numpy and Pillow only:
 
 * rows first, in numpy: each output row is a weighted sum of the input rows under the kernel, with
-  one table of weights per axis size (:func:`axis_table`), in float32, in a fixed order;
+  one table of weights per axis size (:func:`_axis_table`), in float32, in a fixed order;
 * then columns, by Pillow's ``BILINEAR`` resize of float32 ("F") images, which is the same kernel,
   computed in double precision, on whole rows.
 
@@ -61,7 +61,7 @@ class AxisTable(NamedTuple):
 
 
 @lru_cache(maxsize=32)
-def axis_table(in_size: int, out_size: int) -> AxisTable:
+def _axis_table(in_size: int, out_size: int) -> AxisTable:
     """The triangle kernel's weights from ``in_size`` to ``out_size`` samples along one axis."""
     scale = in_size / out_size
     support = KERNEL_RADIUS * max(scale, 1.0)
@@ -113,7 +113,7 @@ def resize_float(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = int(size[0]), int(size[1])
     if tuple(array.shape[:2]) == (height, width):
         return np.asarray(array, dtype=np.float32)
-    return _resize_planes(array, axis_table(array.shape[0], height), (0, height), 0, width)
+    return _resize_planes(array, _axis_table(array.shape[0], height), (0, height), 0, width)
 
 
 def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -134,8 +134,8 @@ class StripResize:
     def __init__(self, in_size: tuple[int, int], out_size: tuple[int, int]):
         self.in_size = (int(in_size[0]), int(in_size[1]))
         self.out_size = (int(out_size[0]), int(out_size[1]))
-        self.rows = axis_table(self.in_size[0], self.out_size[0])
-        self.cols = axis_table(self.in_size[1], self.out_size[1])
+        self.rows = _axis_table(self.in_size[0], self.out_size[0])
+        self.cols = _axis_table(self.in_size[1], self.out_size[1])
 
     def source_rows(self, first: int, stop: int) -> tuple[int, int]:
         """Input rows [lo, hi) that output rows [first, stop) read."""

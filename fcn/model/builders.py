@@ -66,14 +66,14 @@ class BilinearUpsampling(keras.initializers.Initializer):
         if out_channels != in_channels:
             raise ValueError(f"bilinear upsampling needs as many input as output channels, got {shape}")
         kernel = np.zeros(shape, dtype="float32")
-        kernel[:, :, range(in_channels), range(in_channels)] = bilinear_kernel_2d(size_h, size_w)[..., None]
+        kernel[:, :, range(in_channels), range(in_channels)] = _bilinear_kernel_2d(size_h, size_w)[..., None]
         return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")
 
     def get_config(self):
         return {}
 
 
-def bilinear_kernel_2d(size_h: int, size_w: int) -> np.ndarray:
+def _bilinear_kernel_2d(size_h: int, size_w: int) -> np.ndarray:
     """The separable bilinear interpolation filter of the given size, shape (size_h, size_w)."""
 
     def profile(size):
@@ -233,7 +233,7 @@ def build_model(
     return model
 
 
-def model_summary_table(model: keras.Model) -> list[tuple[str, str, int]]:
+def _model_summary_table(model: keras.Model) -> list[tuple[str, str, int]]:
     """The architecture table the seed prints: (``"name (Type)"``, output shape, parameter count)."""
     rows = []
     for layer in model.layers:
@@ -243,8 +243,8 @@ def model_summary_table(model: keras.Model) -> list[tuple[str, str, int]]:
 
 
 def format_summary(model: keras.Model, markdown: bool = False) -> str:
-    """Render :func:`model_summary_table` as plain text (or a Markdown table) with totals."""
-    rows = model_summary_table(model)
+    """The architecture table (layer, output shape, parameters) as plain text or Markdown, with totals."""
+    rows = _model_summary_table(model)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     total = model.count_params()
     totals = [

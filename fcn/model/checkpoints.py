@@ -87,7 +87,7 @@ class ModelInfo:
         )
 
 
-def is_keras_archive(path: str | os.PathLike) -> bool:
+def _is_keras_archive(path: str | os.PathLike) -> bool:
     """A cheap check (no TensorFlow) that a ``.keras`` zip is whole: its directory and config are there."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -103,7 +103,7 @@ def check_keras_file(path: str | os.PathLike) -> None:
         InputError: the file is not a zip archive with a ``config.json``.
     """
     path = Path(path)
-    if path.is_file() and not is_keras_archive(path):
+    if path.is_file() and not _is_keras_archive(path):
         raise InputError(f"{path}: not a valid .keras model (damaged, cut off, or another kind of file)")
 
 

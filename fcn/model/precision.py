@@ -9,7 +9,7 @@
 4. otherwise the answer cached for this machine (CPU model, core count, TensorFlow version) in
    ``$XDG_CACHE_HOME/fcn/precision.json`` (``~/.cache/fcn/`` by default), or, the first time, a
    short probe: a few FCN-like 3x3 convolutions, forward and backward, timed in float32 and in
-   mixed_bfloat16 (:func:`probe_bf16_speedup`, about 1-3 s); ``mixed_bfloat16`` when it is at least
+   mixed_bfloat16 (:func:`_probe_bf16_speedup`, about 1-3 s); ``mixed_bfloat16`` when it is at least
    :data:`BF16_MIN_SPEEDUP` times faster. The same flags mean 0.8x on one CPU and 1.9x on another
    (docs/BENCHMARKS.md), so flags alone only decide where they are certain.
 
@@ -78,26 +78,26 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def has_native_bf16(flags: Iterable[str] | None = None, *, required: Iterable[str] = NATIVE_BF16_CPU_FLAGS) -> bool:
+def _has_native_bf16(flags: Iterable[str] | None = None, *, required: Iterable[str] = NATIVE_BF16_CPU_FLAGS) -> bool:
     """True when any of ``required`` is among the CPU's flags (None: this machine's)."""
     flags = cpu_flags() if flags is None else {flag.lower() for flag in flags}
     return any(flag in flags for flag in required)
 
 
-def auto_precision(gpu_capabilities: Sequence[tuple[int, int]], flags: Iterable[str]) -> str:
+def _auto_precision(gpu_capabilities: Sequence[tuple[int, int]], flags: Iterable[str]) -> str:
     """The flag rule: ``mixed_float16`` on a tensor-core GPU, ``mixed_bfloat16`` with AMX-BF16, else float32."""
     if any(tuple(capability) >= (7, 0) for capability in gpu_capabilities):
         return "mixed_float16"
-    return "mixed_bfloat16" if has_native_bf16(flags, required=AUTO_BF16_CPU_FLAGS) else "float32"
+    return "mixed_bfloat16" if _has_native_bf16(flags, required=AUTO_BF16_CPU_FLAGS) else "float32"
 
 
-def cache_file() -> Path:
+def _cache_file() -> Path:
     """Where measured answers are kept: ``$XDG_CACHE_HOME/fcn/precision.json`` (``~/.cache/fcn/``)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "fcn" / CACHE_NAME
 
 
-def machine_key() -> str:
+def _machine_key() -> str:
     """What the measured answer depends on: CPU model, usable cores, TensorFlow version."""
     import tensorflow as tf
 
@@ -129,8 +129,8 @@ def choose_precision(
         precision: one of :data:`PRECISIONS`; anything but ``auto`` is returned as given.
         flags: CPU feature flags (None: this machine's; tests pass fakes).
         gpu_capabilities: compute capability of each visible GPU (None: ask TensorFlow).
-        probe: measures the bfloat16 / float32 speed ratio (None: :func:`probe_bf16_speedup`).
-        cache: the cache file (None: :func:`cache_file`).
+        probe: measures the bfloat16 / float32 speed ratio (None: :func:`_probe_bf16_speedup`).
+        cache: the cache file (None: :func:`_cache_file`).
 
     Raises:
         ValueError: unknown precision.
@@ -145,17 +145,17 @@ def choose_precision(
         major, minor = tensor_cores[0]
         return PrecisionChoice("mixed_float16", f"auto: GPU with tensor cores (compute capability {major}.{minor})")
     flags = cpu_flags() if flags is None else frozenset(flag.lower() for flag in flags)
-    if not has_native_bf16(flags):
+    if not _has_native_bf16(flags):
         return PrecisionChoice("float32", "auto: CPU without bfloat16 instructions (float32, not measured)")
     if os.environ.get(PROBE_ENV, "1").strip() == "0":
-        policy = auto_precision([], flags)
+        policy = _auto_precision([], flags)
         return PrecisionChoice(policy, f"auto: {PROBE_ENV}=0, flag rule (AMX-BF16: mixed_bfloat16) gives {policy}")
-    return _measured_choice(probe or probe_bf16_speedup, Path(cache) if cache is not None else cache_file())
+    return _measured_choice(probe or _probe_bf16_speedup, Path(cache) if cache is not None else _cache_file())
 
 
 def _measured_choice(probe: Callable[[], float], cache: Path) -> PrecisionChoice:
     """The cached answer for this machine, or a new measurement written to the cache."""
-    key = machine_key()
+    key = _machine_key()
     entries = _read_cache(cache)
     entry = entries.get(key)
     if not (isinstance(entry, dict) and entry.get("policy") in PRECISIONS[1:] and "speedup" in entry):
@@ -198,7 +198,7 @@ def resolve_precision(precision: str, *, flags: Iterable[str] | None = None) -> 
     return choose_precision(precision, flags=flags).policy
 
 
-def probe_bf16_speedup(*, size: int = 48, channels: int = 64, layers: int = 3, budget_s: float = 0.5) -> float:
+def _probe_bf16_speedup(*, size: int = 48, channels: int = 64, layers: int = 3, budget_s: float = 0.5) -> float:
     """How many times faster FCN-like convolutions train in mixed_bfloat16 than in float32 here.
 
     A stack of ``layers`` 3x3 convolutions (``channels`` wide, ReLU) on one ``size``² image, forward

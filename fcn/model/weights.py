@@ -48,14 +48,14 @@ REMEDIES = (
 )
 
 
-def cache_dir() -> Path:
+def _cache_dir() -> Path:
     """Where converted weights are cached: ``$FCN_CACHE_DIR`` or Keras's ``~/.keras/models``."""
     if os.environ.get("FCN_CACHE_DIR"):
         return Path(os.environ["FCN_CACHE_DIR"])
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
-def fingerprint(arrays: list[np.ndarray]) -> str:
+def _fingerprint(arrays: list[np.ndarray]) -> str:
     """sha256 over float32 arrays, in order."""
     digest = hashlib.sha256()
     for array in arrays:
@@ -85,7 +85,7 @@ def _download_keras_file() -> Path | None:
         socket.setdefaulttimeout(previous)
 
 
-def offline_onnx_path() -> Path | None:
+def _offline_onnx_path() -> Path | None:
     """The ONNX file of the offline package, if installed (located without importing it)."""
     from importlib import metadata
 
@@ -97,7 +97,7 @@ def offline_onnx_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def read_onnx_vgg16(onnx_path: str | os.PathLike) -> list[np.ndarray]:
+def _read_onnx_vgg16(onnx_path: str | os.PathLike) -> list[np.ndarray]:
     """The 26 VGG16 conv arrays from the offline ONNX file, converted to Keras layout (HWIO).
 
     Raises:
@@ -114,7 +114,7 @@ def read_onnx_vgg16(onnx_path: str | os.PathLike) -> list[np.ndarray]:
         raise InputError(f"{onnx_path}: cannot read ONNX model ({err})") from None
     initialisers = {init.name: init for init in graph.initializer}
     arrays = []
-    for layer in vgg16_conv_layers():
+    for layer in _vgg16_conv_layers():
         kernel_name = f"functional_1/{layer}_1/convolution/ReadVariableOp:0"
         bias_name = f"functional_1/{layer}_1/Squeeze:0"
         if kernel_name not in initialisers or bias_name not in initialisers:
@@ -124,7 +124,7 @@ def read_onnx_vgg16(onnx_path: str | os.PathLike) -> list[np.ndarray]:
     return arrays
 
 
-def convert_offline_weights(
+def _convert_offline_weights(
     onnx_path: str | os.PathLike, out_path: str | os.PathLike, expected_fingerprint: str = IMAGENET_FINGERPRINT
 ) -> Path:
     """Convert the offline package's VGG16 weights to a Keras ``.weights.h5`` file (atomically).
@@ -132,15 +132,15 @@ def convert_offline_weights(
     Raises:
         InputError: the weights do not match ``expected_fingerprint`` (a different or corrupted file).
     """
-    arrays = read_onnx_vgg16(onnx_path)
-    found = fingerprint(arrays)
+    arrays = _read_onnx_vgg16(onnx_path)
+    found = _fingerprint(arrays)
     if found != expected_fingerprint:
         raise InputError(
             f"{onnx_path}: VGG16 weights fingerprint {found[:16]}... does not match the ImageNet weights "
             f"({expected_fingerprint[:16]}...); refusing to use them"
         )
     backbone = _vgg16_backbone()
-    for index, layer in enumerate(vgg16_conv_layers()):
+    for index, layer in enumerate(_vgg16_conv_layers()):
         backbone.get_layer(layer).set_weights(arrays[2 * index : 2 * index + 2])
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,13 +155,13 @@ def _vgg16_backbone():
     return keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
 
 
-def vgg16_conv_layers() -> tuple[str, ...]:
+def _vgg16_conv_layers() -> tuple[str, ...]:
     """Names of the 13 VGG16 conv layers (``block1_conv1`` ... ``block5_conv3``), as Keras names them."""
     # Conv counts per block as in models.VGG16_BLOCKS, repeated so that reading the ONNX file needs no Keras.
     return tuple(f"block{b}_conv{c}" for b, convs in enumerate((2, 2, 3, 3, 3), start=1) for c in range(1, convs + 1))
 
 
-def imagenet_weights_file() -> Path:
+def _imagenet_weights_file() -> Path:
     """Path of a VGG16 notop weights file loadable by ``keras.applications.VGG16``, from the
     first source that works (see the module docstring).
 
@@ -171,28 +171,28 @@ def imagenet_weights_file() -> Path:
     keras_file = _keras_cache_file()
     if keras_file.is_file():
         return keras_file
-    converted = cache_dir() / CONVERTED_FILE
+    converted = _cache_dir() / CONVERTED_FILE
     if converted.is_file():
         return converted
     downloaded = _download_keras_file()
     if downloaded is not None:
         return downloaded
-    onnx_path = offline_onnx_path()
+    onnx_path = _offline_onnx_path()
     if onnx_path is not None:
         log.info("fcn: converting ImageNet VGG16 weights from %s into %s (once)", OFFLINE_PACKAGE, converted)
-        return convert_offline_weights(onnx_path, converted)
+        return _convert_offline_weights(onnx_path, converted)
     raise InputError(REMEDIES)
 
 
-def load_imagenet_encoder(model) -> None:
+def _load_imagenet_encoder(model) -> None:
     """Copy ImageNet VGG16 conv weights into the ``block*_conv*`` layers of ``model``."""
-    path = imagenet_weights_file()
+    path = _imagenet_weights_file()
     backbone = _vgg16_backbone()
     try:
         backbone.load_weights(str(path))
     except Exception as err:
         raise InputError(f"{path}: cannot load VGG16 weights ({err}); delete it to rebuild the cache") from None
-    for layer in vgg16_conv_layers():
+    for layer in _vgg16_conv_layers():
         try:
             model.get_layer(layer).set_weights(backbone.get_layer(layer).get_weights())
         except ValueError as err:  # a narrow (width < 1) model has other kernel shapes
@@ -206,7 +206,7 @@ def load_weights(model, weights: str | os.PathLike) -> None:
         InputError: the file is missing or does not fit the architecture.
     """
     if str(weights).lower() == "imagenet":
-        load_imagenet_encoder(model)
+        _load_imagenet_encoder(model)
         return
     path = Path(weights)
     if not path.is_file():
@@ -226,7 +226,7 @@ def load_weights(model, weights: str | os.PathLike) -> None:
         ) from None
 
 
-def copy_matching_weights(model, source) -> list[str]:
+def _copy_matching_weights(model, source) -> list[str]:
     """Copy into ``model`` the weights of every layer of ``source`` with the same name and weight shapes.
 
     Staged training (Long et al., 2015): an FCN8s takes the VGG16 encoder, ``fc_1``, ``fc_2`` and
@@ -251,7 +251,7 @@ def copy_matching_weights(model, source) -> list[str]:
 
 
 def init_from_checkpoint(model, source: str | os.PathLike) -> list[str]:
-    """:func:`copy_matching_weights` from a ``.keras`` file or a run directory's ``last.keras`` (the
+    """:func:`_copy_matching_weights` from a ``.keras`` file or a run directory's ``last.keras`` (the
     run's final weights, not the epoch picked on its validation tiles; ``best.keras`` without one).
 
     Raises:
@@ -262,7 +262,7 @@ def init_from_checkpoint(model, source: str | os.PathLike) -> list[str]:
     path = Path(source)
     if path.is_dir():
         path = run_model_file(RunFiles(path), prefer_last=True, option="--init-from")
-    taken = copy_matching_weights(model, load_model(path, num_classes=None))
+    taken = _copy_matching_weights(model, load_model(path, num_classes=None))
     if not taken:
         raise InputError(f"{path}: no layer of it matches {model.name} by name and weight shapes")
     return taken

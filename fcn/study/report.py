@@ -57,7 +57,7 @@ ALL_CURVES_FILE = "val_miou_all.png"
 RUN_CURVE_FILE = "val_miou.png"
 
 
-def is_report_markdown(path: Path) -> bool:
+def _is_report_markdown(path: Path) -> bool:
     """Whether ``path`` is a ``report.md`` this project wrote (its first line is the signature comment)."""
     with open(path, encoding="utf-8", errors="replace") as handle:
         first = handle.readline().strip()
@@ -71,7 +71,7 @@ def _montage_target(run: Run, out_dir: Path, tile_id: str) -> Path:
 def _check_outputs(runs: list[Run], config: ReportConfig) -> None:
     """Refuse, before any work, to replace a report file that fcn did not write (unless ``overwrite``)."""
     out = config.out
-    check_replaceable(out / REPORT_FILE, overwrite=config.overwrite, ours=is_report_markdown)
+    check_replaceable(out / REPORT_FILE, overwrite=config.overwrite, ours=_is_report_markdown)
     check_replaceable(out / ALL_CURVES_FILE, overwrite=config.overwrite)
     if config.json is not None:
         check_replaceable(config.json, overwrite=config.overwrite, option="--json")

@@ -38,7 +38,7 @@ class RunReport:
         return float(sum(r.get("seconds", 0.0) for r in self.run.history if math.isfinite(r.get("seconds", math.nan))))
 
     def to_dict(self) -> dict:
-        return json_ready(
+        return _json_ready(
             {
                 "name": self.run.name,
                 "path": str(self.run.path.resolve()),
@@ -57,12 +57,12 @@ class RunReport:
         )
 
 
-def json_ready(value):
+def _json_ready(value):
     """nan/inf become None, recursively, so the JSON is strict."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
+        return {k: _json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
+        return [_json_ready(v) for v in value]
     return value

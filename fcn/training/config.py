@@ -3,7 +3,7 @@
 A recipe is a named set of field values. :func:`make_config` lays the demo's defaults, then the
 recipe, then the values the user gave (these win) over the dataclass's own defaults, once.
 
-``config.json`` stores the fields under ``"args"``; :func:`config_from_json` reads them back, from
+``config.json`` stores the fields under ``"args"``; :func:`_config_from_json` reads them back, from
 either format of the file (:class:`fcn.model.runfiles.RunFiles`).
 """
 
@@ -136,7 +136,7 @@ def split_ids(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def canonical_recipe(name: str) -> str:
+def _canonical_recipe(name: str) -> str:
     """The recipe's name, old spellings (``seed``) mapped to the current ones."""
     name = RECIPE_ALIASES.get(name, name)
     if name not in RECIPES:
@@ -152,7 +152,7 @@ def make_config(given: dict, *, recipe: str = "default", demo: bool = False) -> 
         recipe: a name of :data:`RECIPES` (or an alias).
         demo: lay :data:`DEMO_DEFAULTS` over the defaults.
     """
-    recipe = canonical_recipe(recipe)
+    recipe = _canonical_recipe(recipe)
     values = {**(DEMO_DEFAULTS if demo else {}), **RECIPES[recipe], **given, "recipe": recipe, "demo": demo}
     return TrainConfig(**values)
 
@@ -175,7 +175,7 @@ def config_to_json(config: TrainConfig) -> dict:
     return data
 
 
-def config_from_json(args: dict, run_dir: Path) -> TrainConfig:
+def _config_from_json(args: dict, run_dir: Path) -> TrainConfig:
     """A :class:`TrainConfig` from the ``"args"`` of a ``config.json`` of either format.
 
     Keys that are no field of the run (``summary``, ``resume``, ``verbose``...) are ignored, missing
@@ -206,7 +206,7 @@ def read_train_config(run_dir: str | os.PathLike) -> TrainConfig:
         InputError: no readable run configuration there, or a value of the wrong type.
     """
     run_dir = Path(run_dir)
-    return config_from_json(RunFiles(run_dir).read_config()["args"], run_dir)
+    return _config_from_json(RunFiles(run_dir).read_config()["args"], run_dir)
 
 
 def _find_moved_demo_data(config: TrainConfig, run_dir: Path) -> TrainConfig:

@@ -55,7 +55,7 @@ def load_data(config: TrainConfig):
     val_pairs = find_pairs(config.val_dir)
     refuse_damaged_jpegs([pair.image_path for pair in train_pairs + val_pairs])
     val_tiles = [(pair.id, rgb, labels) for pair, (rgb, labels) in zip(val_pairs, read_pairs(val_pairs))]
-    tracked = pick_tracked_ids(config.track, [tile[0] for tile in val_tiles], config.val_dir)
+    tracked = _pick_tracked_ids(config.track, [tile[0] for tile in val_tiles], config.val_dir)
     return train_pairs, val_tiles, tracked
 
 
@@ -71,7 +71,7 @@ def refuse_damaged_jpegs(paths) -> None:
     refuse(paths, tf_decode)
 
 
-def pick_tracked_ids(track, val_ids: list[str], val_dir) -> list[str]:
+def _pick_tracked_ids(track, val_ids: list[str], val_dir) -> list[str]:
     """Requested ids that exist; the defaults fall back to the first validation ids.
 
     Raises:

@@ -14,7 +14,7 @@ SCHEDULES = ("constant", "cosine")
 ENCODER_VARIABLES = r"block\d_conv\d/.*"
 
 
-def learning_rate_schedule(peak: float, total_steps: int, schedule: str = "constant", warmup: float = 0.0):
+def _learning_rate_schedule(peak: float, total_steps: int, schedule: str = "constant", warmup: float = 0.0):
     """A learning rate (constant) or a Keras schedule defined over the run's total steps.
 
     Args:
@@ -56,7 +56,7 @@ def make_optimizer(
     Args:
         lr: peak learning rate of the new layers (and of the encoder when ``encoder_lr_mult`` is 1).
         total_steps: optimizer steps of the whole run; the schedule spans them.
-        schedule, warmup: see :func:`learning_rate_schedule`.
+        schedule, warmup: see :func:`_learning_rate_schedule`.
         encoder_lr_mult: the ImageNet encoder's learning rate relative to ``lr`` (a
             ``keras.optimizers.MultiOptimizer`` with one Adam per group when not 1).
         ema_momentum: keep an exponential moving average of the weights with this momentum
@@ -72,7 +72,7 @@ def make_optimizer(
     ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum else {}
 
     def adam(peak, name):
-        return keras.optimizers.Adam(learning_rate_schedule(peak, total_steps, schedule, warmup), name=name, **ema)
+        return keras.optimizers.Adam(_learning_rate_schedule(peak, total_steps, schedule, warmup), name=name, **ema)
 
     if encoder_lr_mult == 1.0:
         return adam(lr, "adam")
@@ -82,7 +82,7 @@ def make_optimizer(
     return keras.optimizers.MultiOptimizer(optimizers)
 
 
-def head_optimizer(optimizer):
+def _head_optimizer(optimizer):
     """The optimizer of the new layers (the default one of a MultiOptimizer)."""
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     if isinstance(optimizer, keras.optimizers.MultiOptimizer):
@@ -99,7 +99,7 @@ def uses_ema(optimizer) -> bool:
 
 def current_learning_rate(optimizer) -> float:
     """The learning rate the new layers get at the optimizer's current step."""
-    head = head_optimizer(optimizer)
+    head = _head_optimizer(optimizer)
     return float(keras.ops.convert_to_numpy(head.learning_rate))
 
 

@@ -35,7 +35,7 @@ def _explain(err: OSError) -> str:
     return err.strerror or str(err)
 
 
-def check_creatable(path: Path) -> None:
+def _check_creatable(path: Path) -> None:
     """Refuse, with one line naming it, a directory path that cannot be created or written.
 
     Raises:
@@ -56,7 +56,7 @@ def check_creatable(path: Path) -> None:
         raise InputError(f"{path}: cannot be created, {ancestor} is not writable")
 
 
-def check_new_run_folder(path: Path) -> None:
+def _check_new_run_folder(path: Path) -> None:
     """Refuse, in one line, an existing folder that is neither empty nor a run directory of fcn-train.
 
     A run directory has a run configuration (:meth:`RunFiles.is_run`); hidden files (the lock,
@@ -69,7 +69,7 @@ def check_new_run_folder(path: Path) -> None:
     try:
         entries = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
     except OSError:
-        return  # not a folder yet (check_creatable says why if it cannot become one)
+        return  # not a folder yet (_check_creatable says why if it cannot become one)
     if not entries or RunFiles(path).is_run():
         return
     shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
@@ -112,9 +112,9 @@ class RunDirectory:
     def __enter__(self) -> RunDirectory:
         if not self.chief:
             return self
-        check_creatable(self.path)
+        _check_creatable(self.path)
         if not self.resume:
-            check_new_run_folder(self.path)
+            _check_new_run_folder(self.path)
         if not self.resume and self.files.has_completed_epoch():
             raise InputError(
                 f"{self.path}: already holds a run; continue it with --resume {self.path}, or choose another --out"

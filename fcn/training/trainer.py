@@ -49,7 +49,7 @@ class RunSetup:
         }
 
 
-def default_run_dir(config: TrainConfig) -> Path:
+def _default_run_dir(config: TrainConfig) -> Path:
     """``runs/<model>-<time>`` (``runs/demo-<time>`` for the demo)."""
     return Path(f"runs/{'demo' if config.demo else config.model}-{dt.datetime.now():%Y%m%d-%H%M%S}")
 
@@ -62,7 +62,7 @@ def train(config: TrainConfig) -> int:
     """
     from fcn.model import runtime
 
-    config = config.replace(out=config.out or default_run_dir(config))
+    config = config.replace(out=config.out or _default_run_dir(config))
     check_weights_path(config.weights)
     # Before any TensorFlow op (the data check decodes JPEGs): multi-worker collectives are configured
     # when the strategy is made, and only at program start-up.

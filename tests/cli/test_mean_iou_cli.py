@@ -12,7 +12,7 @@ import pytest
 from bench.course_tool import course_mean_iou_score
 from fcn.cli.common import run_cli
 from fcn.cli.mean_iou import main
-from fcn.core.evaluate import rgb_pair_counts
+from fcn.core.evaluate import _rgb_pair_counts
 from fcn.core.images import write_mask
 from fcn.core.metrics import pair_counts
 from fcn.core.palette import PALETTE, rgb_to_class
@@ -204,7 +204,7 @@ def test_fused_rgb_counts_equal_decoding_then_counting():
     gt_rgb[:3] = (255, 0, 0)  # red: Unknown
     pred_rgb[-3:] = PALETTE[2]
     expected = pair_counts(rgb_to_class(gt_rgb), rgb_to_class(pred_rgb))
-    np.testing.assert_array_equal(rgb_pair_counts(gt_rgb, pred_rgb), expected)
+    np.testing.assert_array_equal(_rgb_pair_counts(gt_rgb, pred_rgb), expected)
 
 
 @pytest.mark.slow

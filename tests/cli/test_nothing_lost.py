@@ -213,7 +213,7 @@ def _setup(kind, monkeypatch):
     if kind == "pixel_limit":
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40)
     elif kind == "memory":
-        monkeypatch.setattr(memory, "available_memory", lambda: 512 * 2**20)  # 32 px at scale 100 needs more
+        monkeypatch.setattr(memory, "_available_memory", lambda: 512 * 2**20)  # 32 px at scale 100 needs more
     elif kind == "disk_full":
         disk_full_after(monkeypatch, 3000)
 

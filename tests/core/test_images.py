@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from fcn.core.errors import InputError
-from fcn.core.images import image_size, list_images, read_mask, read_rgb, write_mask
+from fcn.core.images import _list_images, image_size, read_mask, read_rgb, write_mask
 
 
 def test_grayscale_is_expanded_and_alpha_dropped(tmp_path):
@@ -40,9 +40,9 @@ def test_atomic_writes_get_the_mode_of_a_new_file(tmp_path):
 def test_list_images_sorts_and_filters(tmp_path):
     for name in ("b.JPG", "a.png", "c.txt", "d.jpeg"):
         (tmp_path / name).write_bytes(b"")
-    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "d.jpeg"]
+    assert [p.name for p in _list_images(tmp_path)] == ["a.png", "b.JPG", "d.jpeg"]
     with pytest.raises(InputError, match="nope"):
-        list_images(tmp_path / "nope")
+        _list_images(tmp_path / "nope")
 
 
 def test_images_over_pillows_pixel_limit_are_one_line_errors_and_those_it_only_warns_about_are_read(

@@ -89,13 +89,13 @@ def test_class_to_rgb_rejects_out_of_range_classes(bad):
 
 def test_rgb_to_class_tf_equals_numpy_on_random_arrays():
     tf = pytest.importorskip("tensorflow")
-    from fcn.data.pipeline import rgb_to_class_tf
+    from fcn.data.pipeline import _rgb_to_class_tf
 
     rng = np.random.default_rng(3)
     batch = rng.integers(0, 256, size=(2, 17, 23, 3), dtype=np.uint8)
     batch[0, :4, :4] = (255, 0, 0)  # some red
     rgba = np.concatenate([batch[1], rng.integers(0, 256, size=(17, 23, 1), dtype=np.uint8)], axis=-1)
 
-    got_batch = rgb_to_class_tf(tf.constant(batch)).numpy()
+    got_batch = _rgb_to_class_tf(tf.constant(batch)).numpy()
     np.testing.assert_array_equal(got_batch, np.stack([rgb_to_class(image) for image in batch]))
-    np.testing.assert_array_equal(rgb_to_class_tf(tf.constant(rgba)).numpy(), rgb_to_class(rgba))
+    np.testing.assert_array_equal(_rgb_to_class_tf(tf.constant(rgba)).numpy(), rgb_to_class(rgba))

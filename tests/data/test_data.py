@@ -297,11 +297,11 @@ def test_training_and_prediction_decode_jpegs_to_identical_pixels(tmp_path, qual
     """tf.data (training) and Pillow (validation, prediction, report) must give the same pixels."""
     import tensorflow as tf
 
-    from fcn.data.pipeline import decode_image_tf
+    from fcn.data.pipeline import _decode_image_tf
 
     path = tmp_path / "tile_sat.jpg"
     Image.fromarray(photo_like(np.random.default_rng(quality))).save(path, quality=quality, subsampling=subsampling)
-    from_tf = decode_image_tf(tf.constant(str(path))).numpy()
+    from_tf = _decode_image_tf(tf.constant(str(path))).numpy()
     np.testing.assert_array_equal(from_tf, read_rgb(path))
     # TensorFlow's default (fast) DCT would not: the test can tell the two apart.
     fast = tf.io.decode_jpeg(path.read_bytes(), channels=3).numpy()
@@ -311,11 +311,11 @@ def test_training_and_prediction_decode_jpegs_to_identical_pixels(tmp_path, qual
 def test_16_bit_pngs_decode_alike_in_both_paths(tmp_path):
     import tensorflow as tf
 
-    from fcn.data.pipeline import decode_image_tf
+    from fcn.data.pipeline import _decode_image_tf
 
     path = tmp_path / "deep_sat.png"
     Image.fromarray((np.arange(48 * 40).reshape(48, 40) * 33).astype(np.uint16)).save(path)
-    np.testing.assert_array_equal(decode_image_tf(tf.constant(str(path))).numpy(), read_rgb(path))
+    np.testing.assert_array_equal(_decode_image_tf(tf.constant(str(path))).numpy(), read_rgb(path))
 
 
 def test_class_weights_become_pixel_weights_of_each_true_class(tmp_path):

@@ -15,7 +15,7 @@ from fcn.cli.prepare_deepglobe import main
 from fcn.core.images import read_rgb
 from fcn.core.palette import PALETTE, UNKNOWN, class_to_rgb, rgb_to_class
 from fcn.data.deepglobe import TileParameters, cell_boxes, split_sources, tile_stem
-from fcn.data.deepglobe_dataset import convert_dataset, tiling_memory
+from fcn.data.deepglobe_dataset import _tiling_memory, convert_dataset
 
 QUADRANT_COLOURS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]], dtype=np.uint8)
 
@@ -346,6 +346,6 @@ def test_output_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_tiling_memory_counts_each_process():
-    one = tiling_memory(2448, 2448, 512, 4)
-    assert tiling_memory(2448, 2448, 512, 4, processes=3) == 3 * one
-    assert tiling_memory(2448, 2448, 200000, 1) > 100 * 2**30
+    one = _tiling_memory(2448, 2448, 512, 4)
+    assert _tiling_memory(2448, 2448, 512, 4, processes=3) == 3 * one
+    assert _tiling_memory(2448, 2448, 200000, 1) > 100 * 2**30

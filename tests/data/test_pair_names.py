@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from fcn.core.evaluate import pair_masks
+from fcn.core.evaluate import _pair_masks
 from fcn.core.images import pair_role, tile_id
 from fcn.data.deepglobe import find_sources
 from fcn.data.pairs import find_pairs
@@ -39,7 +39,7 @@ def test_train_prepare_predict_and_mean_iou_find_the_same_pairs(folder, tmp_path
     copies.mkdir()
     for mask in folder.glob("*_mask.png"):
         shutil.copy(mask, copies / mask.name)
-    assert {tile_id(gt) for gt, _ in pair_masks(folder, copies).pairs} == set(IDS)
+    assert {tile_id(gt) for gt, _ in _pair_masks(folder, copies).pairs} == set(IDS)
 
 
 def test_the_naming_rule_takes_any_id_and_any_case():

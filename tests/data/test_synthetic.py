@@ -10,7 +10,7 @@ from fcn.core.errors import InputError
 from fcn.core.images import read_rgb
 from fcn.core.palette import NUM_CLASSES, PALETTE
 from fcn.data.pairs import find_pairs
-from fcn.data.synthetic import TRACKED_VAL_IDS, make_synthetic_dataset, make_synthetic_tile, split_ids
+from fcn.data.synthetic import TRACKED_VAL_IDS, _make_synthetic_tile, make_synthetic_dataset, split_ids
 
 
 def test_dataset_written_and_find_pairs_able(tmp_path):
@@ -46,9 +46,9 @@ def test_same_seed_same_bytes_other_seed_other_tiles(tmp_path):
 
 
 def test_tile_depends_on_seed_and_id_only():
-    rgb, classes = make_synthetic_tile(seed=3, tile_id=97, size=64)
-    again_rgb, again_classes = make_synthetic_tile(seed=3, tile_id=97, size=64)
-    other_rgb, _ = make_synthetic_tile(seed=3, tile_id=98, size=64)
+    rgb, classes = _make_synthetic_tile(seed=3, tile_id=97, size=64)
+    again_rgb, again_classes = _make_synthetic_tile(seed=3, tile_id=97, size=64)
+    other_rgb, _ = _make_synthetic_tile(seed=3, tile_id=98, size=64)
     assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
     assert classes.shape == (64, 64) and classes.max() < NUM_CLASSES
     np.testing.assert_array_equal(rgb, again_rgb)
@@ -60,7 +60,7 @@ def test_classes_are_separable_by_colour():
     # Learnability check: the mean colour of each class region is far from every other class's.
     means = {c: [] for c in range(NUM_CLASSES)}
     for tile_id in range(30):
-        rgb, classes = make_synthetic_tile(seed=0, tile_id=tile_id, size=64)
+        rgb, classes = _make_synthetic_tile(seed=0, tile_id=tile_id, size=64)
         for c in np.unique(classes):
             means[c].append(rgb[classes == c].astype(float).mean(axis=0))
     centres = {c: np.mean(v, axis=0) for c, v in means.items() if v}

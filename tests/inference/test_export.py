@@ -27,7 +27,7 @@ from fcn.inference.parity import (  # noqa: E402
     PARITY_MAX_ABS_DIFF,
     PARITY_MIN_ARGMAX_AGREEMENT,
     ParityAccumulator,
-    compare_probabilities,
+    _compare_probabilities,
 )
 from fcn.model.builders import CaffePreprocess  # noqa: E402
 from fcn.model.checkpoints import ModelInfo  # noqa: E402
@@ -140,7 +140,7 @@ def test_a_mixed_precision_model_is_exported_in_float32(model, tmp_path):
     assert half.get_layer(index=3).compute_dtype == "bfloat16"
     result = export_model(half, tmp_path / "m.onnx", "onnx")
     batch = rgb_batch(1, 64, 96)
-    assert compare_probabilities(model.predict_on_batch(batch), backends.open_backend(result.path)(batch)).ok
+    assert _compare_probabilities(model.predict_on_batch(batch), backends.open_backend(result.path)(batch)).ok
 
 
 def test_onnx_input_and_output_names(artefacts):
@@ -158,10 +158,10 @@ def test_compare_probabilities_counts_disagreements():
     reference[..., 0] = 1.0
     other = reference.copy()
     other[0, 1, 4] = [0.2, 0.8, 0.0]  # one pixel of 10 changes class, by 0.8
-    parity = compare_probabilities(reference, other)
+    parity = _compare_probabilities(reference, other)
     assert parity.pixels == 10 and parity.argmax_agreement == pytest.approx(0.9)
     assert parity.max_abs_diff == pytest.approx(0.8) and not parity.ok
-    assert compare_probabilities(reference, reference).ok
+    assert _compare_probabilities(reference, reference).ok
 
 
 # ---------------------------------------------------------------- the engine with a backend

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fcn.inference.resize import StripResize, axis_table, resize_float, resize_image
+from fcn.inference.resize import StripResize, _axis_table, resize_float, resize_image
 from helpers import random_image
 
 SIZES = [((150, 210), (90, 126)), ((61, 77), (80, 100)), ((64, 90), (80, 40)), ((150, 210), (31, 44))]
@@ -11,7 +11,7 @@ SIZES = [((150, 210), (90, 126)), ((61, 77), (80, 100)), ((64, 90), (80, 40)), (
 
 @pytest.mark.parametrize("in_size, out_size", [(10, 4), (4, 10), (7, 7), (1, 5), (512, 214)])
 def test_axis_weights_sum_to_one_and_stay_inside_the_input(in_size, out_size):
-    table = axis_table(in_size, out_size)
+    table = _axis_table(in_size, out_size)
     np.testing.assert_allclose(table.weights.sum(1), 1.0, rtol=1e-6)
     assert (table.weights >= 0).all() and table.starts.min() >= 0 and table.stops.max() <= in_size
     assert (table.starts < table.stops).all() and np.all(np.diff(table.starts) >= 0)

@@ -17,7 +17,7 @@ def private_cache(tmp_path, monkeypatch):
     """No test reads or writes the user's cache; the probe runs only where a test allows it."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv(PROBE_ENV, raising=False)
-    monkeypatch.setattr(precision, "machine_key", lambda: "CPU A | 2 cores | tensorflow 9.9")
+    monkeypatch.setattr(precision, "_machine_key", lambda: "CPU A | 2 cores | tensorflow 9.9")
     return tmp_path / "cache" / "fcn" / "precision.json"
 
 
@@ -50,7 +50,7 @@ def test_the_answer_is_cached_once_per_machine_and_reused(private_cache, monkeyp
     stored = json.loads(private_cache.read_text())
     assert stored["CPU A | 2 cores | tensorflow 9.9"]["policy"] == "mixed_bfloat16"
     # Another machine (or TensorFlow version) measures again and keeps both answers.
-    monkeypatch.setattr(precision, "machine_key", lambda: "CPU A | 2 cores | tensorflow 10.0")
+    monkeypatch.setattr(precision, "_machine_key", lambda: "CPU A | 2 cores | tensorflow 10.0")
     slower = Probe(0.7)
     assert choose_precision("auto", flags=ZEN4_FLAGS, gpu_capabilities=[], probe=slower).policy == "float32"
     assert slower.calls == 1 and len(json.loads(private_cache.read_text())) == 2
@@ -91,7 +91,7 @@ def test_cpu_flags_and_model_are_read_from_cpuinfo_text():
     assert precision.cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
     assert precision.cpu_model(cpuinfo) == "AMD EPYC 9R14"
     arm = precision.cpu_flags("processor\t: 0\nFeatures\t: fp asimd bf16\n")  # ARM: "Features"
-    assert arm == {"fp", "asimd", "bf16"} and precision.has_native_bf16(arm)
+    assert arm == {"fp", "asimd", "bf16"} and precision._has_native_bf16(arm)
     assert precision.cpu_flags("") == frozenset()
 
 
@@ -99,10 +99,10 @@ def test_on_this_machine_the_rule_agrees_with_a_measurement(monkeypatch):
     """Where auto skips the probe (no bf16 instructions), a short probe must find bfloat16 slower."""
     pytest.importorskip("tensorflow")
     flags = precision.cpu_flags()
-    if precision.has_native_bf16(flags):
+    if precision._has_native_bf16(flags):
         pytest.skip("this CPU has bfloat16 instructions: auto measures (tested with faked probes)")
     assert choose_precision("auto", flags=flags, gpu_capabilities=[], probe=never).policy == "float32"
-    speedup = precision.probe_bf16_speedup(size=16, channels=32, layers=2, budget_s=0.05)
+    speedup = precision._probe_bf16_speedup(size=16, channels=32, layers=2, budget_s=0.05)
     assert speedup < precision.BF16_MIN_SPEEDUP  # bench/precision_speed.py measures ~0.1x here
 
 
@@ -124,7 +124,7 @@ EPYC_ROME_FLAGS = "fpu vme sse2 avx avx2 fma bmi2 sha_ni"
 )
 def test_flag_rule_on_cpu_follows_amx_bf16(flags, expected):
     """The rule auto falls back on when the probe is switched off (FCN_PRECISION_PROBE=0)."""
-    assert precision.auto_precision([], flags.split()) == expected
+    assert precision._auto_precision([], flags.split()) == expected
     # GPU rule unchanged: tensor cores win whatever the CPU; older GPUs leave the choice to the CPU.
-    assert precision.auto_precision([(8, 0)], flags.split()) == "mixed_float16"
-    assert precision.auto_precision([(6, 1)], flags.split()) == expected
+    assert precision._auto_precision([(8, 0)], flags.split()) == "mixed_float16"
+    assert precision._auto_precision([(6, 1)], flags.split()) == expected

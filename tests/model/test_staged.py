@@ -9,7 +9,7 @@ keras = pytest.importorskip("keras")
 from fcn.cli import train  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 from fcn.model.builders import SKIP_SCALES, build_model  # noqa: E402
-from fcn.model.weights import copy_matching_weights, init_from_checkpoint  # noqa: E402
+from fcn.model.weights import _copy_matching_weights, init_from_checkpoint  # noqa: E402
 from helpers import TINY_WIDTH, random_image, tiny_train_args  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def test_skip_scaling_adds_parameter_free_rescaling_and_round_trips(tmp_path):
 def test_copy_matching_weights_takes_the_fcn32s_trunk_into_an_fcn8s(tmp_path):
     fcn32s = randomise(build_model("fcn32s", input_shape=(None, None, 3), weights=None, width=TINY_WIDTH))
     fcn8s = build_model("fcn8s", input_shape=(None, None, 3), weights=None, width=TINY_WIDTH)
-    taken = copy_matching_weights(fcn8s, fcn32s)
+    taken = _copy_matching_weights(fcn8s, fcn32s)
     assert taken == [f"block{b}_conv{c}" for b, n in enumerate((2, 2, 3, 3, 3), 1) for c in range(1, n + 1)] + [
         "fc_1",
         "fc_2",

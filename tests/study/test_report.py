@@ -225,10 +225,10 @@ def test_a_bad_run_stops_the_report_before_any_scoring(runs, tmp_path, capsys):
 @pytest.mark.slow
 def test_every_report_file_is_signed(built):
     from fcn.core.mark import carries_mark
-    from fcn.study.report import is_report_markdown
+    from fcn.study.report import _is_report_markdown
 
     out, _, document = built
-    assert is_report_markdown(out / "report.md")
+    assert _is_report_markdown(out / "report.md")
     pngs = sorted(out.rglob("*.png"))
     assert len(pngs) == 1 + 2 * 4  # the common curves; per run its curve and three montages
     assert all(carries_mark(png) for png in pngs)

@@ -8,9 +8,9 @@ keras = pytest.importorskip("keras")
 from fcn.model.checkpoints import save_checkpoint  # noqa: E402
 from fcn.training.optimizer import (  # noqa: E402
     SwapEMAWeights,
+    _head_optimizer,
+    _learning_rate_schedule,
     current_learning_rate,
-    head_optimizer,
-    learning_rate_schedule,
     make_optimizer,
     uses_ema,
 )
@@ -21,30 +21,30 @@ def rates(schedule, steps):
 
 
 def test_constant_without_warmup_is_a_plain_number():
-    assert learning_rate_schedule(1e-4, 100) == 1e-4
+    assert _learning_rate_schedule(1e-4, 100) == 1e-4
 
 
 def test_warmup_then_cosine_spans_the_whole_run():
-    schedule = learning_rate_schedule(1e-3, 200, "cosine", warmup=0.1)
+    schedule = _learning_rate_schedule(1e-3, 200, "cosine", warmup=0.1)
     values = rates(schedule, range(0, 201))
     assert values[0] == pytest.approx(1e-5) and values[20] == pytest.approx(1e-3)
     assert np.all(np.diff(values[:21]) > 0) and np.all(np.diff(values[20:]) <= 0)
     assert values[-1] == pytest.approx(1e-5)  # 1 % of the peak at the last step
     # The same fractions on a longer run: the shape scales with --epochs.
-    longer = rates(learning_rate_schedule(1e-3, 2000, "cosine", warmup=0.1), range(0, 2001, 10))
+    longer = rates(_learning_rate_schedule(1e-3, 2000, "cosine", warmup=0.1), range(0, 2001, 10))
     np.testing.assert_allclose(longer, values, rtol=1e-4)
 
 
 def test_constant_with_warmup_ramps_then_stays():
-    values = rates(learning_rate_schedule(1e-3, 100, "constant", warmup=0.2), range(101))
+    values = rates(_learning_rate_schedule(1e-3, 100, "constant", warmup=0.2), range(101))
     assert values[0] == pytest.approx(1e-5) and np.all(values[20:] == pytest.approx(1e-3))
 
 
 def test_bad_schedule_arguments_are_refused():
     with pytest.raises(ValueError):
-        learning_rate_schedule(1e-3, 10, "poly")
+        _learning_rate_schedule(1e-3, 10, "poly")
     with pytest.raises(ValueError):
-        learning_rate_schedule(1e-3, 10, warmup=1.0)
+        _learning_rate_schedule(1e-3, 10, warmup=1.0)
 
 
 def tiny_vgg_like():
@@ -67,7 +67,7 @@ def test_encoder_multiplier_gives_the_encoder_its_own_learning_rate():
     }
     assert step["block1_conv1"] == pytest.approx(1e-3, rel=0.05) and step["score"] == pytest.approx(1e-2, rel=0.05)
     assert current_learning_rate(model.optimizer) == pytest.approx(1e-2)
-    assert head_optimizer(model.optimizer).name == "head"
+    assert _head_optimizer(model.optimizer).name == "head"
 
 
 def test_averaged_weights_are_validated_and_saved_then_swapped_back_on_resume(tmp_path):

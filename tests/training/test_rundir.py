@@ -6,15 +6,15 @@ import pytest
 
 from fcn.core.errors import InputError
 from fcn.core.files import TEMP_MARK
-from fcn.training.rundir import RunDirectory, check_creatable
+from fcn.training.rundir import RunDirectory, _check_creatable
 
 
 def test_a_path_under_a_file_is_refused_before_anything_is_made(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="is a file"):
-        check_creatable(tmp_path / "file" / "run")
+        _check_creatable(tmp_path / "file" / "run")
     with pytest.raises(InputError, match="not a directory"):
-        check_creatable(tmp_path / "file")
+        _check_creatable(tmp_path / "file")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -24,7 +24,7 @@ def test_a_read_only_parent_is_refused(tmp_path):
     parent.chmod(0o500)
     try:
         with pytest.raises(InputError, match="not writable"):
-            check_creatable(parent / "run")
+            _check_creatable(parent / "run")
     finally:
         parent.chmod(0o700)
 
