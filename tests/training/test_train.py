@@ -374,11 +374,11 @@ def test_summary_prints_the_architecture(capsys):
 
 
 def test_default_track_ids_fall_back_to_first_validation_ids():
-    assert inputs.pick_tracked_ids("0008,0097,0107", ["0001", "0002", "0003", "0004"], "val") == [
+    assert inputs._pick_tracked_ids("0008,0097,0107", ["0001", "0002", "0003", "0004"], "val") == [
         "0001",
         "0002",
         "0003",
     ]
-    assert inputs.pick_tracked_ids(("0008", "0097", "0107"), ["0001", "0097"], "val") == ["0097"]
+    assert inputs._pick_tracked_ids(("0008", "0097", "0107"), ["0001", "0097"], "val") == ["0097"]
     with pytest.raises(InputError, match="0005"):
-        inputs.pick_tracked_ids("0005", ["0001"], "val")
+        inputs._pick_tracked_ids("0005", ["0001"], "val")
