@@ -58,3 +58,14 @@ def pixel_model():
     from helpers import conv_softmax_model
 
     return conv_softmax_model(1)
+
+
+@pytest.fixture(autouse=True)
+def _default_fcn_logging():
+    """After each test the ``fcn`` logger is as a command without ``-q``/``-v`` sets it: one command's ``-q``
+    in this worker must not hide another test's messages (nor its ``-v`` add some). It stays non-propagating,
+    so that pytest's log capture (caplog) attaches to it at the next test's start."""
+    yield
+    from fcn.cli.common import setup_logging
+
+    setup_logging(0)

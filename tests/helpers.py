@@ -69,8 +69,8 @@ def tiny_train_args(train_dir, val_dir, out, *extra) -> list[str]:
         "4",
         "--precision",
         "float32",
-        "--verbose",
-        "0",
+        "--progress",
+        "none",
         *map(str, extra),
     ]
 

@@ -12,6 +12,8 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 
+from tqdm import tqdm
+
 from fcn.core.errors import EXIT_USER_ERROR, InputError
 from fcn.core.lazy import quiet_tensorflow
 
@@ -38,8 +40,6 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
     def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
-
         with tqdm.external_write_mode(file=sys.stderr):
             super().emit(record)
 
@@ -49,6 +49,42 @@ def add_overwrite_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help=f"replace {what} that fcn did not write (refused by default)"
     )
+
+
+def add_message_options(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``, meaning the same in every command (``args.log_level``: -1, 0, 1).
+
+    ``-q``: only errors on stderr (no notes, warnings or progress bar; results on stdout stay).
+    ``-v``: debugging details too.
+    """
+    messages = parser.add_mutually_exclusive_group()
+    messages.add_argument(
+        "-q",
+        "--quiet",
+        dest="log_level",
+        action="store_const",
+        const=-1,
+        default=0,
+        help="only errors on stderr: no notes, warnings or progress (results on stdout stay)",
+    )
+    messages.add_argument(
+        "-v", "--verbose", dest="log_level", action="store_const", const=1, help="debugging details too"
+    )
+
+
+def add_progress_option(parser: argparse.ArgumentParser, choices: Sequence[str] = ("bar", "none"), extra: str = ""):
+    """``--progress``: the progress display, the same flag in every command that shows one (off with ``-q``)."""
+    parser.add_argument(
+        "--progress",
+        choices=choices,
+        default=None,
+        help=f"progress display: bar (default), none{extra}; -q turns it off",
+    )
+
+
+def shows_progress(args: argparse.Namespace) -> bool:
+    """Whether the command shows its progress bar: not with ``-q`` or ``--progress none``."""
+    return getattr(args, "log_level", 0) >= 0 and getattr(args, "progress", None) in (None, "bar")
 
 
 def setup_logging(verbosity: int = 0) -> None:

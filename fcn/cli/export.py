@@ -11,7 +11,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fcn.cli.common import ArgumentParser, add_overwrite_option, positive_int, run_cli, setup_logging
+from fcn.cli.common import (
+    ArgumentParser,
+    add_message_options,
+    add_overwrite_option,
+    positive_int,
+    run_cli,
+    setup_logging,
+)
 from fcn.core.errors import InputError
 from fcn.inference.export import FORMATS, ExportConfig, run_export
 
@@ -74,14 +81,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="skip the parity check (artefact vs Keras on two random images; needs the format's runtime)",
     )
     add_overwrite_option(parser, "an existing file at --output")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr (no notes)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
+    add_message_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    setup_logging(-1 if args.quiet else 1 if args.verbose else 0)
+    setup_logging(args.log_level)
     config = ExportConfig(
         model=Path(args.model),
         format=args.format,

@@ -11,7 +11,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fcn.cli.common import ArgumentParser, add_overwrite_option, positive_int, run_cli, setup_logging
+from fcn.cli.common import (
+    ArgumentParser,
+    add_message_options,
+    add_overwrite_option,
+    positive_int,
+    run_cli,
+    setup_logging,
+)
 from fcn.core.evaluate import MAX_READERS, MeanIouConfig, run_mean_iou
 from fcn.core.workers import io_workers
 
@@ -39,13 +46,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"reader threads (default {io_workers(MAX_READERS)})",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no warnings on stderr, only errors")
+    add_message_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    setup_logging(-1 if args.quiet else 0)
+    setup_logging(args.log_level)
     config = MeanIouConfig(
         labels=Path(args.labels),
         pred=Path(args.pred),

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from fcn.cli.common import (
     ArgumentParser,
+    add_message_options,
     add_overwrite_option,
+    add_progress_option,
     band_numbers,
     multiple_of_32,
     non_negative_float,
@@ -22,6 +24,7 @@ from fcn.cli.common import (
     positive_int,
     run_cli,
     setup_logging,
+    shows_progress,
 )
 from fcn.core.workers import io_workers
 from fcn.inference.cluster import ClusterSpec
@@ -137,8 +140,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     _add_region_options(parser)
     add_overwrite_option(parser, "existing output files (ground truth, say)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
+    add_progress_option(parser)
+    add_message_options(parser)
     return parser
 
 
@@ -216,7 +219,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
         stats=_optional_path(args.stats),
         precision=args.precision,
         workers=args.workers,
-        progress=not args.quiet,
+        progress=shows_progress(args),
         overwrite=args.overwrite,
         cluster=args.cluster,
         resume=args.resume,
@@ -231,7 +234,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    setup_logging(1 if args.verbose else 0)
+    setup_logging(args.log_level)
     run = PredictionRun.start(config_from_args(args))
     for line in run.lines():
         print(line, flush=True)

@@ -12,7 +12,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fcn.cli.common import ArgumentParser, fraction, positive_int, run_cli, setup_logging
+from fcn.cli.common import (
+    ArgumentParser,
+    add_message_options,
+    add_progress_option,
+    fraction,
+    positive_int,
+    run_cli,
+    setup_logging,
+    shows_progress,
+)
 from fcn.core.errors import EXIT_USER_ERROR
 from fcn.data.deepglobe import (
     DEFAULT_GRID,
@@ -65,14 +74,15 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=None,
         help="images converted in parallel (default: one per available CPU core)",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no warnings (errors only)")
+    add_progress_option(parser)
+    add_message_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the conversion; returns 0, or 2 if some inputs were corrupt (the others are written)."""
     args = get_args_parser().parse_args(argv)
-    setup_logging(-1 if args.quiet else 0)
+    setup_logging(args.log_level)
     config = PrepareDeepGlobeConfig(
         input=Path(args.input),
         output=Path(args.output),
@@ -81,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
         workers=args.workers,
-        progress=not args.quiet,
+        progress=shows_progress(args),
     )
     summary = prepare_deepglobe(config)
     print(summary.line(args.output))

@@ -10,7 +10,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fcn.cli.common import ArgumentParser, add_overwrite_option, non_negative_int, positive_int, run_cli, setup_logging
+from fcn.cli.common import (
+    ArgumentParser,
+    add_message_options,
+    add_overwrite_option,
+    non_negative_int,
+    positive_int,
+    run_cli,
+    setup_logging,
+)
 from fcn.study.report import ReportConfig, build_report
 from fcn.study.scoring import DEFAULT_BOUNDARY_PX
 
@@ -43,14 +51,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="tiles per model call when scoring (default: the run's training batch size)",
     )
     add_overwrite_option(parser, "report files (report.md, PNGs, --json)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only errors")
-    parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
+    add_message_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    setup_logging(-1 if args.quiet else 1 if args.verbose else 0)
+    setup_logging(args.log_level)
     config = ReportConfig(
         runs=tuple(args.runs),
         out=args.out,

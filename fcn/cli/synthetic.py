@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from fcn.cli.common import ArgumentParser, positive_int, run_cli
+from fcn.cli.common import ArgumentParser, add_message_options, positive_int, run_cli, setup_logging
+from fcn.data.synthetic import make_synthetic_dataset
 
 log = logging.getLogger("fcn.cli.synthetic")  # not __name__: "__main__" under python -m
 
@@ -17,13 +18,13 @@ def get_args_parser() -> ArgumentParser:
     parser.add_argument("--n-val", type=positive_int, default=12, help="validation tiles (default 12)")
     parser.add_argument("--size", type=positive_int, default=128, help="tile side in pixels (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_message_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from fcn.data.synthetic import make_synthetic_dataset
-
     args = get_args_parser().parse_args(argv)
+    setup_logging(args.log_level)
     train_dir, val_dir = make_synthetic_dataset(
         args.out_dir, n_train=args.n_train, n_val=args.n_val, size=args.size, seed=args.seed
     )

@@ -8,6 +8,7 @@ The defaults shown by ``--help`` are read from :class:`TrainConfig`.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from fcn import MODEL_NAMES
@@ -31,10 +32,47 @@ from fcn.training.config import (
     make_config,
     split_ids,
 )
+from fcn.training.resume import resume_config
+from fcn.training.trainer import train
 
 DEFAULTS = TrainConfig()
 # Flags that are not TrainConfig fields.
-COMMAND_FLAGS = ("summary", "log_level")
+COMMAND_FLAGS = ("summary", "log_level", "legacy_verbose")
+# --progress: Keras's verbose argument of model.fit (TrainConfig.verbose).
+KERAS_PROGRESS = {"bar": 1, "epoch": 2, "none": 0}
+LEGACY_VERBOSE = {"0": "none", "1": "bar", "2": "epoch"}
+
+log = logging.getLogger(__name__)
+
+
+class _QuietAction(argparse.Action):
+    """``-q``: errors only (refused beside ``-v``)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, 0) == 1:
+            parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
+        setattr(namespace, self.dest, -1)
+
+
+class _VerboseAction(argparse.Action):
+    """``-v``/``--verbose``: debugging details, as in every command; ``--verbose 0|1|2`` is the old spelling of
+    ``--progress none|bar|epoch`` (still taken, with a warning)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs="?", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values is None:
+            if getattr(namespace, self.dest, 0) == -1:
+                parser.error("argument -v/--verbose: not allowed with argument -q/--quiet")
+            setattr(namespace, self.dest, 1)
+        elif values in LEGACY_VERBOSE:
+            namespace.progress, namespace.legacy_verbose = LEGACY_VERBOSE[values], values
+        else:
+            parser.error(f"argument -v/--verbose: takes no value (got {values!r}; Keras's progress is --progress)")
 
 
 def _gsd(text: str) -> float | None:
@@ -200,7 +238,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="RUN_DIR",
         help="continue a run from its last.keras, with its own settings, up to its own epochs (or --epochs); only "
-        "--epochs, --verbose, --cache, --jit-compile and --strategy may change",
+        "--epochs, --progress, --cache, --jit-compile and --strategy may change",
     )
     runtime.add_argument(
         "--demo",
@@ -211,14 +249,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     runtime.add_argument("--summary", action="store_true", help="print the architecture table and exit")
     runtime.add_argument(
-        "--verbose",
-        type=int,
-        choices=(0, 1, 2),
-        help="Keras progress: 0 silent, 1 bar, 2 line per epoch" + _default("verbose"),
+        "--progress",
+        choices=tuple(KERAS_PROGRESS),
+        help="Keras's progress during an epoch: bar, epoch (Keras's line per epoch) or none (default: bar; "
+        "with --demo or -q: none, fcn's own line per epoch stays)",
     )
-    messages = runtime.add_mutually_exclusive_group()
-    messages.add_argument("-q", dest="log_level", action="store_const", const=-1, help="messages: errors only")
-    messages.add_argument("-v", dest="log_level", action="store_const", const=1, help="messages: debug too")
+    runtime.add_argument(
+        "-q", "--quiet", dest="log_level", action=_QuietAction, help="only errors on stderr (no notes, no progress)"
+    )
+    runtime.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_level",
+        action=_VerboseAction,
+        help="debugging details too (--verbose 0/1/2: the old spelling of --progress none/bar/epoch)",
+    )
     return parser
 
 
@@ -233,9 +278,12 @@ def config_of(args: argparse.Namespace) -> TrainConfig:
     """The :class:`TrainConfig` of a parsed command line: a new run, or the run ``--resume`` names
     (whose settings it keeps; see :func:`fcn.training.resume.resume_config`)."""
     given = {key: value for key, value in vars(args).items() if key not in COMMAND_FLAGS}
+    progress = given.pop("progress", None)
+    if progress is not None:
+        given["verbose"] = KERAS_PROGRESS[progress]
+    elif getattr(args, "log_level", 0) < 0 or given.get("demo"):
+        given["verbose"] = 0  # -q: no progress; the demo: fcn's one line per epoch, no Keras bar beside it
     if "resume" in given:
-        from fcn.training.resume import resume_config
-
         return resume_config(given["resume"], given)
     recipe, demo = given.pop("recipe", "default"), given.pop("demo", False)
     config = make_config(given, recipe=recipe, demo=demo)
@@ -262,10 +310,14 @@ def print_summary(config: TrainConfig) -> int:
 
 
 def main(argv=None) -> int:
-    from fcn.training.trainer import train
-
     args = get_args_parser().parse_args(argv)
     setup_logging(getattr(args, "log_level", 0))
+    if getattr(args, "legacy_verbose", None) is not None:
+        log.warning(
+            "--verbose %s is the old spelling of --progress %s",
+            args.legacy_verbose,
+            LEGACY_VERBOSE[args.legacy_verbose],
+        )
     config = config_of(args)
     if getattr(args, "summary", False):
         return print_summary(config)

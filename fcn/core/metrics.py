@@ -9,12 +9,14 @@ totals); the mean IoU averages classes 0-5. All of these are sums over a confusi
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 
 from fcn.core.palette import CLASS_NAMES, NUM_CLASSES, SCORED_CLASSES
+
+log = logging.getLogger(__name__)
 
 # Largest class count whose pair code gt * n + pred still fits in a uint8.
 _MAX_UINT8_CLASSES = 16
@@ -153,7 +155,7 @@ class ConfusionMatrix:
         """The exact stdout text of the course tool: one line per scored class, then the mean.
 
         Args:
-            warn: print :meth:`absence_warning` (one line) on stderr when a class is absent.
+            warn: log :meth:`absence_warning` (one line, a warning: ``-q`` hides it) when a class is absent.
 
         Returns:
             ``"class #0 : 0.72855\\n" ... "\\nmean_iou: 0.672028\\n\\n"`` (absent classes print nan).
@@ -161,7 +163,7 @@ class ConfusionMatrix:
         if warn:
             warning = self.absence_warning()
             if warning:
-                print(warning, file=sys.stderr)
+                log.warning("%s", warning)
         ious = self.iou()
         lines = ["class #%d : %1.5f\n" % (c, ious[c]) for c in self.scored_classes]
         return "".join(lines) + "\nmean_iou: %f\n\n" % self.mean_iou()

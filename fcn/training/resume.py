@@ -60,7 +60,7 @@ def _resume_changes(config: TrainConfig, given: dict, run_dir: Path) -> dict:
             f"--resume {run_dir}: {flags} would change the run; a resumed run keeps its settings (only "
             f"{allowed} may change): leave the flag out, or start a new run with --out"
         )
-    # --epochs and --verbose are what a resume is for; a runtime flag that changes is said.
+    # --epochs and --progress are what a resume is for; a runtime flag that changes is said.
     applied = {k: v for k, v in changes.items() if k not in ("epochs", "verbose") and v != getattr(config, k)}
     if applied:
         logger.info("resuming with %s", ", ".join(f"{_flag(k)} {_shown(v)}" for k, v in applied.items()))
@@ -76,7 +76,7 @@ def _same(value, recorded) -> bool:
 
 
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return "--progress" if name == "verbose" else "--" + name.replace("_", "-")  # verbose: Keras's progress
 
 
 def _shown(value) -> str:

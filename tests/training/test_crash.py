@@ -73,7 +73,7 @@ def history_epochs(run):
 def next_command(run, argv):
     """What the user runs after a crash: the original command when no epoch completed, else --resume."""
     if (run / "last.keras").exists():
-        return ["--resume", str(run), "--epochs", str(EPOCHS), "--verbose", "0"]
+        return ["--resume", str(run), "--epochs", str(EPOCHS), "--progress", "none"]
     return argv
 
 

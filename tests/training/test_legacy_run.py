@@ -30,7 +30,7 @@ def checkpoints(tmp_path_factory):
     out, data = tmp_path_factory.mktemp("legacy_checkpoints") / "run", LEGACY_RUN / "data"
     argv = ["--train-dir", str(data / "train"), "--val-dir", str(data / "val"), "--out", str(out)]
     argv += ["--weights", "none", "--width", "0.0078125", "--image-size", "64", "--epochs", "2"]
-    assert train.main([*argv, "--precision", "float32", "--batch-size", "2", "--verbose", "0"]) == 0
+    assert train.main([*argv, "--precision", "float32", "--batch-size", "2", "--progress", "none"]) == 0
     return out
 
 
@@ -73,7 +73,7 @@ def test_resume_trains_one_more_epoch(legacy_run, capsys):
     from fcn.model.checkpoints import read_checkpoint_state
 
     before = keras.saving.load_model(legacy_run / "last.keras").optimizer.iterations.numpy()
-    assert train.main(["--resume", "legacy_run", "--epochs", "3", "--verbose", "0"]) == 0
+    assert train.main(["--resume", "legacy_run", "--epochs", "3", "--progress", "none"]) == 0
     files = RunFiles(legacy_run)
     assert [row["epoch"] for row in files.read_history()] == [1, 2, 3]
     assert read_checkpoint_state(files.last)["epoch"] == 3

@@ -135,7 +135,7 @@ def test_resume_continues_history_and_optimizer(trained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     before = keras.saving.load_model(run / "last.keras").optimizer.iterations.numpy()
-    assert train.main(["--resume", str(run), "--epochs", "3", "--verbose", "0"]) == 0
+    assert train.main(["--resume", str(run), "--epochs", "3", "--progress", "none"]) == 0
     rows = read_history(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     after = keras.saving.load_model(run / "last.keras").optimizer.iterations.numpy()
@@ -152,7 +152,7 @@ def test_resume_drops_a_history_row_the_checkpoint_does_not_hold(trained_run, tm
     shutil.copytree(trained_run, run)
     with open(run / "history.csv", "a") as handle:  # as if killed after the row, before last.keras
         handle.write("3,0.1,0.1,0.5,0,0,0,0,0,0,0.0001,1.0\n")
-    assert train.main(["--resume", str(run), "--epochs", "2", "--verbose", "0"]) == 0
+    assert train.main(["--resume", str(run), "--epochs", "2", "--progress", "none"]) == 0
     assert [int(r["epoch"]) for r in read_history(run)] == [1, 2]
 
 
@@ -311,8 +311,8 @@ def test_demo_makes_its_own_data_and_trains(tmp_path, monkeypatch):
         str(TINY_WIDTH),
         "--weights",
         "none",
-        "--verbose",
-        "0",
+        "--progress",
+        "none",
         "--precision",
         "float32",
     ]
@@ -360,12 +360,18 @@ def test_help_documents_every_flag_with_defaults(capsys):
     assert "(default: 40)" in text and "multiple of 32" in text
 
 
-def test_log_level_flags_are_apart_from_keras_verbose():
-    config, args = train.parse_config(["-q", "--verbose", "2", "--train-dir", "t", "--val-dir", "v"])
+def test_q_and_v_mean_what_they_mean_in_every_command_and_progress_is_its_own_flag():
+    config, args = train.parse_config(["-q", "--progress", "epoch", "--train-dir", "t", "--val-dir", "v"])
     assert args.log_level == -1 and config.verbose == 2
-    assert train.parse_config(["-v", "--train-dir", "t", "--val-dir", "v"])[1].log_level == 1
-    with pytest.raises(InputError, match="not allowed with"):
-        train.parse_config(["-q", "-v"])
+    assert train.parse_config(["-q", "--train-dir", "t", "--val-dir", "v"])[0].verbose == 0  # -q: no Keras bar
+    config, args = train.parse_config(["--verbose", "--train-dir", "t", "--val-dir", "v"])
+    assert args.log_level == 1 and config.verbose == 1  # -v/--verbose: debug, as in every command
+    config, args = train.parse_config(["--verbose=2", "--train-dir", "t", "--val-dir", "v"])  # the old spelling
+    assert config.verbose == 2 and args.legacy_verbose == "2" and getattr(args, "log_level", 0) == 0
+    assert train.parse_config(["--demo"])[0].verbose == 0  # fcn's one line per epoch, no Keras bar beside it
+    for flags in (["-q", "-v"], ["-v", "-q"]):
+        with pytest.raises(InputError, match="not allowed with"):
+            train.parse_config(flags)
 
 
 def test_summary_prints_the_architecture(capsys):

@@ -78,7 +78,7 @@ def case_arguments(case, tiles, tmp_path, trained_run):
         shutil.copytree(trained_run, run)
         data = (run / "last.keras").read_bytes()
         (run / "last.keras").write_bytes(data[: len(data) // 3])
-        return ["--resume", str(run), "--epochs", "3", "--verbose", "0"], "last.keras: damaged"
+        return ["--resume", str(run), "--epochs", "3", "--progress", "none"], "last.keras: damaged"
     if case in ("epochs 0", "epochs -1"):
         return base + ["--epochs", case.split()[1]], "--epochs"
     if case in ("batch size 0", "batch size -1"):
