@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -30,8 +31,14 @@ import numpy as np
 
 from fcn.core.errors import InputError, first_line
 from fcn.core.files import DiskFullError, remove_temp_files_of, signature_note
+from fcn.core.palette import NUM_CLASSES
 from fcn.core.progress import progress_bar
 from fcn.core.workers import available_cores
+from fcn.inference.backends import open_backend
+from fcn.inference.engine import Predictor
+from fcn.inference.folder import predict_folder
+from fcn.inference.scene_jobs import JobFailures, predict_scenes
+from fcn.model.checkpoints import load_model
 
 log = logging.getLogger(__name__)
 
@@ -110,23 +117,31 @@ def _worker_backend(setup: WorkerSetup):
         quiet.propagate = False
         quiet.addHandler(logging.NullHandler())
         if setup.exported:
-            from fcn.core.palette import NUM_CLASSES
-            from fcn.inference.backends import open_backend
-
             backend = open_backend(setup.model, threads=setup.model_threads)
             if backend.num_classes != NUM_CLASSES:
                 raise InputError(f"{setup.model}: model predicts {backend.num_classes} classes, not {NUM_CLASSES}")
         else:
-            from fcn.model.checkpoints import load_model
+            _limit_tensorflow_threads(setup.model_threads)
 
             backend = load_model(setup.model, precision=setup.precision)
         _PREDICTORS[key] = backend
     return _PREDICTORS[key]
 
 
-def _worker_predictor(setup: WorkerSetup):
-    from fcn.inference.engine import Predictor
+def _limit_tensorflow_threads(threads: int | None) -> None:
+    """Local workers share the cores: each TensorFlow gets its share (before its runtime starts)."""
+    if threads is None:
+        return
+    import tensorflow as tf
 
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already initialised in this worker: it keeps its pools
+        log.debug("TensorFlow's thread pools were already set up in this worker")
+
+
+def _worker_predictor(setup: WorkerSetup):
     return Predictor(_worker_backend(setup), **dict(setup.predictor))
 
 
@@ -136,9 +151,6 @@ def run_task(setup: WorkerSetup, images: Sequence, scenes: Sequence) -> TaskResu
     Image jobs go through :func:`fcn.inference.folder.predict_folder` and scenes through
     :func:`fcn.inference.scene_jobs.predict_scenes`, as in a single-process run.
     """
-    from fcn.inference.folder import predict_folder
-    from fcn.inference.scene_jobs import JobFailures, predict_scenes
-
     result = TaskResult(inputs=len(images) + len(scenes))
     predictor = _worker_predictor(setup)
     with signature_note(setup.identity):
@@ -294,11 +306,18 @@ def _failed_task(task: tuple[list, list], err: BaseException) -> TaskResult:
 
 @dataclass
 class ClusterOutcome:
-    """What the cluster wrote: the jobs, the class counts of images, the class areas of scenes."""
+    """What the cluster wrote: the jobs, the class counts of images, the class areas of scenes, and the times.
+
+    Attributes:
+        startup: seconds to start (``local``) or join the cluster.
+        seconds: seconds from then until the last result.
+    """
 
     written: list = field(default_factory=list)
     counts: dict[Path, np.ndarray] = field(default_factory=dict)
     areas: dict[Path, list] = field(default_factory=dict)
+    startup: float = 0.0
+    seconds: float = 0.0
 
 
 def predict_on_cluster(
@@ -316,8 +335,9 @@ def predict_on_cluster(
     tasks = make_tasks(images, scenes, dict(setup.predictor)["batch_size"])
     jobs = [*images, *(plan.job for plan in scenes)]
     original = {_absolute(job).image: job for job in jobs}
-    total = len(jobs)
+    total, start = len(jobs), time.perf_counter()
     with connect(spec) as client, progress_bar(total, unit="file", enabled=progress) as bar:
+        outcome.startup = time.perf_counter() - start
         workers = len(client.nthreads())
         log.info("cluster %s: %d worker%s, %d tasks", spec, workers, "s" * (workers != 1), len(tasks))
         for result in _completed(client, setup, tasks):
@@ -330,5 +350,6 @@ def predict_on_cluster(
             outcome.areas.update({original[path].image: rows for path, rows in result.areas.items()})
             bar.update(result.inputs)
             yield from result.lines
+        outcome.seconds = time.perf_counter() - start - outcome.startup
     remove_temp_files_of([p for job in jobs for p in (job.mask, job.overlay) if p is not None])  # of killed workers
     return outcome

@@ -2,7 +2,7 @@
 
 Each class-map GeoTIFF is vectorised by rasterio (:func:`rasterio.features.shapes`, 4-connected
 pixels of one class, nodata left out) one band of rows at a time, so memory stays bounded by the
-scene's width; a polygon that crosses a band boundary (every 4096 rows) is two polygons. Every
+scene's width; a polygon that crosses a band boundary (every 1024 rows) is two polygons. Every
 polygon carries ``class_id``, ``class_name``, ``colour`` (``#rrggbb``), ``area_m2`` (its pixels'
 ground area, before any simplification: the ``--stats`` area) and ``scene`` (the input's file
 name). ``--min-area`` drops smaller polygons and ``--simplify`` simplifies the outlines (shapely,
@@ -22,12 +22,11 @@ import numpy as np
 from fcn.core.errors import InputError
 from fcn.core.files import atomic_path, project_signature
 from fcn.core.palette import CLASS_NAMES, PALETTE
-from fcn.inference.geo import NODATA_CLASS, require_rasterio
-from fcn.inference.region import metres_per_unit
+from fcn.inference.geo import NODATA_CLASS, metres_per_unit, require_rasterio
 
 VECTOR_HINT = "pip install 'fcn[vector]'"
 LAYER = "landcover"
-BAND_ROWS = 4096  # rows of a class map vectorised at once
+BAND_ROWS = 1024  # rows of a class map vectorised at once
 FIELDS = ["class_id", "class_name", "colour", "area_m2", "scene"]
 
 

@@ -21,8 +21,8 @@ from fcn.core.errors import EXIT_USER_ERROR, InputError
 from fcn.core.files import missing_folders, remove_if_empty, remove_temp_files_of, signature_note
 from fcn.core.palette import NUM_CLASSES
 from fcn.inference.areas import ClassArea, check_stats_path, class_areas, write_stats
-from fcn.inference.backends import artefact_format
-from fcn.inference.cluster import ClusterSpec
+from fcn.inference.backends import artefact_format, open_backend
+from fcn.inference.cluster import ClusterSpec, predict_on_cluster, worker_setup
 from fcn.inference.engine import DEFAULT_TILE, Predictor
 from fcn.inference.folder import fitting_images, plan_jobs, predict_folder, prepare_output_folder
 from fcn.inference.geo import check_value_range
@@ -82,7 +82,6 @@ def open_model(path: Path, exported: bool, precision: str | None):
     """
     if not exported:
         return load_model(path, precision=precision)
-    from fcn.inference.backends import open_backend
 
     backend = open_backend(path)
     if backend.num_classes != NUM_CLASSES:
@@ -289,9 +288,7 @@ class PredictionRun:
 
     def _on_cluster(self, images: list, plans: list) -> Iterator[str]:
         """Predict on the ``--cluster`` workers (:mod:`fcn.inference.cluster`); returns the speed note."""
-        from fcn.inference.cluster import predict_on_cluster, worker_setup
-
-        config, start = self.config, time.perf_counter()
+        config = self.config
         if images:
             yield f"predicting at scale {self._image_scale():.4g} ({scale_reason(config, self.info)})"
         setup = worker_setup(config, self.model_path, self.exported, self.identity, self.areas is not None)
@@ -301,8 +298,8 @@ class PredictionRun:
             for path, counts in outcome.counts.items():
                 self.areas[path] = class_areas(path.name, counts, pixel_area(config.input_gsd))
             self.areas.update(outcome.areas)
-        seconds = time.perf_counter() - start
-        return f" ({len(outcome.written) / seconds:.2f} files/s on --cluster {config.cluster})"
+        rate = len(outcome.written) / outcome.seconds if outcome.seconds > 0 else 0.0
+        return f" ({rate:.2f} files/s on --cluster {config.cluster}, {outcome.startup:.1f} s to start it)"
 
     def _predictor(self) -> Predictor:
         config = self.config
