@@ -121,6 +121,9 @@ def _worker_backend(setup: WorkerSetup):
             if backend.num_classes != NUM_CLASSES:
                 raise InputError(f"{setup.model}: model predicts {backend.num_classes} classes, not {NUM_CLASSES}")
         else:
+            from fcn.core.lazy import quiet_tensorflow
+
+            quiet_tensorflow()  # as the command does: TensorFlow's start-up lines stay off the worker's stderr
             _limit_tensorflow_threads(setup.model_threads)
 
             backend = load_model(setup.model, precision=setup.precision)
@@ -203,6 +206,7 @@ def connect(spec: ClusterSpec):
     distributed = _require_distributed()
     if spec.local_workers is not None:
         with (
+            _quiet_dask(),
             distributed.LocalCluster(
                 n_workers=spec.local_workers, threads_per_worker=1, processes=True, dashboard_address=None
             ) as cluster,
@@ -216,6 +220,19 @@ def connect(spec: ClusterSpec):
         raise InputError(f"--cluster {spec.address}: cannot reach the scheduler ({err})") from None
     with client:
         yield client
+
+
+@contextmanager
+def _quiet_dask():
+    """dask's own warnings (a worker slow to exit at shutdown, say) only with ``-v``: a failure reaches us anyway."""
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    if not log.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def local_model_threads(spec: ClusterSpec) -> int | None:
