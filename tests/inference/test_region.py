@@ -71,12 +71,11 @@ def landscape(height: int, width: int, seed: int) -> np.ndarray:
     return (0.8 * coarse + 0.2 * rng.integers(0, 256, (height, width, 3))).astype(np.uint8)
 
 
-def scene_tif(path: Path, rgb: np.ndarray, origin: tuple[float, float], pixel: float = 0.5) -> Path:
+def scene_tif(path: Path, rgb: np.ndarray, origin: tuple[float, float], pixel: float = 0.5, **options) -> Path:
     height, width = rgb.shape[:2]
     transform = Affine(pixel, 0, origin[0], 0, -pixel, origin[1])
-    with rasterio.open(
-        path, "w", driver="GTiff", height=height, width=width, count=3, dtype="uint8", crs=UTM, transform=transform
-    ) as dst:
+    profile = dict(driver="GTiff", height=height, width=width, count=3, dtype="uint8", crs=UTM, transform=transform)
+    with rasterio.open(path, "w", **profile, **options) as dst:
         dst.write(rgb.transpose(2, 0, 1))
     return path
 
@@ -115,7 +114,7 @@ def outputs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def test_cluster_masks_are_the_single_process_bytes_and_a_bad_file_is_one_line(region, cluster, tmp_path, capsys):
+def test_cluster_masks_are_the_single_process_bytes_and_a_bad_file_is_one_line_each(region, cluster, tmp_path, capsys):
     model, inputs = region
     code, _, err = run(["--model", model, "--input", inputs, "--output", tmp_path / "one", "-q"], capsys)
     assert code == 0, err
@@ -123,13 +122,16 @@ def test_cluster_masks_are_the_single_process_bytes_and_a_bad_file_is_one_line(r
     bad.mkdir()
     for path in inputs.iterdir():
         (bad / path.name).symlink_to(path)
-    (bad / "0009_sat.jpg").write_bytes(b"not a jpeg")
+    (bad / "0009_sat.jpg").write_bytes(b"not a jpeg")  # refused by the client, which reads every header
+    damaged = bytearray(scene_tif(bad / "s9.tif", landscape(96, 128, 9), (0, 0), compress="deflate").read_bytes())
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 200] = b"U" * 200  # the header reads: it fails on a worker
+    (bad / "s9.tif").write_bytes(bytes(damaged))
     code, out, err = run(
         ["--model", model, "--input", bad, "--output", tmp_path / "many", "--cluster", cluster, "-q"], capsys
     )
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "0009_sat.jpg" in errors[0], err
+    assert len(errors) == 2 and "0009_sat.jpg" in errors[0] and str(bad / "s9.tif") in errors[1], err
     assert "wrote 8 masks" in out
     single, spread = outputs(tmp_path / "one"), outputs(tmp_path / "many")
     assert sorted(spread) == sorted(single) and len(single) == 8
