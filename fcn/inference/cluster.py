@@ -115,7 +115,8 @@ def _worker_backend(setup: WorkerSetup):
         _PREDICTORS.clear()
         quiet = logging.getLogger("fcn")  # the client prints each failure once; workers say nothing
         quiet.propagate = False
-        quiet.addHandler(logging.NullHandler())
+        if not quiet.handlers:
+            quiet.addHandler(logging.NullHandler())
         if setup.exported:
             backend = open_backend(setup.model, threads=setup.model_threads)
             if backend.num_classes != NUM_CLASSES:
@@ -125,7 +126,6 @@ def _worker_backend(setup: WorkerSetup):
 
             quiet_tensorflow()  # as the command does: TensorFlow's start-up lines stay off the worker's stderr
             _limit_tensorflow_threads(setup.model_threads)
-
             backend = load_model(setup.model, precision=setup.precision)
         _PREDICTORS[key] = backend
     return _PREDICTORS[key]

@@ -136,6 +136,9 @@ def test_cluster_masks_are_the_single_process_bytes_and_a_bad_file_is_one_line_e
     single, spread = outputs(tmp_path / "one"), outputs(tmp_path / "many")
     assert sorted(spread) == sorted(single) and len(single) == 8
     assert all(spread[name] == single[name] for name in single)  # the very bytes, marks included
+    with distributed.Client(cluster) as client:  # an ONNX model: the workers never imported TensorFlow
+        imported = client.run(lambda: sorted({"tensorflow", "keras"} & set(__import__("sys").modules)))
+    assert list(imported.values()) == [[], []]
 
 
 def test_a_resumed_run_skips_finished_outputs_and_redoes_the_others(region, cluster, tmp_path, capsys):
@@ -232,3 +235,26 @@ def test_the_mosaic_is_one_raster_over_the_scenes(region, tmp_path, capsys):
         ["--model", model, "--input", scenes, "--output", tmp_path / "o2", "--mosaic", tmp_path / "other.vrt"], capsys
     )
     assert code == 2 and "other.vrt" in err and "not written by fcn" in err
+
+
+def test_min_area_drops_specks_and_simplify_keeps_the_pixel_areas():
+    from fcn.inference.polygons import vectorise
+
+    classes = np.ones((32, 32), dtype=np.uint8)
+    classes[4:6, 4:6] = 4  # 1 m² at 0.5 m pixels
+    classes[20, 20] = 2  # a 0.25 m² speck
+    classes[10:30, 10] = 255  # nodata: no polygon
+    yy, xx = np.mgrid[:32, :32]
+    classes[(yy > xx + 8) & (classes == 1)] = 3  # a staircase edge
+    transform = Affine(0.5, 0, 500_000, 0, -0.5, 4_000_000)
+    every = vectorise(classes, transform, 1.0)
+    assert sorted(set(every.class_ids)) == [1, 2, 3, 4]
+    for index in range(4):
+        pixels = (classes == index + 1).sum()
+        assert sum(a for a, c in zip(every.areas, every.class_ids) if c == index + 1) == pytest.approx(pixels * 0.25)
+    large = vectorise(classes, transform, 1.0, min_area_m2=0.5)
+    assert 2 not in large.class_ids and 4 in large.class_ids and len(large.class_ids) == len(every.class_ids) - 1
+    simple = vectorise(classes, transform, 1.0, simplify=1.0)
+    assert simple.areas == every.areas  # the pixels' areas, not the smoothed outlines'
+    vertices = [len(g.exterior.coords) for g in every.geometries]
+    assert sum(len(g.exterior.coords) for g in simple.geometries) < sum(vertices)
