@@ -1,4 +1,4 @@
-"""Issue 20's cases, run against one source tree: exit code, stderr lines and what is on disk afterwards.
+"""Issue 20's and issue 28's ("r2: ...") cases, run against one source tree: exit code, stderr lines and what is on disk afterwards.
 
     python bench/nothing_lost_table.py --tree TREE --scratch SCRATCH_DIR --model MODEL.keras [--json OUT.json]
     python bench/nothing_lost_table.py --make-model MODEL.keras        # a tiny FCN8s checkpoint
@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ siblings
 
+import nothing_lost_round2  # noqa: E402, F401  (registers issue 28's cases, "r2: ...", after issue 20's)
 from nothing_lost_cases import CASES  # noqa: E402
 from nothing_lost_harness import Runner  # noqa: E402
 

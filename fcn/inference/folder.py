@@ -41,7 +41,7 @@ from fcn.core.workers import beside, io_workers, read_ahead
 from fcn.inference.areas import count_classes, is_stats_file
 from fcn.inference.engine import Predictor
 from fcn.inference.geo import GEOTIFF_SUFFIXES, is_geotiff, scene_mask_name
-from fcn.inference.memory import prediction_memory, tile_memory
+from fcn.inference.memory import batch_memory, prediction_memory
 
 log = logging.getLogger(__name__)
 
@@ -312,20 +312,24 @@ def predict_folder(
     return report
 
 
-def fitting_images(jobs: Sequence[PredictionJob], scale: float, failures, tile: int) -> list[PredictionJob]:
+def fitting_images(
+    jobs: Sequence[PredictionJob], scale: float, failures, tile: int, batch_size: int = 1, tta: bool = False
+) -> list[PredictionJob]:
     """The image jobs whose header reads and whose prediction fits in memory; the others go to ``failures``.
 
     Reads each image's header only: an image over Pillow's pixel limit, an unreadable file, or one
-    that ``scale`` makes too large for the memory available is one line naming it.
+    that ``scale`` (or ``batch_size`` images or windows per model call) makes too large for the memory
+    available is one line naming it.
     """
     fitting = []
     for job in jobs:
         try:
             height, width = image_size(job.image)
+            batch = min(batch_size, len(jobs)) if max(height, width) * scale <= tile else batch_size
             check_memory(
-                prediction_memory(height, width, scale) + tile_memory(tile),
-                f"{job.image} ({height}x{width} px at scale {scale:g})",
-                "a smaller --scale, or a .tif scene predicted window by window",
+                prediction_memory(height, width, scale) + batch_memory(height, width, scale, tile, batch, tta),
+                f"{job.image} ({height}x{width} px at scale {scale:g}, --batch-size {batch_size})",
+                "a smaller --scale or --batch-size, or a .tif scene predicted window by window",
             )
         except InputError as err:
             failures.add(job.image, str(err))

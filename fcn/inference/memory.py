@@ -18,3 +18,20 @@ def prediction_memory(height: int, width: int, scale: float, num_classes: int = 
 def tile_memory(tile: int) -> int:
     """A rough bound of the model's working memory for one ``tile``² window (VGG16 activations, float32)."""
     return tile * tile * 64 * 4 * 8
+
+
+def batch_memory(height: int, width: int, scale: float, tile: int, batch_size: int, tta: bool = False) -> int:
+    """A rough bound of the model's working memory for one backend call over images of this size.
+
+    An image whose working size fits one ``tile`` runs whole, ``batch_size`` such images per call; a
+    larger one runs as ``tile``² windows, at most ``batch_size`` (and at most its window count) per
+    call. ``tta`` calls the model on 4 transforms at once. Guards ``--batch-size`` as
+    :func:`prediction_memory` guards ``--scale``.
+    """
+    work_h, work_w = max(1, round(height * scale)), max(1, round(width * scale))
+    if work_h <= tile and work_w <= tile:
+        per_call = batch_size * work_h * work_w
+    else:
+        windows = -(-work_h // tile) * -(-work_w // tile)
+        per_call = min(batch_size, windows) * tile * tile
+    return per_call * 64 * 4 * 8 * (4 if tta else 1)

@@ -22,7 +22,7 @@ from fcn.core.files import missing_folders, remove_if_empty, remove_temp_files_o
 from fcn.core.palette import NUM_CLASSES
 from fcn.inference.areas import ClassArea, check_stats_path, class_areas, write_stats
 from fcn.inference.backends import artefact_format, open_backend
-from fcn.inference.cluster import ClusterSpec, predict_on_cluster, worker_setup
+from fcn.inference.cluster import ClusterSpec, predict_on_cluster, require_distributed, worker_setup
 from fcn.inference.engine import DEFAULT_TILE, Predictor
 from fcn.inference.folder import fitting_images, plan_jobs, predict_folder, prepare_output_folder
 from fcn.inference.geo import check_value_range
@@ -106,6 +106,8 @@ def _checked(config: PredictConfig) -> PredictConfig:
         raise InputError(f"--overlap must be smaller than --tile={config.tile}, got {config.overlap}")
     if config.stats is not None:
         check_stats_path(config.stats)
+    if config.cluster is not None:
+        require_distributed()
     return replace(config, value_range=check_value_range(config.value_range))
 
 
@@ -246,7 +248,12 @@ class PredictionRun:
         config, start, rate = self.config, time.perf_counter(), ""
         jobs = self._unfinished()
         images = fitting_images(
-            [job for job in jobs if not job.is_scene], self._image_scale(), self.failures, config.tile
+            [job for job in jobs if not job.is_scene],
+            self._image_scale(),
+            self.failures,
+            config.tile,
+            config.batch_size,
+            config.tta,
         )
         images = sound_images(images, self.failures, jpeg_decoder(tensorflow=not self.exported))
         plans = plan_scenes([job for job in jobs if job.is_scene], config.reading, self.info, self.failures)

@@ -97,13 +97,21 @@ def _is_keras_archive(path: str | os.PathLike) -> bool:
 
 
 def check_keras_file(path: str | os.PathLike) -> None:
-    """Refuse a ``.keras`` file that is not a whole Keras archive (a renamed JPEG, a cut-off copy) in one line.
+    """Refuse a ``.keras`` file that cannot be read, or is not a whole Keras archive (a renamed JPEG, a cut-off
+    copy), in one line.
 
     Raises:
-        InputError: the file is not a zip archive with a ``config.json``.
+        InputError: the file cannot be opened, or is not a zip archive with a ``config.json``.
     """
     path = Path(path)
-    if path.is_file() and not _is_keras_archive(path):
+    if not path.is_file():
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:  # a file the user cannot read is not a damaged one
+        raise InputError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not _is_keras_archive(path):
         raise InputError(f"{path}: not a valid .keras model (damaged, cut off, or another kind of file)")
 
 
@@ -235,6 +243,7 @@ def load_model(
     """
     model_path = resolve_model_path(path)
     import keras
+    check_keras_file(model_path)  # unreadable, or damaged / not a model: said before Keras's own message
 
     from fcn.model import builders  # noqa: F401  (registers the custom layers)
 
