@@ -188,7 +188,8 @@ def lines_and_count(lines: Iterator[str], result: TaskResult, jobs: list, failur
 # ---------------------------------------------------------------- on the client
 
 
-def _require_distributed():
+def require_distributed():
+    """The ``distributed`` module; an InputError naming the extra to install when it is missing."""
     try:
         import distributed
     except ImportError:
@@ -203,7 +204,7 @@ def connect(spec: ClusterSpec):
     Raises:
         InputError: dask is not installed, or the scheduler cannot be reached.
     """
-    distributed = _require_distributed()
+    distributed = require_distributed()
     if spec.local_workers is not None:
         with (
             _quiet_dask(),
