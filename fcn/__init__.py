@@ -10,6 +10,11 @@ from importlib.metadata import PackageNotFoundError, version
 from fcn.core.lazy import lazy_exports, when_imported
 from fcn.core.palette import CLASS_NAMES, CLASSES, NUM_CLASSES, PALETTE, class_to_rgb, rgb_to_class
 
+try:
+    __version__ = version("fcn")  # one source of truth: pyproject.toml
+except PackageNotFoundError:  # a checkout used without installing it
+    __version__ = "0+unknown"
+
 # The architectures fcn.build_model knows (here, not in fcn.model.builders, so that command lines can list
 # them without importing TensorFlow).
 MODEL_NAMES = ("fcn32s", "fcn16s", "fcn8s")
@@ -25,11 +30,6 @@ def _register_with_keras() -> None:
 
 
 _register_with_keras()
-
-try:
-    __version__ = version("fcn")  # one source of truth: pyproject.toml
-except PackageNotFoundError:  # a checkout used without installing it
-    __version__ = "0+unknown"
 
 __all__ = [
     "CLASSES",

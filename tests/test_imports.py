@@ -45,7 +45,11 @@ MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 def imports_of(path: Path, *, module_level_only: bool = False) -> set[str]:
     """What ``path`` imports: ``fcn.x.y`` modules of the package, and top-level names of others."""
     tree = ast.parse(path.read_text())
-    nodes = tree.body if module_level_only else list(ast.walk(tree))
+    return imported_by(tree.body if module_level_only else list(ast.walk(tree)), path)
+
+
+def imported_by(nodes, path: Path) -> set[str]:
+    """What the import statements among ``nodes`` of ``path`` import (see :func:`imports_of`)."""
     inside = path.resolve().is_relative_to(PACKAGE.parent)
     own_name = module_name(path) if inside else ""
     package = own_name if path.name == "__init__.py" else own_name.rpartition(".")[0]
@@ -153,3 +157,58 @@ def test_importing_alone_works_without_tensorflow(module):
     # One process per module: one process for all would hide an import that works only after another's.
     code = f"import sys, {module}; sys.exit(int(any(m in sys.modules for m in ('tensorflow', 'keras'))))"
     assert subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, timeout=60).returncode == 0
+
+
+# Third-party packages slow to import or optional: a function may import them (and the fcn modules that
+# import them at import time) so that a light module stays light. Any other import goes at the top.
+LAZY_ALLOWED = HEAVY | {
+    "onnx",
+    "onnxruntime",
+    "ai_edge_litert",
+    "rasterio",
+    "matplotlib",
+    "dask",
+    "distributed",
+    "pyogrio",
+    "fiona",
+    "shapely",
+}
+
+
+def heavy_at_import(module: str, edges: dict[str, set[str]], seen: frozenset = frozenset()) -> bool:
+    """Whether importing ``module`` imports one of :data:`LAZY_ALLOWED` (through fcn modules or parent packages)."""
+    if module not in edges:
+        return module.split(".")[0] in LAZY_ALLOWED
+    parents = {module.rsplit(".", depth)[0] for depth in range(1, module.count(".") + 1)}
+    children = (edges[module] | parents) - seen - {module}
+    return any(heavy_at_import(child, edges, seen | {module}) for child in children)
+
+
+def function_level_imports(path: Path) -> list[tuple[int, set[str]]]:
+    """(line, what it imports) of every import inside a function of ``path``."""
+    found = []
+    for function in ast.walk(ast.parse(path.read_text())):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(function):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    targets = imported_by([node], path)
+                    # `from fcn.model import builders` names the submodule: the package alone does not decide.
+                    found.append((node.lineno, {t for t in targets if not any(u.startswith(t + ".") for u in targets)}))
+    return found
+
+
+def test_the_lazy_import_rule_sees_heavy_and_light_imports(tmp_path):
+    edges = module_level_graph()
+    assert heavy_at_import("fcn.model.builders", edges) and heavy_at_import("rasterio", edges)
+    assert not heavy_at_import("fcn.core.palette", edges) and not heavy_at_import("numpy", edges)
+
+
+def test_function_level_imports_only_keep_heavy_modules_off_light_paths():
+    edges = module_level_graph()
+    offenders = [
+        f"{name}:{line} imports {', '.join(sorted(targets))} inside a function"
+        for name, path in MODULES.items()
+        for line, targets in function_level_imports(path)
+        if not all(heavy_at_import(target, edges) for target in targets)
+    ]
+    assert offenders == []

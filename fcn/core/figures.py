@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw
+from skimage.segmentation import find_boundaries
 
 from fcn.core.palette import PALETTE
 
@@ -23,8 +25,6 @@ def montage(panels: list[tuple[str, np.ndarray]], panel_size: int = 256) -> np.n
     Returns:
         The montage as an (H, W, 3) uint8 array on a white background.
     """
-    from PIL import Image, ImageDraw
-
     resized = []
     for label, image in panels:
         height, width = image.shape[:2]
@@ -63,8 +63,6 @@ def overlay_image(rgb: np.ndarray, class_map: np.ndarray, alpha: float = OVERLAY
     Returns:
         (H, W, 3) uint8 image.
     """
-    from skimage.segmentation import find_boundaries
-
     blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * PALETTE[class_map].astype(np.float32)
     blended = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     blended[find_boundaries(class_map, mode="thick")] = BOUNDARY_RGB

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fcn import __version__
 from fcn.core.errors import InputError
 
 TEMP_MARK = ".tmp-"
@@ -184,8 +186,6 @@ def atomic_path(
 def _remove_quietly(path: Path) -> None:
     try:
         if path.is_dir() and not path.is_symlink():
-            import shutil
-
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
@@ -291,10 +291,6 @@ DATASET_KIND = "dataset"
 def project_signature(kind: str | None = None) -> str:
     """The software tag written into every output: ``fcn <version>``, then ``kind`` (``dataset``) or else
     the :func:`signature_note` in force."""
-    try:
-        from fcn import __version__
-    except ImportError:  # pragma: no cover - a broken install
-        __version__ = "unknown"
     if kind is not None:
         return f"{MARK} {__version__} {kind}"
     note = f" {_signature_notes[-1]}" if _signature_notes else ""

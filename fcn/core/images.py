@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, PngImagePlugin
 
 from fcn.core.errors import InputError
 from fcn.core.files import project_signature, write_bytes_atomic
@@ -66,16 +67,12 @@ def _pillow():
     The filter is set at every call, as other code (a test runner) may reset the filters;
     ``warnings.catch_warnings`` would not do, as it is not thread-safe and images are read in threads.
     """
-    from PIL import Image
-
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     return Image
 
 
 def _too_many_pixels(path: str | os.PathLike) -> str:
     """The one-line refusal of an image over Pillow's pixel limit."""
-    from PIL import Image
-
     return (
         f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against decompression bombs; "
         "cut it into tiles, or save it as a .tif to predict it window by window"
@@ -119,8 +116,6 @@ def _encode_image(rgb: np.ndarray, suffix: str, kind: str | None = None, **save_
     the mark that lets a later run replace them; ``kind`` ``dataset`` marks data (tiles, ground truth),
     which predictions never replace.
     """
-    from PIL import Image, PngImagePlugin
-
     fmt = Image.registered_extensions().get(suffix.lower())
     if fmt is None:
         raise ValueError(f"no image format for {suffix!r}")

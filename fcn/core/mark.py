@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from PIL import Image
+
 from fcn.core.errors import InputError
 from fcn.core.files import DATASET_KIND, is_signature, signature_kind
 
@@ -48,8 +50,6 @@ def carries_mark(path: str | os.PathLike) -> bool:
 
 def image_mark(path: str | os.PathLike) -> str | None:
     """The mark inside an image (PNG ``Software`` text, JPEG comment, TIFF software tag), or None."""
-    from PIL import Image
-
     path = Path(path)
     try:
         with Image.open(path) as img:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from fcn.core import images as image_files
 from fcn.core.errors import InputError
@@ -204,8 +205,6 @@ def convert_source(
     Returns:
         A :class:`SourceResult`.
     """
-    from PIL import Image
-
     result = SourceResult(pair.source_id, split)
     folder = Path(output_dir) / split
     try:

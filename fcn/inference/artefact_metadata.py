@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fcn import __version__
 from fcn.core.errors import InputError
 from fcn.core.palette import CLASSES
 from fcn.inference.backends import artefact_format, metadata_from_props, read_sidecar
@@ -36,8 +37,6 @@ def artefact_metadata(
     """
     import keras
     import tensorflow as tf
-
-    from fcn import __version__
 
     num_classes = int(model.output_shape[-1])
     return {

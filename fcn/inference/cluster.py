@@ -31,6 +31,7 @@ import numpy as np
 
 from fcn.core.errors import InputError, first_line
 from fcn.core.files import DiskFullError, remove_temp_files_of, signature_note
+from fcn.core.lazy import quiet_tensorflow
 from fcn.core.palette import NUM_CLASSES
 from fcn.core.progress import progress_bar
 from fcn.core.workers import available_cores
@@ -122,8 +123,6 @@ def _worker_backend(setup: WorkerSetup):
             if backend.num_classes != NUM_CLASSES:
                 raise InputError(f"{setup.model}: model predicts {backend.num_classes} classes, not {NUM_CLASSES}")
         else:
-            from fcn.core.lazy import quiet_tensorflow
-
             quiet_tensorflow()  # as the command does: TensorFlow's start-up lines stay off the worker's stderr
             _limit_tensorflow_threads(setup.model_threads)
             backend = load_model(setup.model, precision=setup.precision)

@@ -57,6 +57,7 @@ from fcn.inference.artefact_metadata import INPUT_NAME, ONNX_OUTPUT_NAME, artefa
 from fcn.inference.backends import EMBEDDED_METADATA, LITERT_SUFFIX, ONNX_SUFFIX, SAVED_MODEL_FILE, sidecar_path
 from fcn.inference.folder import prepare_output_folder
 from fcn.inference.parity import CHECK_SIZES, PARITY_MAX_ABS_DIFF, PARITY_MIN_ARGMAX_AGREEMENT, check_parity
+from fcn.model.checkpoints import check_keras_file, load_model, model_info, resolve_model_path, with_precision
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,6 @@ def export_model(
             import tf2onnx  # noqa: F401
         except ImportError as err:
             raise InputError(f"--format onnx needs {err.name}: {EXPORT_EXTRA_HINT}") from None
-    from fcn.model.checkpoints import with_precision
 
     model = with_precision(model, "float32")  # Keras exports float32 policies only (ONNX); parity is stated in float32
     _quiet_converters()
@@ -328,8 +328,6 @@ def run_export(config: ExportConfig) -> Iterator[str]:
         InputError: a bad model or output path, a failed export, or an artefact that differs from
             the Keras model beyond the parity thresholds.
     """
-    from fcn.model.checkpoints import check_keras_file, load_model, model_info, resolve_model_path
-
     # Every check that can fail runs before the model is loaded.
     model_path = resolve_model_path(config.model)
     check_keras_file(model_path)

@@ -80,6 +80,17 @@ def scene_mask_name(path: str | os.PathLike) -> str:
     return f"{tile_id(path)}{MASK_SUFFIX}.tif"
 
 
+def metres_per_unit(crs) -> float | None:
+    """Metres per unit of a projected CRS with a linear unit; None for a geographic CRS or none."""
+    if crs is None or not crs.is_projected:
+        return None
+    try:
+        _, factor = crs.linear_units_factor
+    except Exception:  # rasterio raises CRSError when the CRS has no linear unit
+        return None
+    return float(factor) if factor and math.isfinite(factor) and factor > 0 else None
+
+
 def _round_to_uint8(pixels: np.ndarray) -> np.ndarray:
     """:func:`fcn.data.pipeline.round_to_uint8_tf` in numpy: round half to even, clip to 0-255, uint8."""
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
@@ -114,19 +125,10 @@ class Scene:
         """Whether the CRS is geographic (pixel sizes in degrees)."""
         return self.crs is not None and bool(self.crs.is_geographic)
 
-    def _metres_per_unit(self) -> float | None:
-        if self.crs is None or not self.crs.is_projected:
-            return None
-        try:
-            _, factor = self.crs.linear_units_factor
-        except Exception:  # rasterio raises CRSError when the CRS has no linear unit
-            return None
-        return float(factor) if factor and math.isfinite(factor) and factor > 0 else None
-
     @property
     def pixel_size_m(self) -> tuple[float, float] | None:
         """(x, y) pixel size in metres for a projected CRS with a linear unit; None otherwise."""
-        factor = self._metres_per_unit()
+        factor = metres_per_unit(self.crs)
         if factor is None:
             return None
         t = self.transform
@@ -143,7 +145,7 @@ class Scene:
     @property
     def pixel_area_m2(self) -> float | None:
         """Area of one pixel in m² (projected CRS with a linear unit), else None."""
-        factor = self._metres_per_unit()
+        factor = metres_per_unit(self.crs)
         if factor is None:
             return None
         t = self.transform

@@ -16,8 +16,11 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from PIL import Image
+
 from fcn.core.files import is_signature
 from fcn.core.images import looks_whole
+from fcn.inference.geo_writer import verify_tiles
 
 MODEL_DIGEST_CHARS = 16
 SETTINGS_DIGEST_CHARS = 8
@@ -54,8 +57,6 @@ def run_identity(model_path: str | os.PathLike, config) -> str:
 
 def signature_of(path: str | os.PathLike) -> str | None:
     """The mark inside an image or GeoTIFF (PNG text, JPEG comment, TIFF software tag); None without one."""
-    from PIL import Image
-
     path = Path(path)
     try:
         with Image.open(path) as img:
@@ -87,7 +88,6 @@ def is_whole(path: Path) -> bool:
     """Whether an output file is complete: PNG/JPEG end markers, or every GeoTIFF tile inside the file."""
     if path.suffix.lower() not in (".tif", ".tiff"):
         return looks_whole(path)
-    from fcn.inference.geo_writer import verify_tiles
 
     try:
         import rasterio

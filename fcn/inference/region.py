@@ -22,10 +22,13 @@ import numpy as np
 
 from fcn.core.errors import InputError, first_line
 from fcn.core.files import is_signature, project_signature, write_text_atomic
+from fcn.core.images import read_mask
 from fcn.core.mark import check_replaceable
 from fcn.core.paths import check_not_an_input
 from fcn.inference.areas import ClassArea, class_areas, count_classes
-from fcn.inference.geo import NODATA_CLASS, require_rasterio
+from fcn.inference.geo import NODATA_CLASS, metres_per_unit, require_rasterio
+from fcn.inference.geo_writer import palette_colormap
+from fcn.inference.polygons import require_pyogrio, write_polygons
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +69,6 @@ class RegionOutputs:
             check_not_an_input([path], model=model)
             check_replaceable(path, overwrite=overwrite, option=option, ours=ours)
         if self.polygons is not None:
-            from fcn.inference.polygons import require_pyogrio
-
             require_pyogrio(self.polygons)
 
 
@@ -104,7 +105,6 @@ def mask_class_areas(path: Path, input_name: str, pixel_area_m2: float | None) -
                 counts += count_classes(dataset.read(1, window=window))
             area = pixel_area_of(dataset)
         return class_areas(input_name, counts, area if area is not None else pixel_area_m2)
-    from fcn.core.images import read_mask
 
     return class_areas(input_name, count_classes(read_mask(path)), pixel_area_m2)
 
@@ -116,16 +116,6 @@ def pixel_area_of(dataset) -> float | None:
         return None
     transform = dataset.transform
     return abs(transform.a * transform.e - transform.b * transform.d) * factor * factor
-
-
-def metres_per_unit(crs) -> float | None:
-    """Metres per CRS unit of a projected CRS; None for a geographic CRS or none."""
-    if crs is None or not crs.is_projected:
-        return None
-    try:
-        return float(crs.linear_units_factor[1])
-    except Exception:
-        return None
 
 
 # ---------------------------------------------------------------- the mosaic
@@ -184,8 +174,6 @@ def write_region_outputs(region: RegionOutputs, scene_jobs: Sequence) -> Iterato
         write_text_atomic(region.mosaic, _vrt_text(Path(region.mosaic), masks))
         yield f"mosaic of {scenes} in {region.mosaic}"
     if region.polygons is not None:
-        from fcn.inference.polygons import write_polygons
-
         names = {job.mask: job.image.name for job in scene_jobs}
         polygons = write_polygons(
             region.polygons,
@@ -244,8 +232,6 @@ def _vrt_text(path: Path, masks: Sequence[_Mask]) -> str:
 
 
 def _colour_table(band: ET.Element) -> None:
-    from fcn.inference.geo_writer import palette_colormap
-
     colours = palette_colormap()
     table = ET.SubElement(band, "ColorTable")
     for index in range(256):

@@ -22,7 +22,10 @@ from pathlib import Path
 
 from fcn.core.errors import InputError, first_line
 from fcn.core.files import atomic_path
+from fcn.core.images import image_size as header_size
 from fcn.core.palette import CLASS_NAMES, NUM_CLASSES, PALETTE
+from fcn.data.pairs import first_tile
+from fcn.model.precision import resolve_precision
 from fcn.model.runfiles import RunFiles
 
 STATE_ENTRY = "fcn_state.json"
@@ -175,8 +178,6 @@ def _run_info(files: RunFiles) -> ModelInfo:
         image_size = args.get("image_size")
         if not image_size:
             return ModelInfo(model=args.get("model"))
-        from fcn.core.images import image_size as header_size
-        from fcn.data.pairs import first_tile
 
         first = first_tile(config["resolved"]["train_dir"])  # a whole check of the folder is not needed here
         if first is None:
@@ -242,8 +243,8 @@ def load_model(
             num_classes).
     """
     model_path = resolve_model_path(path)
-    import keras
     check_keras_file(model_path)  # unreadable, or damaged / not a model: said before Keras's own message
+    import keras
 
     from fcn.model import builders  # noqa: F401  (registers the custom layers)
 
@@ -259,8 +260,6 @@ def load_model(
     if num_classes is not None and output_shape[-1] != num_classes:
         raise InputError(f"{model_path}: model predicts {output_shape[-1]} classes, the palette has {num_classes}")
     if precision is not None:
-        from fcn.model.precision import resolve_precision
-
         model = with_precision(model, resolve_precision(precision))
     model.fcn_info = info
     return model

@@ -27,6 +27,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from fcn.core.files import write_text_atomic
+from fcn.core.workers import available_cores
+
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 # CPU feature flags (as /proc/cpuinfo spells them: x86 "flags", ARM "Features") for bfloat16 in hardware.
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
@@ -100,8 +105,6 @@ def _cache_file() -> Path:
 def _machine_key() -> str:
     """What the measured answer depends on: CPU model, usable cores, TensorFlow version."""
     import tensorflow as tf
-
-    from fcn.core.workers import available_cores
 
     return f"{cpu_model()} | {available_cores()} cores | tensorflow {tf.__version__}"
 
@@ -180,8 +183,6 @@ def _read_cache(cache: Path) -> dict:
 
 
 def _write_cache(cache: Path, entries: dict) -> None:
-    from fcn.core.files import write_text_atomic
-
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(cache, json.dumps(entries, indent=2, sort_keys=True) + "\n")
@@ -207,7 +208,6 @@ def _probe_bf16_speedup(*, size: int = 48, channels: int = 64, layers: int = 3, 
     two), and the fastest of each is compared. bfloat16 stops after one timed call when that call is
     already twice the float32 time (emulated bfloat16: no need to measure it precisely). About 1-3 s.
     """
-    import numpy as np
     import tensorflow as tf
 
     image = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype("float32"))

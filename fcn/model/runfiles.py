@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+import fcn
 from fcn.core.errors import InputError
 from fcn.core.files import atomic_path, write_text_atomic
 from fcn.core.images import write_image_atomic, write_mask
@@ -119,8 +120,6 @@ class RunFiles:
         """
         import keras
         import tensorflow as tf
-
-        import fcn
 
         previous = self.read_config() if resumed and self.config_path.exists() else {}
         now = _now()

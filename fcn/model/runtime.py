@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from fcn.core.errors import InputError
+
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 
 
@@ -20,8 +22,6 @@ def make_strategy(name: str):
 
     if name == "multiworker":
         if not os.environ.get("TF_CONFIG"):
-            from fcn.core.errors import InputError
-
             raise InputError("--strategy multiworker needs the TF_CONFIG environment variable (cluster and task)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")

@@ -20,12 +20,14 @@ import logging
 import os
 import socket
 import warnings
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from fcn.core.errors import InputError, first_line
 from fcn.core.files import atomic_path
+from fcn.model.checkpoints import load_model, run_model_file
 from fcn.model.runfiles import RunFiles
 
 log = logging.getLogger(__name__)
@@ -87,8 +89,6 @@ def _download_keras_file() -> Path | None:
 
 def _offline_onnx_path() -> Path | None:
     """The ONNX file of the offline package, if installed (located without importing it)."""
-    from importlib import metadata
-
     try:
         distribution = metadata.distribution(OFFLINE_PACKAGE)
     except metadata.PackageNotFoundError:
@@ -257,8 +257,6 @@ def init_from_checkpoint(model, source: str | os.PathLike) -> list[str]:
     Raises:
         InputError: nothing to load there, or no layer matches.
     """
-    from fcn.model.checkpoints import load_model, run_model_file
-
     path = Path(source)
     if path.is_dir():
         path = run_model_file(RunFiles(path), prefer_last=True, option="--init-from")

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fcn.core.errors import InputError
+from fcn.core.figures import pick_epochs
 from fcn.core.files import is_signature, project_signature, write_bytes_atomic, write_text_atomic
 from fcn.core.mark import check_replaceable
+from fcn.model.checkpoints import read_checkpoint_state
 from fcn.study.architecture import architecture
 from fcn.study.curves import history_curve, plot_val_miou, require_matplotlib
 from fcn.study.markdown import render_markdown
@@ -83,8 +85,6 @@ def _check_outputs(runs: list[Run], config: ReportConfig) -> None:
 
 def _copy_montages(run: Run, out_dir: Path) -> tuple[dict[str, str | None], dict[str, list[int]]]:
     """Copy ``tracked/ID.png`` into ``out_dir/<run>/``; paths relative to ``out_dir`` (None if missing)."""
-    from fcn.core.figures import pick_epochs
-
     montages, epochs = {}, {}
     for tile_id in run.tracked_ids:
         source = run.files.tracked_montage(tile_id)
@@ -128,8 +128,6 @@ def _load_runs(config: ReportConfig) -> list[Run]:
 
 def _report_run(run: Run, config: ReportConfig, tables: dict[tuple, dict]) -> RunReport:
     """Score one run's best.keras, draw its curve and copy its montages; ``tables`` caches architectures."""
-    from fcn.model.checkpoints import read_checkpoint_state
-
     settings = run.config
     key = (settings.model, settings.fc1_kernel, settings.dropout, settings.width)
     if key not in tables:

@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import binary_dilation
+from skimage.morphology import disk
+from skimage.segmentation import find_boundaries
 
 from fcn.core.errors import InputError
 from fcn.core.metrics import ConfusionMatrix
 from fcn.core.workers import beside
-from fcn.data.pairs import find_pairs
-from fcn.model.checkpoints import check_keras_file
+from fcn.data.pairs import find_pairs, read_pairs
+from fcn.inference.engine import Predictor
+from fcn.model.checkpoints import check_keras_file, load_model
 from fcn.model.runfiles import RunFiles
 from fcn.training.config import TrainConfig, read_train_config
 
@@ -127,10 +131,6 @@ def boundary_band(labels: np.ndarray, width: int = DEFAULT_BOUNDARY_PX) -> np.nd
     Returns:
         (H, W) bool mask, True near a boundary.
     """
-    from scipy.ndimage import binary_dilation
-    from skimage.morphology import disk
-    from skimage.segmentation import find_boundaries
-
     edges = find_boundaries(labels, connectivity=1, mode="thick")
     if width <= 0 or not edges.any():
         return edges
@@ -200,10 +200,6 @@ def score_checkpoint(
         InputError: the checkpoint cannot be loaded, or a tile cannot be read.
     """
     import keras
-
-    from fcn.data.pairs import read_pairs
-    from fcn.inference.engine import Predictor
-    from fcn.model.checkpoints import load_model
 
     start = time.perf_counter()
     predictor = Predictor(load_model(checkpoint), batch_size=batch_size)

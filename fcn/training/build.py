@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from fcn.core.errors import InputError
+from fcn.inference.engine import Predictor
+from fcn.model.weights import init_from_checkpoint
 from fcn.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,6 @@ def build_training_model(config: TrainConfig, policy: str, epoch_steps: int):
         )
         model = build_model(config.model, weights=None, **options)
     if config.init_from:
-        from fcn.model.weights import init_from_checkpoint
-
         taken = init_from_checkpoint(model, config.init_from)
         with_weights = sum(1 for layer in model.layers if layer.weights)
         log.info(
@@ -90,6 +90,4 @@ def ema_callbacks(model, resumed: bool) -> list:
 
 def validation_predictor(model, info, batch_size: int):
     """The predictor used for validation: the model's training scale, at the tiles' own size."""
-    from fcn.inference.engine import Predictor
-
     return Predictor(model, scale=info.train_scale, batch_size=batch_size)

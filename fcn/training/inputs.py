@@ -11,8 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from fcn.core.errors import InputError
+from fcn.core.jpeg_check import refuse_damaged_jpegs as refuse
 from fcn.core.palette import UNKNOWN
+from fcn.data.balance import class_pixel_counts, median_frequency_weights
+from fcn.data.integrity import tf_decode
 from fcn.data.pairs import TRACKED_VAL_IDS, Pair, find_pairs, read_pairs
+from fcn.data.synthetic import make_synthetic_dataset
 from fcn.model.runfiles import RunFiles
 from fcn.training.config import DEMO_DATA, TrainConfig
 
@@ -32,8 +36,6 @@ def check_weights_path(weights: str) -> None:
 
 def make_demo_data(config: TrainConfig, run_dir: Path) -> TrainConfig:
     """Write the demo's synthetic tiles into the run directory; the config then trains on them."""
-    from fcn.data.synthetic import make_synthetic_dataset
-
     folder = RunFiles(run_dir).demo_data_dir
     train_dir, val_dir = make_synthetic_dataset(folder, seed=config.seed, **DEMO_DATA)
     log.info("demo: synthetic tiles in %s", folder)
@@ -65,9 +67,6 @@ def refuse_damaged_jpegs(paths) -> None:
     Raises:
         InputError: one line naming the first such file, its warning, and how many more there are.
     """
-    from fcn.core.jpeg_check import refuse_damaged_jpegs as refuse
-    from fcn.data.integrity import tf_decode
-
     refuse(paths, tf_decode)
 
 
@@ -95,8 +94,6 @@ def class_weights_for(config: TrainConfig, masks: list[Pair] | list[np.ndarray])
     are out of the loss anyway (weight 0 too); with ``--no-ignore-unknown`` they count, with
     :data:`UNKNOWN_WEIGHT` (when the masks hold any).
     """
-    from fcn.data.balance import median_frequency_weights
-
     if config.class_weights == "none":
         return None
     power = 0.5 if config.class_weights == "sqrt-median" else 1.0
@@ -107,6 +104,4 @@ def class_weights_for(config: TrainConfig, masks: list[Pair] | list[np.ndarray])
 
 
 def _has_unknown(masks) -> bool:
-    from fcn.data.balance import class_pixel_counts
-
     return bool(class_pixel_counts(masks)[0][UNKNOWN] > 0)

@@ -16,9 +16,16 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from fcn.core.images import image_size
+from fcn.data.pipeline import make_dataset
+from fcn.model import runtime
+from fcn.model.checkpoints import ModelInfo, training_scale
+from fcn.model.precision import choose_precision
 from fcn.model.runfiles import RunFiles
+from fcn.training.build import build_training_model, ema_callbacks, steps_per_epoch, validation_predictor
 from fcn.training.config import TrainConfig, config_to_json
 from fcn.training.inputs import check_weights_path, class_weights_for, load_data, make_demo_data
+from fcn.training.resume import load_checkpoint_for_resume
 from fcn.training.rundir import RunDirectory
 
 log = logging.getLogger(__name__)
@@ -60,8 +67,6 @@ def train(config: TrainConfig) -> int:
     Raises:
         InputError: a bad data folder, weights file or run directory (before anything is written).
     """
-    from fcn.model import runtime
-
     config = config.replace(out=config.out or _default_run_dir(config))
     check_weights_path(config.weights)
     # Before any TensorFlow op (the data check decodes JPEGs): multi-worker collectives are configured
@@ -77,10 +82,6 @@ def train(config: TrainConfig) -> int:
 
 
 def _setup(config: TrainConfig, strategy, train_pairs, tracked_ids) -> RunSetup:
-    from fcn.core.images import image_size
-    from fcn.model.checkpoints import ModelInfo, training_scale
-    from fcn.model.precision import choose_precision
-
     info = ModelInfo(
         model=config.model,
         train_scale=training_scale(config.image_size, max(image_size(train_pairs[0].image_path))),
@@ -99,10 +100,6 @@ def _setup(config: TrainConfig, strategy, train_pairs, tracked_ids) -> RunSetup:
 
 def _train(config: TrainConfig, strategy, files: RunFiles | None, train_pairs, val_tiles, tracked_ids) -> int:
     import keras
-
-    from fcn.model import runtime
-    from fcn.training.build import build_training_model, steps_per_epoch
-    from fcn.training.resume import load_checkpoint_for_resume
 
     keras.utils.set_random_seed(config.seed)
     setup = _setup(config, strategy, train_pairs, tracked_ids)
@@ -151,8 +148,6 @@ def _train(config: TrainConfig, strategy, files: RunFiles | None, train_pairs, v
 
 
 def _training_dataset(config: TrainConfig, train_pairs, class_weights):
-    from fcn.data.pipeline import make_dataset
-
     return make_dataset(
         train_pairs,
         batch_size=config.batch_size,
@@ -171,7 +166,6 @@ def _callbacks(config: TrainConfig, files: RunFiles | None, model, setup: RunSet
     """The run's callbacks in the order they must run (see :mod:`fcn.training.callbacks`)."""
     import keras
 
-    from fcn.training.build import ema_callbacks, validation_predictor
     from fcn.training.callbacks import EpochValidation, HistoryCSV, RunCheckpoint, StopControl
 
     stop = StopControl()
