@@ -38,9 +38,11 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ siblings
 
 from geotiff_mosaic import build_scenes, region_geotiff, write_tile_geotiff  # noqa: E402
 
+from fcn.cli.predict import main as predict_main  # noqa: E402
+from fcn.core.images import read_mask, read_rgb  # noqa: E402
 from fcn.inference import geo  # noqa: E402
+from fcn.inference.engine import Predictor  # noqa: E402
 from fcn.inference.scenes import SCENE_BATCH_PIXELS, predict_scene  # noqa: E402
-from fcn.model.checkpoints import INFO_ENTRY, ModelInfo, read_model_info, resolve_model_path  # noqa: E402
+from fcn.model.checkpoints import INFO_ENTRY, ModelInfo, load_model, read_model_info, resolve_model_path  # noqa: E402
 
 UNTRAINED = ("fcn8s", "fcn16s", "fcn32s")  # --model names that build an untrained FCN
 
@@ -77,9 +82,6 @@ def peak_rss_gib() -> float:
 
 
 def make_predictor(args):
-    from fcn.inference.engine import Predictor
-    from fcn.model.checkpoints import load_model
-
     if args.model in UNTRAINED:
         from fcn.model.builders import build_model
 
@@ -191,9 +193,6 @@ def read_mask_region(path: Path, side: int) -> np.ndarray:
 def model_with_info(args, scratch: Path) -> tuple[str, ModelInfo]:
     """The model file to predict with, and its info; a checkpoint without a ground sample distance
     is copied into ``scratch`` with ``--tile-gsd`` added to its info (as training writes it now)."""
-    import shutil
-    import zipfile
-
     path = resolve_model_path(args.model)
     info = read_model_info(path)
     if info.tile_gsd is not None:
@@ -211,9 +210,6 @@ def model_with_info(args, scratch: Path) -> tuple[str, ModelInfo]:
 
 def same_answer(args, scratch: Path) -> list[dict]:
     """fcn-predict on GeoTIFFs at the automatic scale against fcn-predict on the JPEGs."""
-    from fcn.cli.predict import main as predict_main
-    from fcn.core.images import read_mask, read_rgb
-
     model, info = model_with_info(args, scratch)
     tiles = sorted(Path(args.deepglobe).glob("*_sat.jpg"))
     auto_scale = 0.5 / info.model_gsd  # what fcn-predict derives from the GeoTIFFs' 0.5 m pixels

@@ -37,13 +37,13 @@ import numpy as np
 
 from fcn.core.errors import InputError, first_line
 from fcn.core.images import MASK_SUFFIX, tile_id
+from fcn.inference.bands import PERCENTILES, default_bands, preview_shape, round_to_uint8
 
 GEO_INSTALL_HINT = 'pip install -e ".[geo]"'
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 NODATA_CLASS = 255  # class value of nodata pixels in the output GeoTIFF
-PERCENTILES = (2.0, 98.0)  # default value range of non-uint8 bands, per band
-STATS_SIDE = 1024  # longest side of the decimated read that gives those percentiles
 MASK_BLOCK = 512  # tile side of the output GeoTIFF
+STATS_SIDE = 1024  # longest side of the decimated read that gives the default value ranges
 PREVIEW_SIDE = 4096  # longest side of an overlay preview
 GDAL_CACHE_BYTES = 128 * 2**20  # GDAL's block cache (default 5 % of RAM) while a scene is read
 
@@ -89,11 +89,6 @@ def metres_per_unit(crs) -> float | None:
     except Exception:  # rasterio raises CRSError when the CRS has no linear unit
         return None
     return float(factor) if factor and math.isfinite(factor) and factor > 0 else None
-
-
-def _round_to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """:func:`fcn.data.pipeline.round_to_uint8_tf` in numpy: round half to even, clip to 0-255, uint8."""
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------- reading scenes
@@ -163,7 +158,7 @@ class Scene:
             if self._value_range is not None:
                 self._value_ranges = (self._value_range,) * len(self.bands)
             elif self._dtype != np.uint8:
-                self._value_ranges = _percentile_ranges(self, self._percentiles)
+                self._value_ranges = self._percentile_ranges()
             else:
                 self._value_ranges = None
         return self._value_ranges
@@ -227,6 +222,21 @@ class Scene:
         order = [unique.index(b) for b in self.bands]
         return data[order], valid
 
+    def _percentile_ranges(self) -> tuple[tuple[float, float], ...]:
+        """Per selected band, (low, high) percentiles of the valid pixels of a decimated read."""
+        data, valid = self._read_raw(
+            self._window(None, None), out_shape=preview_shape(self.height, self.width, STATS_SIDE)
+        )
+        ranges = []
+        for band in data:
+            values = band[valid].astype(np.float64)
+            if values.size == 0:
+                ranges.append((0.0, 255.0))
+                continue
+            low, high = np.percentile(values, self._percentiles)
+            ranges.append((float(low), float(high) if high > low else float(low) + 1.0))
+        return tuple(ranges)
+
     def _to_uint8(self, data: np.ndarray) -> np.ndarray:
         """(B, h, w) stored values -> (h, w, 3) uint8 with the scene's value mapping."""
         ranges = self.value_ranges
@@ -236,7 +246,7 @@ class Scene:
             if ranges is not None:
                 low, high = ranges[k]
                 mapped = (band.astype(np.float64) - low) * (255.0 / (high - low))
-                band = _round_to_uint8(np.nan_to_num(mapped, nan=0.0))
+                band = round_to_uint8(np.nan_to_num(mapped, nan=0.0))
             bands.append(band.astype(np.uint8, copy=False))
         if len(bands) == 1:
             bands *= 3
@@ -282,7 +292,7 @@ class Scene:
         """
         from rasterio.enums import Resampling
 
-        shape = _preview_shape(self.height, self.width, max_side)
+        shape = preview_shape(self.height, self.width, max_side)
         data, valid = self._read_raw(self._window(None, None), out_shape=shape, resampling=Resampling.average)
         return self._to_uint8(data), valid
 
@@ -294,26 +304,6 @@ class Scene:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _preview_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
-    """(height, width) scaled so that the longer side is at most ``max_side`` (never enlarged)."""
-    factor = min(1.0, max_side / max(height, width))
-    return max(1, round(height * factor)), max(1, round(width * factor))
-
-
-def _default_bands(colorinterp: Sequence, count: int) -> tuple[int, ...]:
-    """The bands read by default: red, green, blue by colour interpretation, else the first three.
-
-    Alpha bands are never picked; fewer than three other bands give the first one, read as grey.
-    """
-    from rasterio.enums import ColorInterp
-
-    interp = list(colorinterp)
-    if all(c in interp for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)):
-        return tuple(interp.index(c) + 1 for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue))
-    candidates = [b for b in range(1, count + 1) if interp[b - 1] != ColorInterp.alpha] or [1]
-    return tuple(candidates[:3]) if len(candidates) >= 3 else (candidates[0],)
 
 
 def check_value_range(value_range) -> tuple[float, float] | None:
@@ -343,7 +333,7 @@ def open_scene(
 
     Args:
         path: the file.
-        bands: 1-based bands read as R, G, B, or one band read as grey (None: :func:`_default_bands`).
+        bands: 1-based bands read as R, G, B, or one band read as grey (None: :func:`fcn.inference.bands.default_bands`).
         value_range: the ``--value-range LO HI`` rule (None: the default rule above).
         percentiles: (low, high) percentiles of the default rule for non-uint8 data.
 
@@ -366,7 +356,7 @@ def open_scene(
         raise InputError(f"{path}: cannot read GeoTIFF ({_gdal_reason(err)})") from None
     try:
         if bands is None:
-            bands = _default_bands(dataset.colorinterp, dataset.count)
+            bands = default_bands(dataset.colorinterp, dataset.count)
         bands = tuple(int(b) for b in bands)
         if len(bands) not in (1, 3):
             raise InputError(f"{path}: --bands takes 3 band numbers (R,G,B) or 1 (grey), got {len(bands)}")
@@ -391,21 +381,6 @@ def open_scene(
     except BaseException:
         dataset.close()
         raise
-
-
-def _percentile_ranges(scene: Scene, percentiles: tuple[float, float]) -> tuple[tuple[float, float], ...]:
-    """Per selected band, (low, high) percentiles of the valid pixels of a decimated read."""
-    shape = _preview_shape(scene.height, scene.width, STATS_SIDE)
-    data, valid = scene._read_raw(scene._window(None, None), out_shape=shape)
-    ranges = []
-    for band in data:
-        values = band[valid].astype(np.float64)
-        if values.size == 0:
-            ranges.append((0.0, 255.0))
-            continue
-        low, high = np.percentile(values, percentiles)
-        ranges.append((float(low), float(high) if high > low else float(low) + 1.0))
-    return tuple(ranges)
 
 
 def _gdal_reason(err: BaseException) -> str:
