@@ -80,9 +80,8 @@ def train_over_user_files(r: Runner, d: Path):
     for name in ("best.keras", "config.json", "history.csv"):
         (d / "mine" / name).write_text(f"the user's {name}\n")
     out = train(r, d, "--train-dir", "t", "--val-dir", "v", "--out", "mine", "--epochs", "1")
-    kept = sum(
-        (d / "mine" / n).read_text() == f"the user's {n}\n" for n in ("best.keras", "config.json", "history.csv")
-    )
+    names = ("best.keras", "config.json", "history.csv")
+    kept = sum((d / "mine" / n).read_bytes() == f"the user's {n}\n".encode() for n in names)
     return out, f"user files kept: {kept} of 3"
 
 

@@ -87,19 +87,35 @@ def shows_progress(args: argparse.Namespace) -> bool:
     return getattr(args, "log_level", 0) >= 0 and getattr(args, "progress", None) in (None, "bar")
 
 
+# Libraries whose log lines repeat, in their own words, what fcn's one error line says (GDAL/libtiff through
+# rasterio: "_tiffWriteProc: No space left on device."): shown with -v only.
+LIBRARY_LOGGERS = ("rasterio",)
+
+
 def setup_logging(verbosity: int = 0) -> None:
-    """Messages of ``fcn`` go to stderr as bare lines: -1 (``-q``) errors only, 0 notes, 1 (``-v``) debug."""
+    """Messages of ``fcn`` go to stderr as bare lines: -1 (``-q``) errors only, 0 notes, 1 (``-v``) debug.
+
+    The :data:`LIBRARY_LOGGERS` show their lines with ``-v`` only (as debugging details).
+    """
     level = {-1: logging.ERROR, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.ERROR)
-    logger = logging.getLogger("fcn")
-    for handler in list(logger.handlers):
-        if getattr(handler, "fcn_cli", False):
-            logger.removeHandler(handler)
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.fcn_cli = True
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
+    for name in ("fcn", *LIBRARY_LOGGERS):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            if getattr(old, "fcn_cli", False):
+                logger.removeHandler(old)
+        logger.addHandler(handler if name == "fcn" or verbosity > 0 else _NULL_HANDLER)
+        logger.setLevel(level if name == "fcn" else logging.WARNING)
+        logger.propagate = False
+
+
+class _NullHandler(logging.NullHandler):
+    fcn_cli = True
+
+
+_NULL_HANDLER = _NullHandler()
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:

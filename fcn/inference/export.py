@@ -26,6 +26,7 @@ The command (:mod:`fcn.cli.export`) builds an :class:`ExportConfig` and runs :fu
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import json
 import logging
@@ -209,9 +210,16 @@ def _convert(model, raw: Path, format: str, opset: int | None, target: Path) -> 
     except ImportError as err:
         raise InputError(f"--format {format} needs {err.name}: {EXPORT_EXTRA_HINT}") from None
     except Exception as err:  # the converters raise many types; the user gets the real one
-        if is_disk_full(err):
-            raise write_error(target, err) from None
+        if is_disk_full(err) or _says_disk_full(err):
+            raise write_error(target, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None
         raise InputError(f"--format {format}: export failed ({err.__class__.__name__}: {first_line(err)})") from None
+
+
+def _says_disk_full(err: BaseException) -> bool:
+    """TensorFlow's savers report a full disk as ``ResourceExhaustedError`` naming one of its functions: the
+    words give it away."""
+    text = str(err)
+    return any(words in text for words in (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT)))
 
 
 def _swap_into_place(staging: Path, output: Path, metadata_path: Path | None, metadata: dict) -> None:

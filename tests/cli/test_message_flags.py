@@ -1,11 +1,13 @@
 """-q (errors only) and -v (debug) mean the same in every command; the progress display is one flag, --progress."""
 
+import logging
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from fcn.cli import export, mean_iou, predict, prepare_deepglobe, report, synthetic, train
-from fcn.cli.common import run_cli, shows_progress
+from fcn.cli.common import run_cli, setup_logging, shows_progress
 from fcn.core.errors import InputError
 from fcn.core.palette import PALETTE
 
@@ -54,3 +56,13 @@ def test_mean_iou_q_hides_the_absent_class_warning(tmp_path, capsys):
     assert run_cli(mean_iou.main, [*argv, "-q"]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and "mean_iou:" in captured.out
+
+
+def test_librarys_lines_repeating_the_error_show_with_v_only(capsys):
+    setup_logging(0)
+    logging.getLogger("rasterio._env").error("_tiffWriteProc: No space left on device.")
+    assert capsys.readouterr().err == ""  # fcn's own error line says it
+    setup_logging(1)
+    logging.getLogger("rasterio._env").error("_tiffWriteProc: No space left on device.")
+    logging.getLogger("rasterio._env").debug("rasterio's own chatter")
+    assert capsys.readouterr().err == "_tiffWriteProc: No space left on device.\n"
