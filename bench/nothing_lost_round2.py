@@ -14,7 +14,8 @@ import subprocess
 from pathlib import Path
 
 from nothing_lost_cases import NO_TMPFS, case
-from nothing_lost_harness import Runner, big, full_disk, geotiff, gt_mask, listing, pairs, tile
+from nothing_lost_harness import Runner, big, full_disk, geotiff, listing, pairs, tile
+from PIL import Image
 
 TINY = ["--weights", "none", "--width", "0.0625", "--batch-size", "2", "--precision", "float32"]
 AS_NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
@@ -132,8 +133,9 @@ def newline_name(r: Runner, d: Path):
 
 @case("r2: mean_iou -q with a class absent from both folders")
 def mean_iou_quiet(r: Runner, d: Path):
-    for folder in ("gt", "pred"):
-        gt_mask(d / folder / "0001_mask.png", 1)
+    for folder in ("gt", "pred"):  # one class only: the six others are absent from both
+        (d / folder).mkdir()
+        Image.new("RGB", (64, 64), (0, 255, 255)).save(d / folder / "0001_mask.png")
     out = r.run(d, "mean_iou", "-g", "gt", "-p", "pred", "-q")
     return out, "-"
 
