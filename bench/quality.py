@@ -50,7 +50,7 @@ from fcn.core.errors import InputError  # noqa: E402
 from fcn.model.runfiles import RunFiles  # noqa: E402  (TensorFlow-free)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ siblings
-from quality_split import DEFAULT_VAL_IDS, make_split, parse_id_spec, select_ids  # noqa: E402, F401  (tests use them here)
+from quality_split import DEFAULT_VAL_IDS, make_split  # noqa: E402
 
 DEFAULT_MODELS = ("fcn32s", "fcn8s")
 POLL_SECONDS = 5.0

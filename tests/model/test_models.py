@@ -114,9 +114,13 @@ def test_keras_file_round_trip(tmp_path):
     np.testing.assert_allclose(restored.predict(images, verbose=0), expected, atol=1e-6)
 
 
-def test_bilinear_initializer_serialises():
-    config = keras.initializers.serialize(BilinearUpsampling())
-    assert isinstance(keras.initializers.deserialize(config), BilinearUpsampling)
+def test_bilinear_initializer_survives_serialisation_as_the_bilinear_kernel():
+    restored = keras.initializers.deserialize(keras.initializers.serialize(BilinearUpsampling()))
+    kernel = keras.ops.convert_to_numpy(restored((4, 4, 2, 2)))  # 2x upsampling: a 4x4 kernel per channel
+    bilinear = np.outer([0.25, 0.75, 0.75, 0.25], [0.25, 0.75, 0.75, 0.25])
+    np.testing.assert_allclose(kernel[:, :, 0, 0], bilinear)
+    np.testing.assert_allclose(kernel[:, :, 1, 1], bilinear)
+    assert not kernel[:, :, 0, 1].any() and not kernel[:, :, 1, 0].any()  # channel i maps to channel i only
 
 
 def test_summary_table_lists_layers_and_totals():

@@ -1,4 +1,4 @@
-"""fcn.study.scoring, fcn.study.report and fcn-report on two tiny training runs, their error cases, and the quality benchmark's split."""
+"""fcn.study.scoring, fcn.study.report and fcn-report on two tiny training runs, and their error cases."""
 
 import csv
 import json
@@ -16,7 +16,6 @@ from fcn.cli.common import run_cli
 from fcn.core.errors import InputError
 from fcn.core.images import read_rgb
 from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES
-from fcn.data.synthetic import make_synthetic_dataset
 from fcn.study import curves, scoring
 from helpers import tiny_train_args
 
@@ -245,48 +244,3 @@ def test_a_foreign_file_in_the_report_folder_is_refused_before_any_scoring(runs,
     assert str(out / foreign) in line and "--overwrite" in line
     assert (out / foreign).read_bytes() == b"someone else's notes"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [foreign]
-
-
-# ---------------------------------------------------------------- bench/quality.py: the split
-
-
-@pytest.fixture()
-def quality():
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import quality
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    return quality
-
-
-def test_val_id_spec_parses_ranges_and_single_ids(quality):
-    assert quality.parse_id_spec("0003-0005, 0008") == [("0003", "0005"), ("0008", "0008")]
-    for bad in ("0009-0003", "", "12-ab", "1-2-3"):
-        with pytest.raises(InputError):
-            quality.parse_id_spec(bad)
-
-
-def test_split_links_tiles_without_copying(quality, tmp_path):
-    # Tiles 0000-0005 (train) and 0008, 0097, 0107 (val) of the synthetic split, pooled in one folder.
-    train_dir, val_dir = make_synthetic_dataset(tmp_path / "src", n_train=6, n_val=3, size=32, seed=1)
-    data = tmp_path / "all"
-    data.mkdir()
-    for folder in (train_dir, val_dir):
-        for path in folder.iterdir():
-            shutil.copy(path, data / path.name)
-    split_train, split_val = quality.make_split(data, "0004-0008,0097", tmp_path / "split")
-    train_ids = sorted(p.name[:4] for p in split_train.glob("*_sat.jpg"))
-    val_ids = sorted(p.name[:4] for p in split_val.glob("*_sat.jpg"))
-    assert val_ids == ["0004", "0005", "0008", "0097"]  # a range takes the ids that exist
-    assert train_ids == ["0000", "0001", "0002", "0003", "0107"]
-    for path in [*split_train.iterdir(), *split_val.iterdir()]:
-        assert path.is_symlink() or path.stat().st_nlink > 1
-        assert path.read_bytes() == (data / path.name).read_bytes()
-    # Rebuilding with another split replaces the links.
-    split_train, split_val = quality.make_split(data, "0000", tmp_path / "split")
-    assert sorted(p.name[:4] for p in split_val.glob("*_sat.jpg")) == ["0000"]
-    assert len(list(split_train.glob("*_sat.jpg"))) == 8
-    for missing in ("4242", "0300-0399"):
-        with pytest.raises(InputError, match=missing):
-            quality.make_split(data, missing, tmp_path / "split")

@@ -1,4 +1,4 @@
-"""fcn.core.errors: one-line errors, exit code 2, and the argparse type checks every command shares."""
+"""fcn.cli.common: one-line errors, exit code 2, and the argparse type checks every command shares."""
 
 import argparse
 
