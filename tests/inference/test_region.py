@@ -258,3 +258,16 @@ def test_min_area_drops_specks_and_simplify_keeps_the_pixel_areas():
     assert simple.areas == every.areas  # the pixels' areas, not the smoothed outlines'
     vertices = [len(g.exterior.coords) for g in every.geometries]
     assert sum(len(g.exterior.coords) for g in simple.geometries) < sum(vertices)
+
+
+def test_cluster_specs(capsys):
+    from fcn.inference.cluster import ClusterSpec
+
+    assert ClusterSpec.parse("local:3") == ClusterSpec(local_workers=3)
+    assert ClusterSpec.parse("local").local_workers >= 1
+    assert ClusterSpec.parse("tcp://10.0.0.5:8786") == ClusterSpec(address="tcp://10.0.0.5:8786")
+    for wrong in ("local:0", "remote", "10.0.0.5:8786", "tcp://"):
+        with pytest.raises(ValueError):
+            ClusterSpec.parse(wrong)
+    code, _, err = run(["--model", "m.onnx", "--input", "in", "--output", "out", "--cluster", "lokal:2"], capsys)
+    assert code == 2 and "--cluster" in err and "lokal:2" in err
