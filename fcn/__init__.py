@@ -43,4 +43,4 @@ __all__ = [
     "rgb_to_class",
 ]
 # Loaded on first use, so that `import fcn` (and the metric tool) does not pay for importing TensorFlow.
-__getattr__, __dir__ = lazy_exports(__name__, {"fcn.model.builders": ("build_model", "format_summary")})
+_, __getattr__, __dir__ = lazy_exports(__name__, {"fcn.model.builders": ("build_model", "format_summary")})

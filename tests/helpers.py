@@ -13,6 +13,21 @@ from fcn.data.pairs import Pair
 # A tiny FCN: the real architecture (every layer, every skip) at 1/16 of the width; it builds and
 # runs in milliseconds. The full-width models are checked by the seed-parity tests only.
 TINY_WIDTH = 1 / 16
+# history.csv's header, pinned: the run directory's format that readers (bench, notebooks) rely on.
+HISTORY_HEADER = [
+    "epoch",
+    "loss",
+    "val_loss",
+    "val_miou",
+    "iou_urban",
+    "iou_agriculture",
+    "iou_rangeland",
+    "iou_forest",
+    "iou_water",
+    "iou_barren",
+    "lr",
+    "seconds",
+]
 
 
 def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:

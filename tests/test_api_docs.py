@@ -24,18 +24,20 @@ def source_of(module: str) -> Path:
 def exports(package: str) -> dict[str, str]:
     """``__all__`` of ``package``, each name with the module that defines it (a submodule: itself)."""
     tree = ast.parse(source_of(package).read_text())
-    owners = {}
+    owners, lazy = {}, {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
             owners.update({alias.name: node.module for alias in node.names})
         elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "lazy_exports":
             mapping = ast.literal_eval(node.args[1])
-            owners.update({name: module for module, names in mapping.items() for name in names})
-    names = next(
+            lazy.update({name: module for module, names in mapping.items() for name in names})
+    owners.update(lazy)
+    literal = [
         ast.literal_eval(node.value)
         for node in tree.body
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "__all__"
-    )
+    ]
+    names = literal[0] if literal else sorted(lazy)  # else __all__ comes from lazy_exports
     submodules = {name: f"{package}.{name}" for name in names if source_of(f"{package}.{name}").is_file()}
     return {name: owners.get(name) or submodules.get(name, package) for name in names}
 

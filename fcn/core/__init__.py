@@ -1,27 +1,9 @@
-"""What everything else builds on, with no TensorFlow: palette, metric, image files, the writer, errors.
-
-Its public API is ``__all__``; each name loads from its module on first use.
-"""
+"""What everything else builds on, with no TensorFlow: palette, metric, image files, the writer, errors."""
 
 from fcn.core.lazy import lazy_exports
 
-__all__ = [
-    "CLASS_NAMES",
-    "ConfusionMatrix",
-    "InputError",
-    "MeanIouConfig",
-    "NUM_CLASSES",
-    "PALETTE",
-    "class_to_rgb",
-    "evaluate_folders",
-    "image_size",
-    "read_mask",
-    "read_rgb",
-    "rgb_to_class",
-    "run_mean_iou",
-    "write_mask",
-]
-__getattr__, __dir__ = lazy_exports(
+# The public API (docs/API.md): each name with the module it loads from on first use.
+__all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "fcn.core.errors": ("InputError",),

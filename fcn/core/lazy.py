@@ -86,8 +86,9 @@ def quiet_tensorflow() -> None:
     when_imported("tensorflow", around=_stderr_silenced)
 
 
-def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]) -> tuple[Callable, Callable]:
-    """The ``__getattr__`` and ``__dir__`` of a package whose public names load from their modules on first use.
+def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]) -> tuple[list[str], Callable, Callable]:
+    """The ``__all__``, ``__getattr__`` and ``__dir__`` of a package whose public names load from their modules
+    on first use.
 
     Args:
         package: the package's ``__name__``.
@@ -105,4 +106,4 @@ def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]) -> tuple[Cal
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(owners))
 
-    return __getattr__, __dir__
+    return sorted(owners), __getattr__, __dir__

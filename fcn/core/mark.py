@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,8 +82,10 @@ def _gdal_mark(path: Path) -> str | None:
     except ImportError:
         return None
     try:
-        with rasterio.open(path) as dataset:
-            return _text(dataset.tags().get("TIFFTAG_SOFTWARE"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a mask without georeference
+            with rasterio.open(path) as dataset:
+                return _text(dataset.tags().get("TIFFTAG_SOFTWARE"))
     except Exception:
         return None
 

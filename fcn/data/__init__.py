@@ -1,23 +1,9 @@
-"""Training data: tile/mask pairs, the tf.data pipeline, class balance, synthetic and DeepGlobe tiles.
-
-Its public API is ``__all__``; each name loads from its module on first use.
-"""
+"""Training data: tile/mask pairs, the tf.data pipeline, class balance, synthetic and DeepGlobe tiles."""
 
 from fcn.core.lazy import lazy_exports
 
-__all__ = [
-    "Pair",
-    "PrepareDeepGlobeConfig",
-    "class_pixel_counts",
-    "find_pairs",
-    "make_dataset",
-    "make_synthetic_dataset",
-    "median_frequency_weights",
-    "prepare_deepglobe",
-    "read_pair",
-    "read_pairs",
-]
-__getattr__, __dir__ = lazy_exports(
+# The public API (docs/API.md): each name with the module it loads from on first use.
+__all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "fcn.data.balance": ("class_pixel_counts", "median_frequency_weights"),

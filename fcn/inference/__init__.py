@@ -1,22 +1,9 @@
-"""Prediction: the engine, resizing, backends, folder and GeoTIFF jobs, areas, export.
-
-Its public API is ``__all__``; each name loads from its module on first use.
-"""
+"""Prediction: the engine, resizing, backends, folder and GeoTIFF jobs, areas, export."""
 
 from fcn.core.lazy import lazy_exports
 
-__all__ = [
-    "ExportConfig",
-    "PredictConfig",
-    "PredictionRun",
-    "Predictor",
-    "class_areas",
-    "export_model",
-    "open_backend",
-    "open_scene",
-    "run_export",
-]
-__getattr__, __dir__ = lazy_exports(
+# The public API (docs/API.md): each name with the module it loads from on first use.
+__all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "fcn.inference.areas": ("class_areas",),

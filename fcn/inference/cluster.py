@@ -244,20 +244,12 @@ def local_model_threads(spec: ClusterSpec) -> int | None:
 
 def worker_setup(config, model_path: Path, exported: bool, identity: str, with_counts: bool) -> WorkerSetup:
     """The :class:`WorkerSetup` of a run's ``PredictConfig`` (paths made absolute: workers have other working folders)."""
-    options = dict(
-        scale=config.scale,
-        input_gsd=config.input_gsd,
-        tile=config.tile,
-        overlap=config.overlap,
-        tta=config.tta,
-        batch_size=config.batch_size,
-    )
     return WorkerSetup(
         model=Path(model_path).absolute(),
         exported=exported,
         precision=config.precision,
         identity=identity,
-        predictor=tuple(options.items()),
+        predictor=tuple(config.predictor_options.items()),
         reading=config.reading,
         model_threads=local_model_threads(config.cluster),
         io_threads=config.workers or 2,

@@ -91,6 +91,14 @@ def metres_per_unit(crs) -> float | None:
     return float(factor) if factor and math.isfinite(factor) and factor > 0 else None
 
 
+def pixel_area(crs, transform) -> float | None:
+    """Ground area of one pixel in m² from a projected CRS with a linear unit (None: geographic or no CRS)."""
+    factor = metres_per_unit(crs)
+    if factor is None:
+        return None
+    return abs(transform.a * transform.e - transform.b * transform.d) * factor * factor
+
+
 # ---------------------------------------------------------------- reading scenes
 
 
@@ -140,11 +148,7 @@ class Scene:
     @property
     def pixel_area_m2(self) -> float | None:
         """Area of one pixel in m² (projected CRS with a linear unit), else None."""
-        factor = metres_per_unit(self.crs)
-        if factor is None:
-            return None
-        t = self.transform
-        return abs(t.a * t.e - t.b * t.d) * factor * factor
+        return pixel_area(self.crs, self.transform)
 
     # ------------------------------------------------------------ pixels
 

@@ -70,6 +70,18 @@ class PredictConfig:
     region: RegionOutputs = RegionOutputs()
 
     @property
+    def predictor_options(self) -> dict:
+        """The :class:`Predictor` settings of this run (its scale, windows, TTA and batch)."""
+        return dict(
+            scale=self.scale,
+            input_gsd=self.input_gsd,
+            tile=self.tile,
+            overlap=self.overlap,
+            tta=self.tta,
+            batch_size=self.batch_size,
+        )
+
+    @property
     def reading(self) -> SceneReading:
         return SceneReading(self.bands, self.value_range, self.scale, self.input_gsd)
 
@@ -313,15 +325,7 @@ class PredictionRun:
         if self.model is None:
             self.model = open_model(self.model_path, self.exported, config.precision)
         try:
-            return Predictor(
-                self.model,
-                scale=config.scale,
-                input_gsd=config.input_gsd,
-                tile=config.tile,
-                overlap=config.overlap,
-                tta=config.tta,
-                batch_size=config.batch_size,
-            )
+            return Predictor(self.model, **config.predictor_options)
         except ValueError as err:
             raise InputError(f"{self.model_path}: {err}") from None
 

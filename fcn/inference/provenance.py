@@ -12,14 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image
-
 from fcn.core.files import is_signature
 from fcn.core.images import looks_whole
+from fcn.core.mark import image_mark
 from fcn.inference.geo_writer import verify_tiles
 
 MODEL_DIGEST_CHARS = 16
@@ -55,35 +53,6 @@ def run_identity(model_path: str | os.PathLike, config) -> str:
     return f"model {model_digest(model_path)} settings {settings_digest}"
 
 
-def signature_of(path: str | os.PathLike) -> str | None:
-    """The mark inside an image or GeoTIFF (PNG text, JPEG comment, TIFF software tag); None without one."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            value = {"PNG": img.info.get("Software"), "JPEG": img.info.get("comment")}.get(img.format)
-            if img.format == "TIFF":
-                value = img.tag_v2.get(305)
-    except Exception:  # a BigTIFF Pillow refuses: GDAL reads the tag below
-        value = None
-    if value is None and path.suffix.lower() in (".tif", ".tiff"):
-        value = _gdal_software_tag(path)
-    if isinstance(value, bytes):
-        value = value.decode("latin-1", "replace")
-    return value if isinstance(value, str) else None
-
-
-def _gdal_software_tag(path: Path) -> str | None:
-    try:
-        import rasterio
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with rasterio.open(path) as dataset:
-                return dataset.tags().get("TIFFTAG_SOFTWARE")
-    except Exception:
-        return None
-
-
 def is_whole(path: Path) -> bool:
     """Whether an output file is complete: PNG/JPEG end markers, or every GeoTIFF tile inside the file."""
     if path.suffix.lower() not in (".tif", ".tiff"):
@@ -104,7 +73,7 @@ def written_by(path: Path, identity: str) -> bool:
     """Whether ``path`` is a whole output that fcn wrote with the run identity ``identity``."""
     if not path.is_file():
         return False
-    value = signature_of(path)
+    value = image_mark(path)
     return bool(value) and is_signature(value) and value.endswith(f" {identity}") and is_whole(path)
 
 

@@ -26,7 +26,7 @@ from fcn.core.images import read_mask
 from fcn.core.mark import check_replaceable
 from fcn.core.paths import check_not_an_input
 from fcn.inference.areas import ClassArea, class_areas, count_classes
-from fcn.inference.geo import NODATA_CLASS, metres_per_unit, require_rasterio
+from fcn.inference.geo import NODATA_CLASS, pixel_area, require_rasterio
 from fcn.inference.geo_writer import palette_colormap
 from fcn.inference.polygons import require_pyogrio, write_polygons
 
@@ -103,19 +103,10 @@ def mask_class_areas(path: Path, input_name: str, pixel_area_m2: float | None) -
         with rasterio.open(path) as dataset:
             for _, window in dataset.block_windows(1):
                 counts += count_classes(dataset.read(1, window=window))
-            area = pixel_area_of(dataset)
+            area = pixel_area(dataset.crs, dataset.transform)
         return class_areas(input_name, counts, area if area is not None else pixel_area_m2)
 
     return class_areas(input_name, count_classes(read_mask(path)), pixel_area_m2)
-
-
-def pixel_area_of(dataset) -> float | None:
-    """Ground area of one pixel of an open raster in m², from a projected CRS (None: geographic or no CRS)."""
-    factor = metres_per_unit(dataset.crs)
-    if factor is None:
-        return None
-    transform = dataset.transform
-    return abs(transform.a * transform.e - transform.b * transform.d) * factor * factor
 
 
 # ---------------------------------------------------------------- the mosaic

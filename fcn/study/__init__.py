@@ -1,17 +1,9 @@
-"""The study: scoring runs and writing the report.
-
-Its public API is ``__all__``; each name loads from its module on first use.
-"""
+"""The study: scoring runs and writing the report."""
 
 from fcn.core.lazy import lazy_exports
 
-__all__ = [
-    "ReportConfig",
-    "build_report",
-    "load_run",
-    "score_checkpoint",
-]
-__getattr__, __dir__ = lazy_exports(
+# The public API (docs/API.md): each name with the module it loads from on first use.
+__all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "fcn.study.report": ("ReportConfig", "build_report"),

@@ -7,6 +7,7 @@ import pytest
 from fcn.core.errors import InputError
 from fcn.core.files import TEMP_MARK
 from fcn.training.rundir import RunDirectory, _check_creatable
+from helpers import HISTORY_HEADER
 
 
 def test_a_path_under_a_file_is_refused_before_anything_is_made(tmp_path):
@@ -88,22 +89,6 @@ def test_a_failure_before_the_first_epoch_removes_the_directory_it_made(tmp_path
 
 
 # ---------------------------------------------------------------- RunFiles: the readers and writers
-
-# history.csv's header, pinned: the run directory's format that readers (bench, notebooks) rely on.
-HISTORY_HEADER = [
-    "epoch",
-    "loss",
-    "val_loss",
-    "val_miou",
-    "iou_urban",
-    "iou_agriculture",
-    "iou_rangeland",
-    "iou_forest",
-    "iou_water",
-    "iou_barren",
-    "lr",
-    "seconds",
-]
 
 
 def test_history_rows_round_trip_and_truncate(tmp_path):
