@@ -49,46 +49,30 @@ def _to_float(value) -> float:
     return float("nan") if value in (None, "") else float(value)
 
 
+class _Member:
+    """A file or folder of every run directory: ``RunFiles(path).<member>`` is ``path / name``."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, files: RunFiles | None, owner=None):
+        return self if files is None else files.path / self.name
+
+
 class RunFiles:
     """The files of one run directory (nothing is created until something is written)."""
 
+    config_path = _Member("config.json")
+    history_path = _Member("history.csv")
+    last = _Member("last.keras")
+    best = _Member("best.keras")
+    tracked_dir = _Member("tracked")  # ID/epoch_NNN.png masks and ID.png montages
+    tensorboard_dir = _Member("tensorboard")
+    demo_data_dir = _Member("data")  # the demo's synthetic tiles: train/ and val/
+    lock_path = _Member(".lock")
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-
-    # ------------------------------------------------------------ names
-
-    @property
-    def config_path(self) -> Path:
-        return self.path / "config.json"
-
-    @property
-    def history_path(self) -> Path:
-        return self.path / "history.csv"
-
-    @property
-    def last(self) -> Path:
-        return self.path / "last.keras"
-
-    @property
-    def best(self) -> Path:
-        return self.path / "best.keras"
-
-    @property
-    def tracked_dir(self) -> Path:
-        return self.path / "tracked"
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.path / "tensorboard"
-
-    @property
-    def demo_data_dir(self) -> Path:
-        """The demo's synthetic tiles (``train/`` and ``val/``)."""
-        return self.path / "data"
-
-    @property
-    def lock_path(self) -> Path:
-        return self.path / ".lock"
 
     def model_file(self, *, prefer_last: bool = False) -> Path | None:
         """The run's ``best.keras`` (``last.keras`` with ``prefer_last``), else the other; None when neither exists."""
