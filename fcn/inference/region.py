@@ -24,8 +24,9 @@ from fcn.core.errors import InputError, first_line
 from fcn.core.files import is_signature, project_signature, write_text_atomic
 from fcn.core.images import read_mask
 from fcn.core.mark import check_replaceable
+from fcn.core.palette import NUM_CLASSES
 from fcn.core.paths import check_not_an_input
-from fcn.inference.areas import ClassArea, class_areas, count_classes
+from fcn.inference.areas import M2_PER_HECTARE, ClassArea, class_areas, count_classes
 from fcn.inference.geo import NODATA_CLASS, pixel_area, require_rasterio
 from fcn.inference.geo_writer import palette_colormap
 from fcn.inference.polygons import require_pyogrio, write_polygons
@@ -91,7 +92,7 @@ def region_totals(rows: Sequence[ClassArea]) -> list[ClassArea]:
     for row in totals:
         if known:
             row.area_m2 = float(areas[row.class_index])
-            row.area_ha = row.area_m2 / 10_000
+            row.area_ha = row.area_m2 / M2_PER_HECTARE
     return totals
 
 
@@ -99,7 +100,7 @@ def mask_class_areas(path: Path, input_name: str, pixel_area_m2: float | None) -
     """The class areas of a mask already on disk (a resumed run's skipped input): PNG palette or GeoTIFF."""
     if path.suffix.lower() in (".tif", ".tiff"):
         rasterio = require_rasterio(path)
-        counts = np.zeros(7, dtype=np.int64)
+        counts = np.zeros(NUM_CLASSES, dtype=np.int64)
         with rasterio.open(path) as dataset:
             for _, window in dataset.block_windows(1):
                 counts += count_classes(dataset.read(1, window=window))
