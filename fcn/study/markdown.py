@@ -7,8 +7,11 @@ import datetime as dt
 import math
 
 from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES
+from fcn.model.runfiles import RunFiles
 from fcn.study.architecture import SEED_INPUT_SHAPE
 from fcn.study.run_report import RunReport, model_title
+
+_BEST = RunFiles.best.name  # the checkpoint the report scores
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -59,7 +62,7 @@ def _scores_section(report: RunReport) -> list[str]:
     best_epoch = report.best_epoch
     recorded = report.best_state.get("val_miou")
     lines = [
-        f"### Validation scores of best.keras (epoch {best_epoch})",
+        f"### Validation scores of {_BEST} (epoch {best_epoch})",
         "",
         f"Scored at the tiles' own size, inference at scale {scores.scale:g} (as training validated); "
         f"course rule: pixels pooled over the folder, mean over classes 0-5. mIoU "
@@ -115,7 +118,7 @@ def _comparison_table(reports: list[RunReport], boundary_px: int) -> list[str]:
         row("best epoch", [str(r.best_epoch) for r in reports]),
         row("training time", [_duration(r.training_seconds) for r in reports]),
         row("validation tiles", [str(r.scores.num_tiles) for r in reports]),
-        row("**mIoU (best.keras)**", [f"**{_fmt(r.scores.overall.mean_iou())}**" for r in reports]),
+        row(f"**mIoU ({_BEST})**", [f"**{_fmt(r.scores.overall.mean_iou())}**" for r in reports]),
     ]
     for c in SCORED_CLASSES:
         lines.append(row(f"IoU {c} {CLASS_NAMES[c]}", [_fmt(r.scores.overall.iou()[c]) for r in reports]))
@@ -187,7 +190,7 @@ def render_markdown(reports: list[RunReport], boundary_px: int) -> str:
         "# FCN land-cover study report",
         "",
         f"Generated {now} from {len(reports)} run(s): " + ", ".join(f"`{r.run.name}`" for r in reports) + ".",
-        "Scores are those of each run's `best.keras` on its validation folder, with the course rule "
+        f"Scores are those of each run's `{_BEST}` on its validation folder, with the course rule "
         "(NTU DLCV 2018 HW3): IoU per class over all pixels of the folder, mean over classes 0-5.",
         "",
     ]
