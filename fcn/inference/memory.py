@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+_WINDOW_BYTES_PER_PIXEL = 64 * 4 * 8  # the model's working memory per window pixel (VGG16 activations, float32)
+
 
 def prediction_memory(height: int, width: int, scale: float, num_classes: int = 7) -> int:
     """Bytes predicting one (height, width) image at ``scale`` needs beyond the model (an upper estimate).
@@ -15,9 +17,9 @@ def prediction_memory(height: int, width: int, scale: float, num_classes: int = 
     return int(work * (3 * 4 + 2 * num_classes * 4) + full * (3 + 3 * 4 + num_classes * 4 + 2))
 
 
-def tile_memory(tile: int) -> int:
-    """A rough bound of the model's working memory for one ``tile``² window (VGG16 activations, float32)."""
-    return tile * tile * 64 * 4 * 8
+def _tile_memory(tile: int) -> int:
+    """A rough bound of the model's working memory for one ``tile``² window."""
+    return tile * tile * _WINDOW_BYTES_PER_PIXEL
 
 
 def batch_memory(height: int, width: int, scale: float, tile: int, batch_size: int, tta: bool = False) -> int:
@@ -34,4 +36,4 @@ def batch_memory(height: int, width: int, scale: float, tile: int, batch_size: i
     else:
         windows = -(-work_h // tile) * -(-work_w // tile)
         per_call = min(batch_size, windows) * tile * tile
-    return per_call * 64 * 4 * 8 * (4 if tta else 1)
+    return per_call * _WINDOW_BYTES_PER_PIXEL * (4 if tta else 1)

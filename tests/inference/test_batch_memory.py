@@ -5,14 +5,14 @@ from PIL import Image
 
 from fcn.core import memory
 from fcn.inference.folder import PredictionJob, fitting_images
-from fcn.inference.memory import batch_memory, tile_memory
+from fcn.inference.memory import _tile_memory, batch_memory
 from fcn.inference.scene_jobs import JobFailures
 
 
 def test_the_batch_estimate_grows_with_the_batch_up_to_the_windows_of_the_image():
     assert batch_memory(512, 512, 1.0, 512, 8) == 8 * batch_memory(512, 512, 1.0, 512, 1)  # 8 whole images
     windows = batch_memory(4096, 4096, 1.0, 512, 10**9)  # 64 windows at most, whatever the batch
-    assert windows == 64 * tile_memory(512) and batch_memory(4096, 4096, 1.0, 512, 10**9, tta=True) == 4 * windows
+    assert windows == 64 * _tile_memory(512) and batch_memory(4096, 4096, 1.0, 512, 10**9, tta=True) == 4 * windows
 
 
 def test_a_huge_batch_size_is_refused_per_image_before_any_work(tmp_path, monkeypatch):
