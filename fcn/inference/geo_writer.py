@@ -20,6 +20,7 @@ from fcn.core.figures import OVERLAY_JPEG_QUALITY, overlay_image
 from fcn.core.files import DiskFullError, WriteError, atomic_path, is_disk_full, project_signature
 from fcn.core.images import write_image_atomic
 from fcn.core.palette import NUM_CLASSES, PALETTE, UNKNOWN
+from fcn.core.stderr import c_stderr_to_log
 from fcn.inference.geo import MASK_BLOCK, NODATA_CLASS, PREVIEW_SIDE, Scene, _gdal_reason, gdal_env, require_rasterio
 
 
@@ -105,7 +106,8 @@ class MaskWriter:
 
         buffer = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         try:
-            self._dataset.write(buffer[:count], 1, window=Window(0, self.rows_written, self.width, count))
+            with c_stderr_to_log(str(self.path)):  # libtiff's own line on a full disk: the error below says it
+                self._dataset.write(buffer[:count], 1, window=Window(0, self.rows_written, self.width, count))
         except Exception as err:
             raise self._write_error(err) from None
         self.rows_written += count
@@ -121,7 +123,8 @@ class MaskWriter:
             self.abort()
             raise ValueError(f"{self.path}: {self.rows_written} of {self.height} rows written")
         try:
-            self._dataset.close()  # GDAL may report a failed flush only on stderr: _verify re-reads the file
+            with c_stderr_to_log(str(self.path)):  # GDAL may report a failed flush only on stderr: _verify re-reads
+                self._dataset.close()
         except Exception as err:
             self.abort()
             raise self._write_error(err) from None
@@ -146,7 +149,8 @@ class MaskWriter:
     def abort(self) -> None:
         """Close and delete the temporary file; the target is left as it was."""
         try:
-            self._dataset.close()
+            with c_stderr_to_log(str(self.path)):
+                self._dataset.close()
         except Exception:
             pass
         if self._finished:
