@@ -147,7 +147,7 @@ def _worker_predictor(setup: WorkerSetup):
     return Predictor(_worker_backend(setup), **dict(setup.predictor))
 
 
-def run_task(setup: WorkerSetup, images: Sequence, scenes: Sequence) -> TaskResult:
+def _run_task(setup: WorkerSetup, images: Sequence, scenes: Sequence) -> TaskResult:
     """Predict some image jobs (one model batch) or scene plans on this worker; the outputs go to shared storage.
 
     Image jobs go through :func:`fcn.inference.folder.predict_folder` and scenes through
@@ -168,7 +168,7 @@ def run_task(setup: WorkerSetup, images: Sequence, scenes: Sequence) -> TaskResu
                 failures = JobFailures()
                 areas = {} if setup.with_counts else None
                 lines = predict_scenes(predictor, scenes, setup.reading, failures, areas, progress=False)
-                result.lines += lines_and_count(lines, result, [plan.job for plan in scenes], failures)
+                result.lines += _lines_and_count(lines, result, [plan.job for plan in scenes], failures)
                 result.failed += failures.items
                 result.areas.update(areas or {})
         except DiskFullError as err:
@@ -176,7 +176,7 @@ def run_task(setup: WorkerSetup, images: Sequence, scenes: Sequence) -> TaskResu
     return result
 
 
-def lines_and_count(lines: Iterator[str], result: TaskResult, jobs: list, failures) -> list[str]:
+def _lines_and_count(lines: Iterator[str], result: TaskResult, jobs: list, failures) -> list[str]:
     """Run ``predict_scenes``'s generator to its end; the scenes that did not fail go to ``result.written``."""
     collected = list(lines)
     failed = {path for path, _ in failures.items}
@@ -197,7 +197,7 @@ def require_distributed():
 
 
 @contextmanager
-def connect(spec: ClusterSpec):
+def _connect(spec: ClusterSpec):
     """A dask ``Client`` of the cluster ``spec`` names; a local cluster lives as long as the block.
 
     Raises:
@@ -235,7 +235,7 @@ def _quiet_dask():
         logger.setLevel(level)
 
 
-def local_model_threads(spec: ClusterSpec) -> int | None:
+def _local_model_threads(spec: ClusterSpec) -> int | None:
     """Model threads per worker: the cores shared out among local workers; a remote worker uses its machine's."""
     if spec.local_workers is None:
         return None
@@ -251,7 +251,7 @@ def worker_setup(config, model_path: Path, exported: bool, identity: str, with_c
         identity=identity,
         predictor=tuple(config.predictor_options.items()),
         reading=config.reading,
-        model_threads=local_model_threads(config.cluster),
+        model_threads=_local_model_threads(config.cluster),
         io_threads=config.workers or 2,
         with_counts=with_counts,
     )
@@ -261,7 +261,7 @@ def _absolute(job):
     return type(job)(*(None if p is None else Path(p).absolute() for p in job))
 
 
-def make_tasks(images: Sequence, scenes: Sequence, batch_size: int) -> list[tuple[list, list]]:
+def _make_tasks(images: Sequence, scenes: Sequence, batch_size: int) -> list[tuple[list, list]]:
     """Tasks of ``batch_size`` consecutive image jobs (a model batch, as the single process forms them) or one scene.
 
     Paths are made absolute: a worker started elsewhere has another working folder.
@@ -285,7 +285,7 @@ def _completed(client, setup: WorkerSetup, tasks: list[tuple[list, list]]) -> It
     running, submitted = as_completed(), {}
 
     def submit(task: tuple[list, list]) -> None:
-        future = client.submit(run_task, setup, *task, pure=False)
+        future = client.submit(_run_task, setup, *task, pure=False)
         submitted[future.key] = task
         running.add(future)
 
@@ -341,11 +341,11 @@ def predict_on_cluster(
         DiskFullError: the shared storage is full.
     """
     outcome = ClusterOutcome()
-    tasks = make_tasks(images, scenes, dict(setup.predictor)["batch_size"])
+    tasks = _make_tasks(images, scenes, dict(setup.predictor)["batch_size"])
     jobs = [*images, *(plan.job for plan in scenes)]
     original = {_absolute(job).image: job for job in jobs}
     total, start = len(jobs), time.perf_counter()
-    with connect(spec) as client, progress_bar(total, unit="file", enabled=progress) as bar:
+    with _connect(spec) as client, progress_bar(total, unit="file", enabled=progress) as bar:
         outcome.startup = time.perf_counter() - start
         workers = len(client.nthreads())
         log.info("cluster %s: %d worker%s, %d tasks", spec, workers, "s" * (workers != 1), len(tasks))

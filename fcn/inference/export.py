@@ -101,7 +101,7 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def check_output_path(
+def _check_output_path(
     output: str | os.PathLike, format: str, *, overwrite: bool = False, model: str | os.PathLike | None = None
 ) -> Path:
     """Check that ``output`` can receive an artefact of ``format``; create its parent folder.
@@ -270,7 +270,7 @@ def export_model(
         InputError: bad output path, a missing export package, or a conversion that fails (the
             exporter's own error, first line).
     """
-    output = check_output_path(output, format)
+    output = _check_output_path(output, format)
     if format == "onnx":
         try:
             import onnx  # noqa: F401
@@ -342,7 +342,7 @@ def run_export(config: ExportConfig) -> Iterator[str]:
     check_not_an_input([config.output], model=config.model)
     created = missing_folders(Path(config.output).parent)
     try:
-        output = check_output_path(config.output, config.format, overwrite=config.overwrite, model=model_path)
+        output = _check_output_path(config.output, config.format, overwrite=config.overwrite, model=model_path)
         remove_temp_files_of([output, sidecar_path(output)])  # what a killed export left
         model = load_model(model_path, precision="float32", num_classes=NUM_CLASSES)
         info = {**model_info(model).to_dict(), **config.info}  # the run's scale travels with it

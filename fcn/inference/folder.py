@@ -68,7 +68,7 @@ def mask_name(path: str | os.PathLike) -> str:
     return f"{tile_id(path)}{MASK_SUFFIX}.png"
 
 
-def overlay_name(path: str | os.PathLike) -> str:
+def _overlay_name(path: str | os.PathLike) -> str:
     """File name of the overlay: ``0001_sat.jpg`` -> ``0001_overlay.jpg`` (scenes: a downsampled preview)."""
     return f"{tile_id(path)}_overlay.jpg"
 
@@ -87,10 +87,10 @@ def list_input_images(path: str | os.PathLike) -> list[Path]:
     Raises:
         InputError: no such file or folder, a file of another kind, or nothing to predict in the folder.
     """
-    return scan_inputs(path).files
+    return _scan_inputs(path).files
 
 
-def scan_inputs(path: str | os.PathLike) -> FolderScan:
+def _scan_inputs(path: str | os.PathLike) -> FolderScan:
     """Like :func:`list_input_images`, and the entries that cannot be read (dangling links, loops), named.
 
     Raises:
@@ -154,7 +154,7 @@ def plan_jobs(
             inputs with the same output name, or an output path that is an input file.
     """
     input_path, output_dir = Path(input_path), Path(output_dir)
-    scan = scan_inputs(input_path)
+    scan = _scan_inputs(input_path)
     if scan.problems and problems is None:
         raise InputError(scan.problems[0][1])
     if problems is not None:
@@ -174,7 +174,7 @@ def plan_jobs(
         job = PredictionJob(
             image,
             output_dir / mask_name(image),
-            Path(overlay_dir) / overlay_name(image) if overlay_dir is not None else None,
+            Path(overlay_dir) / _overlay_name(image) if overlay_dir is not None else None,
         )
         for target in (job.mask, job.overlay):
             if target is not None:

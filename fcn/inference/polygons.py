@@ -61,7 +61,7 @@ class PolygonTable:
         return [ids, names, colours, areas, np.asarray([scene] * len(ids), dtype=object)]
 
 
-def vectorise(
+def _vectorise(
     classes: np.ndarray, transform, metres: float | None, min_area_m2: float = 0.0, simplify: float | None = None
 ) -> PolygonTable:
     """Polygons of a (H, W) class map whose pixel (0, 0) lies at ``transform``.
@@ -147,7 +147,7 @@ def _write_scene(pyogrio, tmp: Path, dataset, scene: str, append: bool, options:
     for top in range(0, dataset.height, BAND_ROWS):
         window = Window(0, top, dataset.width, min(BAND_ROWS, dataset.height - top))
         classes = dataset.read(1, window=window)
-        table = vectorise(classes, dataset.window_transform(window), metres, *options)
+        table = _vectorise(classes, dataset.window_transform(window), metres, *options)
         if table.geometries:
             _write_table(pyogrio, tmp, table, scene, dataset.crs, append or written > 0)
             written += len(table.geometries)

@@ -86,7 +86,7 @@ class PredictConfig:
         return SceneReading(self.bands, self.value_range, self.scale, self.input_gsd)
 
 
-def open_model(path: Path, exported: bool, precision: str | None):
+def _open_model(path: Path, exported: bool, precision: str | None):
     """A ``.keras`` model (with its ModelInfo), or an exported artefact as a backend (:mod:`fcn.inference.backends`).
 
     Raises:
@@ -101,7 +101,7 @@ def open_model(path: Path, exported: bool, precision: str | None):
     return backend
 
 
-def scale_reason(config: PredictConfig, info: ModelInfo) -> str:
+def _scale_reason(config: PredictConfig, info: ModelInfo) -> str:
     """Why images are predicted at the scale they are, for the line the command prints."""
     if config.scale is not None:
         return "--scale"
@@ -231,7 +231,7 @@ class PredictionRun:
             except Exception:  # a damaged file: load_model says what is wrong in one line
                 info = None
         if info is None:
-            model = open_model(model_path, exported, config.precision)
+            model = _open_model(model_path, exported, config.precision)
             info = model.info if exported else model_info(model)
         if config.input_gsd is not None:
             try:
@@ -298,7 +298,7 @@ class PredictionRun:
         """Predict in this process; returns the speed note of the summary."""
         predictor, rate = self._predictor(), ""
         if images:
-            yield f"predicting at scale {predictor.scale:.4g} ({scale_reason(self.config, predictor.backend.info)})"
+            yield f"predicting at scale {predictor.scale:.4g} ({_scale_reason(self.config, predictor.backend.info)})"
             rate = self._predict_images(predictor, images)
         self.written += yield from predict_scenes(
             predictor, plans, self.config.reading, self.failures, self.areas, self.config.progress
@@ -309,7 +309,7 @@ class PredictionRun:
         """Predict on the ``--cluster`` workers (:mod:`fcn.inference.cluster`); returns the speed note."""
         config = self.config
         if images:
-            yield f"predicting at scale {self._image_scale():.4g} ({scale_reason(config, self.info)})"
+            yield f"predicting at scale {self._image_scale():.4g} ({_scale_reason(config, self.info)})"
         setup = worker_setup(config, self.model_path, self.exported, self.identity, self.areas is not None)
         outcome = yield from predict_on_cluster(config.cluster, setup, images, plans, self.failures, config.progress)
         self.written += len(outcome.written)
@@ -323,7 +323,7 @@ class PredictionRun:
     def _predictor(self) -> Predictor:
         config = self.config
         if self.model is None:
-            self.model = open_model(self.model_path, self.exported, config.precision)
+            self.model = _open_model(self.model_path, self.exported, config.precision)
         try:
             return Predictor(self.model, **config.predictor_options)
         except ValueError as err:

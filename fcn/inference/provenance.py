@@ -26,7 +26,7 @@ SETTINGS_DIGEST_CHARS = 8
 MASK_SETTINGS = ("scale", "input_gsd", "tile", "overlap", "tta", "bands", "value_range", "precision")
 
 
-def model_digest(path: str | os.PathLike) -> str:
+def _model_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a model file, or of a SavedModel directory's files and their names; first 16 hex digits."""
     path = Path(path)
     digest = hashlib.sha256()
@@ -50,10 +50,10 @@ def run_identity(model_path: str | os.PathLike, config) -> str:
     settings = {name: getattr(config, name, None) for name in MASK_SETTINGS}
     text = json.dumps(settings, sort_keys=True, default=str)
     settings_digest = hashlib.sha256(text.encode()).hexdigest()[:SETTINGS_DIGEST_CHARS]
-    return f"model {model_digest(model_path)} settings {settings_digest}"
+    return f"model {_model_digest(model_path)} settings {settings_digest}"
 
 
-def is_whole(path: Path) -> bool:
+def _is_whole(path: Path) -> bool:
     """Whether an output file is complete: PNG/JPEG end markers, or every GeoTIFF tile inside the file."""
     if path.suffix.lower() not in (".tif", ".tiff"):
         return looks_whole(path)
@@ -74,7 +74,7 @@ def written_by(path: Path, identity: str) -> bool:
     if not path.is_file():
         return False
     value = image_mark(path)
-    return bool(value) and is_signature(value) and value.endswith(f" {identity}") and is_whole(path)
+    return bool(value) and is_signature(value) and value.endswith(f" {identity}") and _is_whole(path)
 
 
 def split_finished(jobs: Sequence, identity: str) -> tuple[list, list]:

@@ -1,6 +1,6 @@
 """Region outputs of ``fcn-predict`` over GeoTIFF scenes: the mosaic, the region's class totals, their checks.
 
-* ``--mosaic FILE.vrt``: one raster over every scene's class map (:func:`write_mosaic`);
+* ``--mosaic FILE.vrt``: one raster over every scene's class map (:func:`_write_mosaic`);
 * ``--stats``: the per-scene rows are followed by the region's totals (:func:`region_totals`);
 * ``--polygons FILE.gpkg``: :mod:`fcn.inference.polygons`.
 
@@ -58,8 +58,8 @@ class RegionOutputs:
             InputError: one line naming the option and the file.
         """
         for path, option, suffix, ours in (
-            (self.mosaic, "--mosaic", MOSAIC_SUFFIX, is_mosaic_file),
-            (self.polygons, "--polygons", POLYGONS_SUFFIX, is_polygons_file),
+            (self.mosaic, "--mosaic", MOSAIC_SUFFIX, _is_mosaic_file),
+            (self.polygons, "--polygons", POLYGONS_SUFFIX, _is_polygons_file),
         ):
             if path is None:
                 continue
@@ -177,7 +177,7 @@ def write_region_outputs(region: RegionOutputs, scene_jobs: Sequence) -> Iterato
         yield f"{polygons} polygon{'s' * (polygons != 1)} of {scenes} in {region.polygons}"
 
 
-def write_mosaic(path: str | os.PathLike, masks: Sequence[Path]) -> int:
+def _write_mosaic(path: str | os.PathLike, masks: Sequence[Path]) -> int:
     """Write a GDAL VRT that shows every mask as one class-map raster, with their CRS and the palette.
 
     The grid has the finest pixel size of the masks and covers them all; overlapping scenes show the
@@ -260,8 +260,8 @@ def _source(band: ET.Element, vrt: Path, mask: _Mask, grid: tuple[float, float, 
     ET.SubElement(source, "NODATA").text = str(NODATA_CLASS)
 
 
-def is_mosaic_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a VRT that :func:`write_mosaic` wrote (its ``written_by`` metadata)."""
+def _is_mosaic_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a VRT that :func:`_write_mosaic` wrote (its ``written_by`` metadata)."""
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError):
@@ -269,7 +269,7 @@ def is_mosaic_file(path: str | os.PathLike) -> bool:
     return any(is_signature(item.text) for item in root.iterfind("./Metadata/MDI[@key='written_by']"))
 
 
-def is_polygons_file(path: str | os.PathLike) -> bool:
+def _is_polygons_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a GeoPackage :func:`fcn.inference.polygons.write_polygons` wrote (its layer metadata)."""
     try:
         import pyogrio

@@ -12,7 +12,7 @@ from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.images import read_mask, tile_id  # noqa: E402
 from fcn.core.palette import PALETTE  # noqa: E402
 from fcn.inference.engine import Predictor  # noqa: E402
-from fcn.inference.folder import list_input_images, mask_name, overlay_name, plan_jobs  # noqa: E402
+from fcn.inference.folder import _overlay_name, list_input_images, mask_name, plan_jobs  # noqa: E402
 from fcn.model.checkpoints import ModelInfo, load_model, save_checkpoint  # noqa: E402
 from helpers import conv_softmax_model, random_image  # noqa: E402
 
@@ -32,7 +32,7 @@ def test_naming_rules(name, tile, mask):
     assert tile_id(name) == tile
     assert tile_id(mask) == tile
     assert mask_name(name) == mask
-    assert overlay_name(name) == f"{tile}_overlay.jpg"
+    assert _overlay_name(name) == f"{tile}_overlay.jpg"
 
 
 def test_masks_are_not_inputs_and_output_names_must_be_unique(tmp_path):
@@ -93,7 +93,7 @@ def test_cli_writes_masks_and_reports_a_broken_file(tmp_path, saved_model, capsy
         image = np.asarray(Image.open(tmp_path / "in" / name).convert("RGB"))
         expected = predictor.predict_classes(image)
         np.testing.assert_array_equal(read_mask(mask_path), expected)
-        with Image.open(tmp_path / "ov" / overlay_name(name)) as overlay:
+        with Image.open(tmp_path / "ov" / _overlay_name(name)) as overlay:
             assert overlay.size == (width, height)
 
 

@@ -238,7 +238,7 @@ def test_the_mosaic_is_one_raster_over_the_scenes(region, tmp_path, capsys):
 
 
 def test_min_area_drops_specks_and_simplify_keeps_the_pixel_areas():
-    from fcn.inference.polygons import vectorise
+    from fcn.inference.polygons import _vectorise
 
     classes = np.ones((32, 32), dtype=np.uint8)
     classes[4:6, 4:6] = 4  # 1 m² at 0.5 m pixels
@@ -247,14 +247,14 @@ def test_min_area_drops_specks_and_simplify_keeps_the_pixel_areas():
     yy, xx = np.mgrid[:32, :32]
     classes[(yy > xx + 8) & (classes == 1)] = 3  # a staircase edge
     transform = Affine(0.5, 0, 500_000, 0, -0.5, 4_000_000)
-    every = vectorise(classes, transform, 1.0)
+    every = _vectorise(classes, transform, 1.0)
     assert sorted(set(every.class_ids)) == [1, 2, 3, 4]
     for index in range(4):
         pixels = (classes == index + 1).sum()
         assert sum(a for a, c in zip(every.areas, every.class_ids) if c == index + 1) == pytest.approx(pixels * 0.25)
-    large = vectorise(classes, transform, 1.0, min_area_m2=0.5)
+    large = _vectorise(classes, transform, 1.0, min_area_m2=0.5)
     assert 2 not in large.class_ids and 4 in large.class_ids and len(large.class_ids) == len(every.class_ids) - 1
-    simple = vectorise(classes, transform, 1.0, simplify=1.0)
+    simple = _vectorise(classes, transform, 1.0, simplify=1.0)
     assert simple.areas == every.areas  # the pixels' areas, not the smoothed outlines'
     vertices = [len(g.exterior.coords) for g in every.geometries]
     assert sum(len(g.exterior.coords) for g in simple.geometries) < sum(vertices)
