@@ -250,13 +250,27 @@ def markdown(table: dict[str, list[dict]], after: int) -> str:
     return "\n".join(lines)
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bench/cv.py",
-        description=__doc__.split("\n\n")[0],
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+def study_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """A study script's parser: the first paragraph of its docstring says what it does, the rest is the epilog."""
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=doc.split("\n\n")[0],
+        epilog="\n\n".join(doc.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def add_study_options(parser: argparse.ArgumentParser) -> None:
+    """The options every study shares: the training crop, how runs are run, and the summary."""
+    parser.add_argument("--crop", type=int, default=128, help="training crop (0: none; default 128)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1)")
+    parser.add_argument("--threads", type=int, default=0, help="TF intra-op threads per run (0: TF's default)")
+    parser.add_argument("--after", type=int, default=6, help="late drops count after this epoch (default 6)")
+    parser.add_argument("--table-only", action="store_true", help="summarise the runs there, train nothing")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = study_parser("bench/cv.py", __doc__)
     parser.add_argument("--data", type=Path, required=True, help="one folder of <id>_sat.jpg + <id>_mask.png tiles")
     parser.add_argument("--out", type=Path, required=True, help="study folder: split{f}/, runs/, cv.md, cv.json")
     parser.add_argument("--folds", type=int, default=3, help="number of folds (default 3)")
@@ -268,23 +282,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--crop", type=int, default=128, help="training crop (0: none; default 128)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--seeds", "--seed", default="0", metavar="N,N", help="seeds of every run (default 0)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1)")
     parser.add_argument(
         "--order",
         choices=("candidate", "fold"),
         default="candidate",
         help="run order: each candidate over all folds, or each fold through all candidates (default candidate)",
     )
-    parser.add_argument("--threads", type=int, default=0, help="TF intra-op threads per run (0: TF's default)")
     parser.add_argument(
         "--train-folds", metavar="N,N", help="train only the runs of these folds (default all); the table shows all"
     )
-    parser.add_argument("--after", type=int, default=6, help="late drops count after this epoch (default 6)")
-    parser.add_argument("--table-only", action="store_true", help="summarise the runs there, train nothing")
+    add_study_options(parser)
     parser.add_argument("--plot", type=Path, metavar="PNG", help="curves: mean over folds, range shaded")
     return parser
 

@@ -27,10 +27,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.cv import (  # noqa: E402
     Run,
+    add_study_options,
     finished_only,
     parse_candidate,
     parse_seeds,
     split_at_double_dash,
+    study_parser,
     summarise_study,
     train_all,
 )
@@ -128,12 +130,7 @@ def write_summary(args, runs: list[Run], train_tiles: int) -> None:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bench/real_split.py",
-        description=__doc__.split("\n\n")[0],
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = study_parser("bench/real_split.py", __doc__)
     parser.add_argument("--train", type=Path, required=True, help="training tiles (DATA_DIR/landcover-train)")
     parser.add_argument("--val", type=Path, required=True, help="validation tiles (DATA_DIR/landcover-dev)")
     parser.add_argument("--out", type=Path, required=True, help="study folder: split/, runs/, study.md, study.json")
@@ -144,14 +141,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="0,1", metavar="N,N", help="seeds of every run (default 0,1)")
     parser.add_argument("--epochs", type=int, default=20, help="default 20")
     parser.add_argument("--image-size", type=int, default=256, help="default 256")
-    parser.add_argument("--crop", type=int, default=128, help="training crop (0: none; default 128)")
     parser.add_argument("--batch-size", type=int, default=8, help="default 8")
     parser.add_argument("--precision", default="auto", help="default auto")
     parser.add_argument("--no-cache", dest="cache", action="store_false", help="decode the tiles every epoch")
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1)")
-    parser.add_argument("--threads", type=int, default=0, help="TF intra-op threads per run (0: TF's default)")
-    parser.add_argument("--after", type=int, default=6, help="late drops count after this epoch (default 6)")
-    parser.add_argument("--table-only", action="store_true", help="summarise the runs there, train nothing")
+    add_study_options(parser)
     parser.add_argument("--plot", type=Path, metavar="PNG", help="curves per epoch")
     parser.add_argument("--budget-plot", type=Path, metavar="PNG", help="curves against images seen (log axis)")
     return parser
