@@ -365,12 +365,19 @@ def write_summary(args, runs: list[Run], blocks: list[list[str]], seeds: list[in
         plot_curves(finished, args.plot, title=title)
 
 
-def main(argv=None) -> int:
+def parse_study_args(
+    parser: argparse.ArgumentParser, argv=None
+) -> tuple[argparse.Namespace, list[str], list, list[int]]:
+    """(arguments, the trainer's arguments after ``--``, the candidates, the seeds) of a study's command line."""
     argv, extra = split_at_double_dash(list(sys.argv[1:] if argv is None else argv))
-    args = get_args_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     candidates = [parse_candidate(c, models) for c in (args.candidate or ["default="])]
-    seeds = parse_seeds(args.seeds)
+    return args, extra, candidates, parse_seeds(args.seeds)
+
+
+def main(argv=None) -> int:
+    args, extra, candidates, seeds = parse_study_args(get_args_parser(), argv)
 
     from fcn.data.pairs import find_pairs
 

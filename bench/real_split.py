@@ -29,9 +29,7 @@ from bench.cv import (  # noqa: E402
     Run,
     add_study_options,
     finished_only,
-    parse_candidate,
-    parse_seeds,
-    split_at_double_dash,
+    parse_study_args,
     study_parser,
     summarise_study,
     train_all,
@@ -151,11 +149,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    argv, extra = split_at_double_dash(list(sys.argv[1:] if argv is None else argv))
-    args = get_args_parser().parse_args(argv)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    candidates = [parse_candidate(c, models) for c in (args.candidate or ["default="])]
-    seeds = parse_seeds(args.seeds)
+    args, extra, candidates, seeds = parse_study_args(get_args_parser(), argv)
     for folder in (args.train, args.val):
         if not folder.is_dir():
             raise InputError(f"{folder}: not a folder")
