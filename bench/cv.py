@@ -183,7 +183,7 @@ def train_all(runs: list[Run], jobs: int, threads: int) -> None:
             command = run.command
             files = RunFiles(run.dir)
             if files.last.is_file() and files.config_path.is_file():
-                command = command[:2] + ["--resume", str(run.dir), "--epochs", str(run.epochs), "--verbose", "0"]
+                command = command[:2] + ["--resume", str(run.dir), "--epochs", str(run.epochs), "--progress", "none"]
             print("$ " + shlex.join(command), flush=True)
             log = open(run.dir.parent / f"{run.label}.log", "a")  # noqa: SIM115  (closed with the process)
             running[run.label] = (
@@ -320,7 +320,7 @@ def parse_seeds(text: str) -> list[int]:
 def common_train_args(args, extra: list[str]) -> list[str]:
     """The trainer arguments every run shares (a candidate's own come after them)."""
     common = [f"--epochs={args.epochs}", f"--batch-size={args.batch_size}", f"--precision={args.precision}"]
-    common += ["--verbose=0"]
+    common += ["--progress=none"]
     common += [f"--image-size={args.image_size}"] if args.image_size else []
     return common + ([f"--crop={args.crop}"] if args.crop else []) + extra
 

@@ -72,7 +72,7 @@ def train_command(model: str, run_dir: Path, args, train_dir: Path, val_dir: Pat
     script = [sys.executable, str(REPO / "scripts" / "train.py")]
     files = RunFiles(run_dir)
     if files.last.is_file() and files.config_path.is_file():
-        return script + ["--resume", str(run_dir), "--epochs", str(args.epochs), "--verbose", "0"]
+        return script + ["--resume", str(run_dir), "--epochs", str(args.epochs), "--progress", "none"]
     command = script + [
         "--model",
         model,
@@ -92,8 +92,8 @@ def train_command(model: str, run_dir: Path, args, train_dir: Path, val_dir: Pat
         str(args.seed),
         "--weights",
         args.weights,
-        "--verbose",
-        "0",
+        "--progress",
+        "none",
     ]
     if args.image_size:
         command += ["--image-size", str(args.image_size)]

@@ -79,7 +79,7 @@ def common_train_args(args, extra: list[str]) -> list[str]:
         f"--batch-size={args.batch_size}",
         f"--precision={args.precision}",
         f"--image-size={args.image_size}",
-        "--verbose=0",
+        "--progress=none",
     ]
     common += [f"--crop={args.crop}"] if args.crop else []
     return common + (["--cache"] if args.cache else []) + extra

@@ -121,7 +121,7 @@ def train_end_to_end_figures(
         "--weights": "none",
         "--precision": precision,
         "--jit-compile": "off",
-        "--verbose": 0,
+        "--progress": "none",
     }
     run_fcn_train([str(item) for pair in flags.items() for item in pair])
     files = RunFiles(run_dir)
