@@ -1,0 +1,96 @@
+"""bench/real_split.py: the reference study on a training folder and a validation folder."""
+
+import statistics
+import subprocess
+
+import pytest
+
+from fcn.core.errors import InputError
+from fcn.data.synthetic import make_synthetic_dataset
+from tests.bench.test_cv import write_history
+
+
+@pytest.fixture
+def folders(tmp_path):
+    train, val = make_synthetic_dataset(tmp_path / "data", n_train=3, n_val=2, size=32, seed=0)
+    return train, val
+
+
+def study_args(train, val, out, *extra):
+    return ["--train", str(train), "--val", str(val), "--out", str(out), *extra]
+
+
+def test_runs_are_named_by_model_and_seed_and_share_the_settings(tmp_path, folders):
+    import bench.real_split as study
+
+    args = study.get_args_parser().parse_args(study_args(*folders, tmp_path / "s", "--seeds", "0,3"))
+    split = study.link_split(args.train, args.val, args.out)
+    candidates = [("default", ["fcn8s", "fcn32s"], ""), ("ema", ["fcn8s"], "--ema 0.9")]
+    runs = study.plan_runs(args, candidates, split, study.common_train_args(args, ["--lr=1e-4"]), [0, 3])
+    assert [r.label for r in runs] == [
+        "default-fcn8s-s0",
+        "default-fcn32s-s0",
+        "ema-fcn8s-s0",
+        "default-fcn8s-s3",
+        "default-fcn32s-s3",
+        "ema-fcn8s-s3",
+    ]
+    ema = runs[-1]
+    assert ema.command[ema.command.index("--train-dir") + 1] == str(split / "train")
+    assert (split / "train").resolve() == folders[0].resolve() and (split / "val").resolve() == folders[1].resolve()
+    assert ["--cache", "--lr=1e-4", "--seed=3", "--ema", "0.9"] == ema.command[-5:]
+    assert "--epochs=20" in ema.command and "--precision=auto" in ema.command and ema.epochs == 20
+
+
+def test_the_split_is_kept_when_it_matches_and_refused_when_it_does_not(tmp_path, folders):
+    from bench.real_split import link_split
+
+    train, val = folders
+    first = link_split(train, val, tmp_path / "s")
+    assert link_split(train, val, tmp_path / "s") == first
+    with pytest.raises(InputError, match="links elsewhere"):
+        link_split(val, val, tmp_path / "s")
+
+
+def test_a_stopped_run_is_resumed_and_a_finished_one_kept(tmp_path, folders, monkeypatch):
+    import bench.real_split as study
+
+    started = []
+
+    class FakeProcess:
+        def __init__(self, command, **_):
+            started.append(command)
+            self.returncode = 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr("time.sleep", lambda _: None)
+    args = study.get_args_parser().parse_args(study_args(*folders, tmp_path / "s", "--seeds", "0", "--epochs", "4"))
+    split = study.link_split(args.train, args.val, args.out)
+    runs = study.plan_runs(args, [("default", ["fcn8s", "fcn32s"], "")], split, study.common_train_args(args, []), [0])
+    write_history(runs[0].dir, [0.1, 0.2])  # stopped after epoch 2 of 4
+    (runs[0].dir / "config.json").write_text("{}")
+    write_history(runs[1].dir, [0.1, 0.2, 0.3, 0.4])  # finished
+    study.train_all(runs, jobs=2, threads=1)
+    assert len(started) == 1
+    assert started[0][2:] == ["--resume", str(runs[0].dir), "--epochs", "4", "--progress", "none"]
+
+
+def test_the_table_is_the_mean_over_seeds_with_throughput_and_both_plots(tmp_path, folders):
+    import bench.real_split as study
+
+    out = tmp_path / "s"
+    curves = {0: [0.30, 0.40, 0.50, 0.55], 1: [0.20, 0.45, 0.50, 0.52]}
+    for seed, curve in curves.items():
+        write_history(out / "runs" / f"default-fcn8s-s{seed}", curve)  # 60 s per epoch
+    argv = study_args(*folders, out, "--seeds", "0,1", "--epochs", "4", "--models", "fcn8s", "--table-only")
+    pytest.importorskip("matplotlib")
+    study.main([*argv, "--plot", str(tmp_path / "c.png"), "--budget-plot", str(tmp_path / "b.png")])
+    text = (out / "study.md").read_text()
+    last3 = [statistics.mean(c[-3:]) for c in curves.values()]
+    assert f"| default | fcn8s | 2 (1 × 2) | {statistics.mean(last3):.3f} ± {statistics.stdev(last3):.3f} |" in text
+    assert "| default | fcn8s | 0.05 |" in text  # 3 training tiles per 60-second epoch
+    for png in ("c.png", "b.png"):
+        assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
