@@ -38,7 +38,7 @@ def test_runs_are_named_by_model_and_seed_and_share_the_settings(tmp_path, folde
     ema = runs[-1]
     assert ema.command[ema.command.index("--train-dir") + 1] == str(split / "train")
     assert (split / "train").resolve() == folders[0].resolve() and (split / "val").resolve() == folders[1].resolve()
-    assert ["--cache", "--lr=1e-4", "--seed=3", "--ema", "0.9"] == ema.command[-5:]
+    assert ema.command[-5:] == ["--cache", "--lr=1e-4", "--seed=3", "--ema", "0.9"]
     assert "--epochs=20" in ema.command and "--precision=auto" in ema.command and ema.epochs == 20
 
 
