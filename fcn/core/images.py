@@ -144,7 +144,7 @@ def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, kind: str | Non
 
 
 def write_mask(path: str | os.PathLike, class_map: np.ndarray, kind: str | None = None) -> None:
-    """Write a (H, W) class map as a palette-coloured PNG (``kind``: see :func:`_encode_image`)."""
+    """Write a (H, W) class map as a palette-coloured PNG, signed; ``kind`` ``dataset`` marks ground truth."""
     write_image_atomic(path, class_to_rgb(class_map), kind)
 
 

@@ -56,7 +56,7 @@ def make_optimizer(
     Args:
         lr: peak learning rate of the new layers (and of the encoder when ``encoder_lr_mult`` is 1).
         total_steps: optimizer steps of the whole run; the schedule spans them.
-        schedule, warmup: see :func:`_learning_rate_schedule`.
+        schedule, warmup: the learning-rate schedule (``constant``/``cosine``) and its warm-up fraction.
         encoder_lr_mult: the ImageNet encoder's learning rate relative to ``lr`` (a
             ``keras.optimizers.MultiOptimizer`` with one Adam per group when not 1).
         ema_momentum: keep an exponential moving average of the weights with this momentum
