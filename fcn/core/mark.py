@@ -3,7 +3,7 @@
 :func:`carries_mark` reads the mark (an image's software tag, ONNX metadata, a JSON sidecar) and
 :func:`check_replaceable` refuses to replace a file without it, and data fcn wrote (a mark of kind
 ``dataset``: the tiles and ground truth of ``--demo`` and ``prepare_deepglobe``), which is no result to
-redo. No TensorFlow here.
+redo; :func:`check_dataset_replaceable` is its inverse, for the writers of such data. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -155,6 +155,20 @@ def _is_dataset_file(path: Path) -> bool:
         return signature_kind(image_mark(path)) == DATASET_KIND
     except OSError:
         return False
+
+
+def check_dataset_replaceable(path: str | os.PathLike) -> None:
+    """Refuse to replace an existing file that fcn did not write as data (a tile or ground-truth mask).
+
+    Raises:
+        InputError: ``path`` exists and is not an image marked ``dataset`` (a user's file, or a prediction).
+    """
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not (path.is_file() and _is_dataset_file(path))):
+        raise InputError(
+            f"{path}: exists and is not a tile or mask fcn wrote as data; refusing to replace it "
+            "(use an empty output folder)"
+        )
 
 
 def _safe(check: Callable[[Path], bool], path: Path) -> bool:

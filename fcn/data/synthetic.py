@@ -22,6 +22,7 @@ import numpy as np
 from fcn.core.errors import InputError
 from fcn.core.files import DATASET_KIND
 from fcn.core.images import write_image_atomic, write_mask
+from fcn.core.mark import check_dataset_replaceable
 from fcn.core.palette import NUM_CLASSES
 from fcn.data.pairs import TRACKED_VAL_IDS
 
@@ -161,7 +162,8 @@ def make_synthetic_dataset(
     tiles 0008, 0097 and 0107 whenever ``n_val`` allows.
 
     Args:
-        out_dir: created if needed; ``train`` and ``val`` inside must not hold other tiles.
+        out_dir: created if needed; ``train`` and ``val`` inside must not hold other tiles, and a file
+            this dataset would write is replaced only when fcn wrote it as data.
         n_train, n_val: tiles per split.
         size: tile side in pixels.
         seed: the same seed gives byte-identical files.
@@ -171,23 +173,31 @@ def make_synthetic_dataset(
         ``(train_dir, val_dir)``.
 
     Raises:
-        InputError: a split folder already holds tiles that this dataset would not write.
+        InputError: a split folder already holds tiles that this dataset would not write, or a file of its
+            names that fcn did not write as data (nothing is written then).
     """
     if size < 8:
         raise ValueError(f"size must be at least 8, got {size}")
     out_dir = Path(out_dir)
-    splits = dict(zip(("train", "val"), split_ids(n_train, n_val, ids_val)))
-    folders = {}
-    for split, ids in splits.items():
-        folder = out_dir / split
+    splits = {split: (out_dir / split, ids) for split, ids in zip(("train", "val"), split_ids(n_train, n_val, ids_val))}
+    for folder, ids in splits.values():  # every split checked before anything is written
+        _check_free(folder, ids)
+    for folder, ids in splits.values():
         folder.mkdir(parents=True, exist_ok=True)
-        expected = {f"{i}_sat.jpg" for i in ids} | {f"{i}_mask.png" for i in ids}
-        for path in sorted(folder.iterdir()):
-            if path.name.endswith(("_sat.jpg", "_sat.jpeg", "_sat.png", "_mask.png")) and path.name not in expected:
-                raise InputError(f"{path}: not part of this synthetic dataset; use an empty output folder")
         for tile_id in ids:
             rgb, classes = _make_synthetic_tile(seed, int(tile_id), size)
             write_image_atomic(folder / f"{tile_id}_sat.jpg", rgb, DATASET_KIND, quality=95)
             write_mask(folder / f"{tile_id}_mask.png", classes, DATASET_KIND)  # ground truth: predict keeps off it
-        folders[split] = folder
-    return folders["train"], folders["val"]
+    return splits["train"][0], splits["val"][0]
+
+
+def _check_free(folder: Path, ids: Sequence[str]) -> None:
+    """Refuse a split folder holding tiles of another dataset, or a file of ours that fcn did not write as data."""
+    expected = {f"{i}_sat.jpg" for i in ids} | {f"{i}_mask.png" for i in ids}
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.iterdir()):
+        if path.name.endswith(("_sat.jpg", "_sat.jpeg", "_sat.png", "_mask.png")) and path.name not in expected:
+            raise InputError(f"{path}: not part of this synthetic dataset; use an empty output folder")
+    for name in sorted(expected):
+        check_dataset_replaceable(folder / name)

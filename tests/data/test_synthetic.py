@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fcn.cli import synthetic
+from fcn.cli.common import run_cli
 from fcn.core.errors import InputError
-from fcn.core.images import read_rgb
+from fcn.core.images import read_rgb, write_mask
 from fcn.core.palette import NUM_CLASSES, PALETTE
 from fcn.data.pairs import find_pairs
 from fcn.data.synthetic import TRACKED_VAL_IDS, _make_synthetic_tile, make_synthetic_dataset, split_ids
@@ -92,3 +94,32 @@ def test_refuses_to_mix_with_other_tiles(tmp_path):
     make_synthetic_dataset(tmp_path, n_train=4, n_val=1, size=16)  # same set again: fine
     with pytest.raises(InputError, match=r"0003_(sat|mask)\.\w+: not part of this synthetic dataset"):
         make_synthetic_dataset(tmp_path, n_train=3, n_val=1, size=16)
+
+
+@pytest.mark.parametrize("split, name, signed", [("val", "0008_sat.jpg", False), ("train", "0000_mask.png", True)])
+def test_never_replaces_a_file_fcn_did_not_write_as_data(tmp_path, capsys, split, name, signed):
+    out = tmp_path / "demo"
+    (out / split).mkdir(parents=True)
+    path = out / split / name
+    if signed:  # a prediction fcn wrote: still no data of ours
+        write_mask(path, np.zeros((16, 16), np.uint8))
+    else:  # the user's own photo
+        Image.new("RGB", (16, 16), (1, 2, 3)).save(path)
+    before = path.read_bytes()
+    with pytest.raises(InputError, match=name):
+        make_synthetic_dataset(out, n_train=2, n_val=1, size=16)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [name]  # nothing written
+
+    assert run_cli(synthetic.main, [str(out), "--n-train", "2", "--n-val", "1", "--size", "16"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}") and path.read_bytes() == before
+
+
+def test_its_own_dataset_is_replaced(tmp_path):
+    make_synthetic_dataset(tmp_path / "a", n_train=2, n_val=1, size=16, seed=1)
+    train_dir, _ = make_synthetic_dataset(tmp_path / "a", n_train=2, n_val=1, size=16, seed=2)
+    fresh_dir, _ = make_synthetic_dataset(tmp_path / "b", n_train=2, n_val=1, size=16, seed=2)
+    assert {p.name: p.read_bytes() for p in train_dir.iterdir()} == {
+        p.name: p.read_bytes() for p in fresh_dir.iterdir()
+    }
