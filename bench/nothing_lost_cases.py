@@ -37,6 +37,36 @@ def case(name):
     return register
 
 
+def predict_in_out(r: Runner, d: Path, *flags, **run_options) -> tuple:
+    """``predict -q`` of the folder ``in`` into ``out`` with the runner's model (``flags`` added)."""
+    return r.run(d, "predict", "--model", r.model, "--input", "in", "--output", "out", "-q", *flags, **run_options)
+
+
+def table_start(result: tuple) -> str:
+    """The first words mean_iou printed (its stdout)."""
+    return "stdout: " + " ".join(result[3].split())[:40]
+
+
+def mean_iou_of_two_pairs(r: Runner, d: Path, spoil) -> tuple:
+    """mean_iou of 2 ground truths ``g`` against 2 predictions ``p`` after ``spoil(p)``; (result, state)."""
+    pairs(d / "g", 2)
+    pairs(d / "p", 2)
+    spoil(d / "p")
+    out = r.run(d, "mean_iou", "-g", "g", "-p", "p")
+    return out, table_start(out)
+
+
+def export_onto_full_disk(r: Runner, d: Path, export_format: str, output: str) -> tuple:
+    """export (no parity check) to ``full/<output>`` on a 1 MiB tmpfs; (result, state), or :data:`NO_TMPFS`."""
+    with full_disk(d / "full", "1m", leave=100_000) as mounted:
+        if not mounted:
+            return NO_TMPFS
+        out = r.run(
+            d, "export", "--model", r.model, "--format", export_format, "--output", f"full/{output}", "--no-check"
+        )
+        return out, listing(d / "full")
+
+
 @case("predict: single file into its own folder (ground truth beside it)")
 def single_file_into_gt(r: Runner, d: Path):
     pairs(d / "g", 1)
@@ -174,7 +204,7 @@ def links(r: Runner, d: Path):
     pairs(d / "in", 2)
     (d / "in" / "0100_sat.jpg").symlink_to(d / "gone.jpg")
     (d / "in" / "0101_sat.jpg").symlink_to(d / "in" / "0101_sat.jpg")
-    out = r.run(d, "predict", "--model", r.model, "--input", "in", "--output", "out", "-q")
+    out = predict_in_out(r, d)
     return out, f"out: {listing(d / 'out', '*.png')}"
 
 
@@ -182,30 +212,26 @@ def links(r: Runner, d: Path):
 def mean_iou_same(r: Runner, d: Path):
     pairs(d / "D", 2)
     out = r.run(d, "mean_iou", "-g", "D", "-p", "D")
-    return out, "stdout: " + " ".join(out[3].split())[:40]
+    return out, table_start(out)
 
 
 @case("predict: a 15000x13000 image among good tiles")
 def bomb_predict(r: Runner, d: Path):
     pairs(d / "in", 2)
     big(d / "in" / "0099_sat.png", 15000, 13000)
-    out = r.run(d, "predict", "--model", r.model, "--input", "in", "--output", "out", "-q")
+    out = predict_in_out(r, d)
     return out, f"out: {listing(d / 'out', '*.png')} (2 good tiles)"
 
 
 @case("mean_iou: a 15000x13000 mask")
 def bomb_mean_iou(r: Runner, d: Path):
-    pairs(d / "g", 2)
-    pairs(d / "p", 2)
-    big(d / "p" / "0001_mask.png", 15000, 13000)
-    out = r.run(d, "mean_iou", "-g", "g", "-p", "p")
-    return out, "stdout: " + " ".join(out[3].split())[:40]
+    return mean_iou_of_two_pairs(r, d, lambda p: big(p / "0001_mask.png", 15000, 13000))
 
 
 @case("predict: a 10000x10000 image (--scale 0.05)")
 def warn_predict(r: Runner, d: Path):
     big(d / "in" / "0099_sat.png", 10000, 10000)
-    out = r.run(d, "predict", "--model", r.model, "--input", "in", "--output", "out", "-q", "--scale", "0.05")
+    out = predict_in_out(r, d, "--scale", "0.05")
     return out, f"out: {listing(d / 'out', '*.png')}"
 
 
@@ -219,7 +245,7 @@ def unreadable(r: Runner, d: Path):
     os.chmod(d, 0o755)
     prefix = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
     results = [
-        r.run(d, "predict", "--model", r.model, "--input", "in", "--output", "out", "-q", prefix=prefix),
+        predict_in_out(r, d, prefix=prefix),
         r.run(d, "mean_iou", "-g", "in", "-p", "out", prefix=prefix),
         r.run(d, "prepare_deepglobe", "--input", "in", "--output", "ds", prefix=prefix),
     ]
@@ -232,9 +258,7 @@ def unreadable(r: Runner, d: Path):
 @case("predict --scale 100 on a 512 px tile (under ulimit -v 16 GiB)")
 def scale_100(r: Runner, d: Path):
     tile(d / "in" / "0001_sat.jpg", 1, 512)
-    out = r.run(
-        d, "predict", "--model", r.model, "--input", "in", "--output", "out", "-q", "--scale", "100", limit_kb=16 << 20
-    )
+    out = predict_in_out(r, d, "--scale", "100", limit_kb=16 << 20)
     return out, f"out: {listing(d / 'out')}"
 
 
@@ -256,11 +280,7 @@ def opset_1(r: Runner, d: Path):
 
 @case("export onto a full disk")
 def export_disk_full(r: Runner, d: Path):
-    with full_disk(d / "full", "1m", leave=100_000) as mounted:
-        if not mounted:
-            return NO_TMPFS
-        out = r.run(d, "export", "--model", r.model, "--format", "onnx", "--output", "full/m.onnx", "--no-check")
-        return out, listing(d / "full")
+    return export_onto_full_disk(r, d, "onnx", "m.onnx")
 
 
 @case("kill -9 mid-write, then a second run into the same output (predict / export)")
@@ -268,7 +288,7 @@ def kill_then_rerun(r: Runner, d: Path):
     pairs(d / "in", 2)
     paused = killed(r, d, "predict", "0001_mask.png", ["--model", r.model, "--input", "in", "--output", "out", "-q"])
     left = len([p for p in (d / "out").iterdir() if p.name.startswith(".")]) if (d / "out").exists() else 0
-    a = r.run(d, "predict", "--model", r.model, "--input", "in", "--output", "out", "-q")
+    a = predict_in_out(r, d)
     paused_e = killed(
         r, d, "export", "m.onnx", ["--model", r.model, "--format", "onnx", "--output", "m.onnx", "--no-check"]
     )
@@ -294,14 +314,10 @@ def truncated_tif(r: Runner, d: Path):
     geotiff(d / "in" / "s.tif", 256)
     data = (d / "in" / "s.tif").read_bytes()
     (d / "in" / "s.tif").write_bytes(data[: len(data) // 2])
-    out = r.run(d, "predict", "--model", r.model, "--input", "in", "--output", "out", "-q")
+    out = predict_in_out(r, d)
     return out, f"out: {listing(d / 'out')}"
 
 
 @case("mean_iou after a killed predict (temp files in the prediction folder)")
 def mean_iou_temp(r: Runner, d: Path):
-    pairs(d / "g", 2)
-    pairs(d / "p", 2)
-    (d / "p" / ".0001_mask.png.tmp-abc123.png").write_bytes(b"half")
-    out = r.run(d, "mean_iou", "-g", "g", "-p", "p")
-    return out, "stdout: " + " ".join(out[3].split())[:40]
+    return mean_iou_of_two_pairs(r, d, lambda p: (p / ".0001_mask.png.tmp-abc123.png").write_bytes(b"half"))

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from nothing_lost_cases import NO_TMPFS, case
+from nothing_lost_cases import NO_TMPFS, case, export_onto_full_disk
 from nothing_lost_harness import Runner, big, full_disk, geotiff, listing, pairs, tile
 from PIL import Image
 
@@ -188,8 +188,4 @@ def geotiff_mask_disk_full(r: Runner, d: Path):
 
 @case("r2: SavedModel export onto a full disk")
 def saved_model_disk_full(r: Runner, d: Path):
-    with full_disk(d / "full", "1m", leave=100_000) as mounted:
-        if not mounted:
-            return NO_TMPFS
-        out = r.run(d, "export", "--model", r.model, "--format", "saved_model", "--output", "full/sm", "--no-check")
-        return out, listing(d / "full")
+    return export_onto_full_disk(r, d, "saved_model", "sm")

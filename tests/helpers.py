@@ -90,6 +90,14 @@ def tiny_train_args(train_dir, val_dir, out, *extra) -> list[str]:
     ]
 
 
+def train_config(argv):
+    """fcn-train's :class:`TrainConfig` of ``argv`` (what its main() would train) and the parsed namespace."""
+    from fcn.cli import train
+
+    args = train.get_args_parser().parse_args(argv)
+    return train._config_of(args), args
+
+
 def write_pair(folder: Path, pair_id: str, rgb: np.ndarray, classes: np.ndarray, image_ext: str = ".png") -> Pair:
     """Write <id>_sat<ext> and <id>_mask.png; PNG images keep pixels exact."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""What every command shares: the one-line-error parser, ``type=`` checks, logging set-up and ``run_cli``.
+"""What every command shares: the one-line-error parser, shared options and ``type=`` checks, logging set-up
+(:func:`parse_command_line`) and ``run_cli``.
 
 A bad flag is refused before any work (and before TensorFlow is imported) with the same one line as
 any other user mistake.
@@ -49,6 +50,11 @@ def add_overwrite_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help=f"replace {what} that fcn did not write (refused by default)"
     )
+
+
+def add_workers_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--workers N``: how many threads or processes a command runs in parallel (None: its own default)."""
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N", help=help)
 
 
 def add_message_options(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +122,13 @@ class _NullHandler(logging.NullHandler):
 
 
 _NULL_HANDLER = _NullHandler()
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """A command's first step: parse ``argv``, then set up logging by its ``-q``/``-v``."""
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "log_level", 0))
+    return args
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:

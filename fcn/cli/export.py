@@ -15,15 +15,15 @@ from fcn.cli.common import (
     ArgumentParser,
     add_message_options,
     add_overwrite_option,
+    parse_command_line,
     positive_int,
     run_cli,
-    setup_logging,
 )
 from fcn.core.errors import InputError
 from fcn.inference.export import FORMATS, ExportConfig, run_export
 
 
-def parse_info(items: Sequence[str]) -> dict:
+def _parse_info(items: Sequence[str]) -> dict:
     """``KEY=VALUE`` strings to a dict; values are read as JSON when they parse (numbers, lists...).
 
     Raises:
@@ -86,13 +86,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_command_line(get_args_parser(), argv)
     config = ExportConfig(
         model=Path(args.model),
         format=args.format,
         output=Path(args.output),
-        info=parse_info(args.info),
+        info=_parse_info(args.info),
         opset=args.opset,
         check=not args.no_check,
         overwrite=args.overwrite,

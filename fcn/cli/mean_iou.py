@@ -15,9 +15,9 @@ from fcn.cli.common import (
     ArgumentParser,
     add_message_options,
     add_overwrite_option,
-    positive_int,
+    add_workers_option,
+    parse_command_line,
     run_cli,
-    setup_logging,
 )
 from fcn.core.evaluate import MAX_READERS, MeanIouConfig, run_mean_iou
 from fcn.core.workers import io_workers
@@ -39,20 +39,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="FILE", help="also write per-class IoU, mean and confusion matrix")
     add_overwrite_option(parser, "an existing --json file")
     parser.add_argument("--confusion", action="store_true", help="also print the confusion matrix")
-    parser.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help=f"reader threads (default {io_workers(MAX_READERS)})",
-    )
+    add_workers_option(parser, f"reader threads (default {io_workers(MAX_READERS)})")
     add_message_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_command_line(get_args_parser(), argv)
     config = MeanIouConfig(
         labels=Path(args.labels),
         pred=Path(args.pred),

@@ -16,14 +16,15 @@ from fcn.cli.common import (
     add_message_options,
     add_overwrite_option,
     add_progress_option,
+    add_workers_option,
     band_numbers,
     multiple_of_32,
     non_negative_float,
     non_negative_int,
+    parse_command_line,
     positive_float,
     positive_int,
     run_cli,
-    setup_logging,
     shows_progress,
 )
 from fcn.core.workers import io_workers
@@ -131,13 +132,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="compute dtype policy (default: as saved; auto: mixed_float16 on tensor-core GPUs; on CPUs with bfloat16 "
         "instructions mixed_bfloat16 where a short probe, cached per machine, measures it faster; else float32)",
     )
-    parser.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help=f"reader/writer threads (default {io_workers()})",
-    )
+    add_workers_option(parser, f"reader/writer threads (default {io_workers()})")
     _add_region_options(parser)
     add_overwrite_option(parser, "existing output files (ground truth, say)")
     add_progress_option(parser)
@@ -145,7 +140,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cluster_spec(text: str) -> ClusterSpec:
+def _cluster_spec(text: str) -> ClusterSpec:
     """``--cluster``: ``local``, ``local:N`` or a scheduler address."""
     try:
         return ClusterSpec.parse(text)
@@ -158,7 +153,7 @@ def _add_region_options(parser: argparse.ArgumentParser) -> None:
     region = parser.add_argument_group("region jobs (docs/REGION.md)")
     region.add_argument(
         "--cluster",
-        type=cluster_spec,
+        type=_cluster_spec,
         default=None,
         metavar="SPEC",
         help="spread the inputs over a dask.distributed cluster: local[:N] starts N worker processes here "
@@ -201,7 +196,7 @@ def _optional_path(value: str | None) -> Path | None:
     return None if value is None else Path(value)
 
 
-def config_from_args(args: argparse.Namespace) -> PredictConfig:
+def _config_from_args(args: argparse.Namespace) -> PredictConfig:
     """The typed config of a parsed command line."""
     return PredictConfig(
         model=Path(args.model),
@@ -233,9 +228,8 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    run = PredictionRun.start(config_from_args(args))
+    args = parse_command_line(get_args_parser(), argv)
+    run = PredictionRun.start(_config_from_args(args))
     for line in run.lines():
         print(line, flush=True)
     return run.exit_code

@@ -16,10 +16,11 @@ from fcn.cli.common import (
     ArgumentParser,
     add_message_options,
     add_progress_option,
+    add_workers_option,
     fraction,
+    parse_command_line,
     positive_int,
     run_cli,
-    setup_logging,
     shows_progress,
 )
 from fcn.core.errors import EXIT_USER_ERROR
@@ -68,12 +69,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="JPEG quality of the tiles (default 95; the course tiles use 75)",
     )
     parser.add_argument("--overwrite", action="store_true", help="delete existing tiles and redo everything")
-    parser.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        help="images converted in parallel (default: one per available CPU core)",
-    )
+    add_workers_option(parser, "images converted in parallel (default: one per available CPU core)")
     add_progress_option(parser)
     add_message_options(parser)
     return parser
@@ -81,8 +77,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the conversion; returns 0, or 2 if some inputs were corrupt (the others are written)."""
-    args = get_args_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_command_line(get_args_parser(), argv)
     config = PrepareDeepGlobeConfig(
         input=Path(args.input),
         output=Path(args.output),

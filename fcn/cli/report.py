@@ -15,9 +15,9 @@ from fcn.cli.common import (
     add_message_options,
     add_overwrite_option,
     non_negative_int,
+    parse_command_line,
     positive_int,
     run_cli,
-    setup_logging,
 )
 from fcn.study.report import ReportConfig, build_report
 from fcn.study.scoring import DEFAULT_BOUNDARY_PX
@@ -56,8 +56,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_command_line(get_args_parser(), argv)
     config = ReportConfig(
         runs=tuple(args.runs),
         out=args.out,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from fcn.cli.common import ArgumentParser, add_message_options, positive_int, run_cli, setup_logging
+from fcn.cli.common import ArgumentParser, add_message_options, parse_command_line, positive_int, run_cli
 from fcn.data.synthetic import make_synthetic_dataset
 
 log = logging.getLogger("fcn.cli.synthetic")  # not __name__: "__main__" under python -m
@@ -23,8 +23,7 @@ def get_args_parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_command_line(get_args_parser(), argv)
     train_dir, val_dir = make_synthetic_dataset(
         args.out_dir, n_train=args.n_train, n_val=args.n_val, size=args.size, seed=args.seed
     )

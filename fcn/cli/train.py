@@ -16,10 +16,10 @@ from fcn.cli.common import (
     ArgumentParser,
     fraction,
     multiple_of_32,
+    parse_command_line,
     positive_float,
     positive_int,
     run_cli,
-    setup_logging,
 )
 from fcn.model.precision import PRECISIONS
 from fcn.model.runtime import STRATEGIES
@@ -267,14 +267,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_config(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
-    """The :class:`TrainConfig` of a command line (a new run, or the run ``--resume`` names), and
-    the namespace of what was given."""
-    args = get_args_parser().parse_args(argv)
-    return config_of(args), args
-
-
-def config_of(args: argparse.Namespace) -> TrainConfig:
+def _config_of(args: argparse.Namespace) -> TrainConfig:
     """The :class:`TrainConfig` of a parsed command line: a new run, or the run ``--resume`` names
     (whose settings it keeps; see :func:`fcn.training.resume.resume_config`)."""
     given = {key: value for key, value in vars(args).items() if key not in COMMAND_FLAGS}
@@ -310,15 +303,14 @@ def print_summary(config: TrainConfig) -> int:
 
 
 def main(argv=None) -> int:
-    args = get_args_parser().parse_args(argv)
-    setup_logging(getattr(args, "log_level", 0))
+    args = parse_command_line(get_args_parser(), argv)
     if getattr(args, "legacy_verbose", None) is not None:
         log.warning(
             "--verbose %s is the old spelling of --progress %s",
             args.legacy_verbose,
             LEGACY_VERBOSE[args.legacy_verbose],
         )
-    config = config_of(args)
+    config = _config_of(args)
     if getattr(args, "summary", False):
         return print_summary(config)
     return train(config)

@@ -1,4 +1,4 @@
-"""What everything else builds on, with no TensorFlow: palette, metric, image files, the writer, errors."""
+"""What everything else builds on, with no TensorFlow: palette, metric, image files, the writer and its mark, errors."""
 
 from fcn.core.lazy import lazy_exports
 
@@ -9,6 +9,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "fcn.core.errors": ("InputError",),
         "fcn.core.evaluate": ("MeanIouConfig", "evaluate_folders", "run_mean_iou"),
         "fcn.core.images": ("image_size", "read_mask", "read_rgb", "write_mask"),
+        "fcn.core.mark": ("carries_mark",),
         "fcn.core.metrics": ("ConfusionMatrix",),
         "fcn.core.palette": ("CLASS_NAMES", "NUM_CLASSES", "PALETTE", "class_to_rgb", "rgb_to_class"),
     },

@@ -1,15 +1,19 @@
 """fcn.cli.common: one-line errors, exit code 2, and the argparse type checks every command shares."""
 
 import argparse
+import logging
 
 import pytest
 
 from fcn.cli.common import (
     ArgumentParser,
+    add_message_options,
+    add_workers_option,
     fraction,
     multiple_of_32,
     non_negative_float,
     non_negative_int,
+    parse_command_line,
     positive_float,
     positive_int,
     run_cli,
@@ -69,3 +73,16 @@ def test_input_errors_and_interrupts(capsys):
     assert run_cli(failing, []) == 2
     assert capsys.readouterr().err == "error: data/x.png: cannot read image\n"
     assert run_cli(interrupted, []) == 130
+
+
+def test_parse_command_line_sets_the_log_level_of_q_and_v(caplog):
+    parser = ArgumentParser(prog="tool")
+    add_workers_option(parser, "threads")
+    add_message_options(parser)
+    fcn_logger = logging.getLogger("fcn")
+    for flags, level in ((["-q"], logging.ERROR), ([], logging.INFO), (["-v"], logging.DEBUG)):
+        args = parse_command_line(parser, [*flags, "--workers", "3"])
+        assert args.workers == 3 and fcn_logger.level == level, flags
+    assert parse_command_line(parser, []).workers is None
+    with pytest.raises(InputError, match="--workers"):
+        parse_command_line(parser, ["--workers", "0"])

@@ -37,8 +37,8 @@ def test_progress_is_one_flag_and_q_turns_it_off(command):
     parse = command.get_args_parser().parse_args
     required = REQUIRED[command]
     if command is train:
-        assert train.config_of(parse(["--progress", "none", "--train-dir", "t", "--val-dir", "v"])).verbose == 0
-        assert train.config_of(parse(["-q", "--train-dir", "t", "--val-dir", "v"])).verbose == 0
+        assert train._config_of(parse(["--progress", "none", "--train-dir", "t", "--val-dir", "v"])).verbose == 0
+        assert train._config_of(parse(["-q", "--train-dir", "t", "--val-dir", "v"])).verbose == 0
         return
     assert shows_progress(parse(required))
     assert not shows_progress(parse([*required, "--progress", "none"]))

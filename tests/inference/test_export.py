@@ -14,7 +14,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from fcn.cli.common import run_cli  # noqa: E402
-from fcn.cli.export import main, parse_info  # noqa: E402
+from fcn.cli.export import _parse_info, main  # noqa: E402
 from fcn.cli.predict import main as predict_main  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.images import read_mask  # noqa: E402
@@ -338,7 +338,7 @@ def test_read_metadata_of_a_foreign_artefact(tmp_path):
 
 
 def test_parse_info_reads_json_values():
-    assert parse_info(["train_scale=0.5", "name=base s0", "gsd=[1.2, 2.4]", "empty="]) == {
+    assert _parse_info(["train_scale=0.5", "name=base s0", "gsd=[1.2, 2.4]", "empty="]) == {
         "train_scale": 0.5,
         "name": "base s0",
         "gsd": [1.2, 2.4],

@@ -21,7 +21,7 @@ from fcn.model.checkpoints import read_checkpoint_state, read_model_info  # noqa
 from fcn.training import inputs, trainer  # noqa: E402
 from fcn.training.build import build_training_model  # noqa: E402
 from fcn.training.config import COURSE_2018_RECIPE, DEFAULT_RECIPE, TrainConfig  # noqa: E402
-from helpers import HISTORY_HEADER, TINY_WIDTH, tiny_train_args  # noqa: E402
+from helpers import HISTORY_HEADER, TINY_WIDTH, tiny_train_args, train_config  # noqa: E402
 
 slow = pytest.mark.slow  # trains (or reads the session's trained run)
 # Flags a user looks for in --help.
@@ -222,7 +222,7 @@ def test_recipe_flags_all_take_effect(trained_run, tiles, tmp_path, monkeypatch,
 
 
 def recipe_config(*flags):
-    config, _ = train.parse_config([*flags, "--train-dir", "t", "--val-dir", "v", "--weights", "none"])
+    config, _ = train_config([*flags, "--train-dir", "t", "--val-dir", "v", "--weights", "none"])
     return config.replace(width=TINY_WIDTH, precision="float32")
 
 
@@ -356,17 +356,17 @@ def test_help_documents_every_flag_with_defaults(capsys):
 
 
 def test_q_and_v_mean_what_they_mean_in_every_command_and_progress_is_its_own_flag():
-    config, args = train.parse_config(["-q", "--progress", "epoch", "--train-dir", "t", "--val-dir", "v"])
+    config, args = train_config(["-q", "--progress", "epoch", "--train-dir", "t", "--val-dir", "v"])
     assert args.log_level == -1 and config.verbose == 2
-    assert train.parse_config(["-q", "--train-dir", "t", "--val-dir", "v"])[0].verbose == 0  # -q: no Keras bar
-    config, args = train.parse_config(["--verbose", "--train-dir", "t", "--val-dir", "v"])
+    assert train_config(["-q", "--train-dir", "t", "--val-dir", "v"])[0].verbose == 0  # -q: no Keras bar
+    config, args = train_config(["--verbose", "--train-dir", "t", "--val-dir", "v"])
     assert args.log_level == 1 and config.verbose == 1  # -v/--verbose: debug, as in every command
-    config, args = train.parse_config(["--verbose=2", "--train-dir", "t", "--val-dir", "v"])  # the old spelling
+    config, args = train_config(["--verbose=2", "--train-dir", "t", "--val-dir", "v"])  # the old spelling
     assert config.verbose == 2 and args.legacy_verbose == "2" and getattr(args, "log_level", 0) == 0
-    assert train.parse_config(["--demo"])[0].verbose == 0  # fcn's one line per epoch, no Keras bar beside it
+    assert train_config(["--demo"])[0].verbose == 0  # fcn's one line per epoch, no Keras bar beside it
     for flags in (["-q", "-v"], ["-v", "-q"]):
         with pytest.raises(InputError, match="not allowed with"):
-            train.parse_config(flags)
+            train_config(flags)
 
 
 def test_summary_prints_the_architecture(capsys):
