@@ -66,6 +66,6 @@ def _default_fcn_logging():
     in this worker must not hide another test's messages (nor its ``-v`` add some). It stays non-propagating,
     so that pytest's log capture (caplog) attaches to it at the next test's start."""
     yield
-    from fcn.cli.common import setup_logging
+    from fcn.cli.common import _setup_logging
 
-    setup_logging(0)
+    _setup_logging(0)

@@ -98,7 +98,7 @@ def shows_progress(args: argparse.Namespace) -> bool:
 LIBRARY_LOGGERS = ("rasterio",)
 
 
-def setup_logging(verbosity: int = 0) -> None:
+def _setup_logging(verbosity: int = 0) -> None:
     """Messages of ``fcn`` go to stderr as bare lines: -1 (``-q``) errors only, 0 notes, 1 (``-v``) debug.
 
     The :data:`LIBRARY_LOGGERS` show their lines with ``-v`` only (as debugging details).
@@ -127,7 +127,7 @@ _NULL_HANDLER = _NullHandler()
 def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """A command's first step: parse ``argv``, then set up logging by its ``-q``/``-v``."""
     args = parser.parse_args(argv)
-    setup_logging(getattr(args, "log_level", 0))
+    _setup_logging(getattr(args, "log_level", 0))
     return args
 
 
@@ -143,7 +143,7 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     """
     quiet_tensorflow()
     if not any(getattr(h, "fcn_cli", False) for h in logging.getLogger("fcn").handlers):
-        setup_logging(0)
+        _setup_logging(0)
     try:
         return int(main(argv) or 0)
     except InputError as err:

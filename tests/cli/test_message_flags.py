@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from fcn.cli import export, mean_iou, predict, prepare_deepglobe, report, synthetic, train
-from fcn.cli.common import run_cli, setup_logging, shows_progress
+from fcn.cli.common import _setup_logging, run_cli, shows_progress
 from fcn.core.errors import InputError
 from fcn.core.palette import PALETTE
 
@@ -59,10 +59,10 @@ def test_mean_iou_q_hides_the_absent_class_warning(tmp_path, capsys):
 
 
 def test_librarys_lines_repeating_the_error_show_with_v_only(capsys):
-    setup_logging(0)
+    _setup_logging(0)
     logging.getLogger("rasterio._env").error("_tiffWriteProc: No space left on device.")
     assert capsys.readouterr().err == ""  # fcn's own error line says it
-    setup_logging(1)
+    _setup_logging(1)
     logging.getLogger("rasterio._env").error("_tiffWriteProc: No space left on device.")
     logging.getLogger("rasterio._env").debug("rasterio's own chatter")
     assert capsys.readouterr().err == "_tiffWriteProc: No space left on device.\n"
