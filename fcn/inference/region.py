@@ -57,6 +57,8 @@ class RegionOutputs:
         Raises:
             InputError: one line naming the option and the file.
         """
+        if self.polygons is None and (self.min_area_m2 or self.simplify_m is not None):
+            raise InputError("--min-area and --simplify shape the polygons: they need --polygons FILE.gpkg")
         for path, option, suffix, ours in (
             (self.mosaic, "--mosaic", MOSAIC_SUFFIX, _is_mosaic_file),
             (self.polygons, "--polygons", POLYGONS_SUFFIX, _is_polygons_file),

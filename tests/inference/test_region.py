@@ -271,3 +271,13 @@ def test_cluster_specs(capsys):
             ClusterSpec.parse(wrong)
     code, _, err = run(["--model", "m.onnx", "--input", "in", "--output", "out", "--cluster", "lokal:2"], capsys)
     assert code == 2 and "--cluster" in err and "lokal:2" in err
+
+
+@pytest.mark.parametrize("options", [{"min_area_m2": 5.0}, {"simplify_m": 1.0}])
+def test_polygon_options_without_polygons_are_refused_not_dropped(options, tmp_path):
+    from fcn.core.errors import InputError
+    from fcn.inference.region import RegionOutputs
+
+    with pytest.raises(InputError, match="need --polygons"):
+        RegionOutputs(**options).check(model=None, overwrite=False)
+    RegionOutputs(polygons=tmp_path / "out.gpkg", **options).check(model=None, overwrite=False)  # taken with it
