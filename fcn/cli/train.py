@@ -285,7 +285,7 @@ def _config_of(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
-def print_summary(config: TrainConfig) -> int:
+def _print_summary(config: TrainConfig) -> int:
     from fcn.model.builders import build_model, format_summary
 
     size = config.image_size or 512
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
         )
     config = _config_of(args)
     if getattr(args, "summary", False):
-        return print_summary(config)
+        return _print_summary(config)
     return train(config)
 
 
