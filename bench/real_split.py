@@ -9,7 +9,9 @@ Every candidate x model x seed is one ``scripts/train.py`` run in ``STUDY_DIR/ru
 with the common settings below (``--epochs`` ... ``--precision``, ``--cache``), then the candidate's
 own arguments, then anything after ``--``. The study is resumable: the same command keeps finished
 runs, continues a stopped one from its last epoch (``--resume``), and leaves a run another process
-holds to it. The table is :mod:`bench.cv`'s, over seeds instead of folds, plus the training images/s;
+holds to it. The table: per candidate x model, over its finished runs, the mean ± sd over seeds of the last-three-epoch
+mIoU, the best, the per-class IoU (last three epochs), the largest late drop, minutes and training tiles/s
+(wall time, validation included); then every run, unfinished ones marked.
 ``--plot`` draws validation mIoU per epoch (mean over seeds, range shaded) and ``--budget-plot`` the
 same against the training images seen, on a log axis.
 """
@@ -34,11 +36,11 @@ from bench.cv import (  # noqa: E402
     summarise_study,
     train_all,
 )
-from bench.cv import markdown as cv_markdown  # noqa: E402
 from bench.runs_table import plot_curves  # noqa: E402
 from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.files import write_text_atomic  # noqa: E402
+from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
 
 SPLIT_FOLDER = "split"  # STUDY_DIR/split/train and /val: links to the two data folders
 
@@ -93,13 +95,43 @@ def add_throughput(table: dict[str, list[dict]], train_tiles: int) -> None:
             run["images_per_s"] = train_tiles * run["epochs"] / (60 * run["minutes"]) if run["minutes"] else 0.0
 
 
+def _class_cells(ious: list[float]) -> str:
+    return " | ".join(f"{v:.3f}" for v in ious)
+
+
 def markdown(table: dict[str, list[dict]], after: int) -> str:
-    """The cv table (folds are one split here, so "runs" counts seeds) and the images/s per group."""
-    lines = [cv_markdown(table, after), "", "| candidate | model | training tiles/s (wall, with validation) |"]
-    lines.append("|---|---|---:|")
-    for key, runs in finished_only(table).items() or table.items():
-        rate = statistics.mean(r["images_per_s"] for r in runs)
-        lines.append(f"| {key.replace(' ', ' | ')} | {rate:.2f} |")
+    """The summary over finished runs (mean ± sd over seeds), then one row per run, unfinished ones marked."""
+    classes = " | ".join(CLASS_NAMES[c] for c in SCORED_CLASSES)
+    lines = [
+        f"| candidate | model | seeds | last-3 mIoU mean ± sd | best | {classes} | largest drop after epoch {after} "
+        "| min/run | tiles/s |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|---:|",
+    ]
+    for key, runs in finished_only(table).items():
+        last3 = [r["last3"] for r in runs]
+        sd = f"{statistics.stdev(last3):.3f}" if len(runs) > 1 else "–"
+        ious = [statistics.mean(r["last3_iou"][c] for r in runs) for c in range(len(SCORED_CLASSES))]
+        lines.append(
+            f"| {key.replace(' ', ' | ')} | {len(runs)} | {statistics.mean(last3):.3f} ± {sd} | "
+            f"{statistics.mean(r['best'] for r in runs):.3f} | {_class_cells(ious)} | "
+            f"{max(r['worst_drop'] for r in runs):.3f} | {statistics.mean(r['minutes'] for r in runs):.1f} | "
+            f"{statistics.mean(r['images_per_s'] for r in runs):.2f} |"
+        )
+    lines += [
+        "",
+        f"| candidate | model | seed | epochs | last-3 mIoU | best (epoch) | {classes} | largest late drop | minutes "
+        "| tiles/s |",
+        "|---|---|---:|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|---:|",
+    ]
+    for key, runs in table.items():
+        for r in runs:
+            epochs = f"{r['epochs']}" if r["finished"] else f"{r['epochs']} of {r['target_epochs']} (unfinished)"
+            best_epoch = 1 + r["curve"].index(r["best"])
+            lines.append(
+                f"| {key.replace(' ', ' | ')} | {r['seed']} | {epochs} | {r['last3']:.3f} | {r['best']:.3f} "
+                f"({best_epoch}) | {_class_cells(r['last3_iou'])} | {r['worst_drop']:.3f} | {r['minutes']:.1f} | "
+                f"{r['images_per_s']:.2f} |"
+            )
     return "\n".join(lines)
 
 

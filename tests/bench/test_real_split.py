@@ -90,7 +90,8 @@ def test_the_table_is_the_mean_over_seeds_with_throughput_and_both_plots(tmp_pat
     study.main([*argv, "--plot", str(tmp_path / "c.png"), "--budget-plot", str(tmp_path / "b.png")])
     text = (out / "study.md").read_text()
     last3 = [statistics.mean(c[-3:]) for c in curves.values()]
-    assert f"| default | fcn8s | 2 (1 × 2) | {statistics.mean(last3):.3f} ± {statistics.stdev(last3):.3f} |" in text
-    assert "| default | fcn8s | 0.05 |" in text  # 3 training tiles per 60-second epoch
+    assert f"| default | fcn8s | 2 | {statistics.mean(last3):.3f} ± {statistics.stdev(last3):.3f} | 0.535 |" in text
+    assert text.splitlines()[2].endswith("| 0.000 | 4.0 | 0.05 |")  # no late drop; 3 training tiles per 60-s epoch
+    assert "| default | fcn8s | 1 | 4 | 0.490 | 0.520 (4) |" in text
     for png in ("c.png", "b.png"):
         assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
