@@ -36,6 +36,7 @@ from bench.cv import (  # noqa: E402
     summarise_study,
     train_all,
 )
+from bench.cv import common_train_args as cv_train_args  # noqa: E402
 from bench.runs_table import plot_curves  # noqa: E402
 from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
@@ -75,16 +76,8 @@ def plan_runs(args, candidates, split: Path, common: list[str], seeds: list[int]
 
 
 def common_train_args(args, extra: list[str]) -> list[str]:
-    """The trainer arguments every run shares (a candidate's own come after them)."""
-    common = [
-        f"--epochs={args.epochs}",
-        f"--batch-size={args.batch_size}",
-        f"--precision={args.precision}",
-        f"--image-size={args.image_size}",
-        "--progress=none",
-    ]
-    common += [f"--crop={args.crop}"] if args.crop else []
-    return common + (["--cache"] if args.cache else []) + extra
+    """:mod:`bench.cv`'s shared trainer arguments, with ``--cache`` (a candidate's own come after them)."""
+    return cv_train_args(args, (["--cache"] if args.cache else []) + extra)
 
 
 def add_throughput(table: dict[str, list[dict]], train_tiles: int) -> None:
