@@ -205,6 +205,7 @@ def summarise_study(runs: list[Run], after: int) -> dict[str, list[dict]]:
         if history_epochs(run.dir):
             figures = summarise(run.dir, after)
             figures.update(fold=run.fold, seed=run.seed, target_epochs=run.epochs, finished=run.done())
+            figures["dir"] = str(run.dir)
             figures["last3_iou"] = last3_iou(run.dir)
             # A run initialised from another (a second stage) is drawn after that run's epochs.
             figures["first_epoch"] = 1 + sum(history_epochs(n) for n in run.needs)

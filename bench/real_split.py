@@ -13,13 +13,15 @@ holds to it. The table: per candidate x model, over its finished runs, the mean 
 mIoU, the best, the per-class IoU (last three epochs), the largest late drop, minutes and training tiles/s
 (wall time, validation included); then every run, unfinished ones marked.
 ``--plot`` draws validation mIoU per epoch (mean over seeds, range shaded) and ``--budget-plot`` the
-same against the training images seen, on a log axis.
+same against the training images seen in whole-tile areas, on a log axis; ``--project-to IMAGES`` carries
+each finished group's second-half trend on to that many images (table and dashed line).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -80,12 +82,56 @@ def common_train_args(args, extra: list[str]) -> list[str]:
     return cv_train_args(args, (["--cache"] if args.cache else []) + extra)
 
 
+def area_per_image(run_dir: Path) -> float:
+    """The share of a whole tile one training image covers: (crop / image size)^2, 1 without crops."""
+    from fcn.training.config import read_train_config
+
+    config = read_train_config(run_dir)
+    return (config.crop / config.image_size) ** 2 if config.crop and config.image_size else 1.0
+
+
 def add_throughput(table: dict[str, list[dict]], train_tiles: int) -> None:
-    """Each run's training tiles per second of wall time (validation included) and its images seen per epoch."""
+    """Each run's training tiles per second of wall time (validation included), and per epoch the training
+    images it sees in whole-tile areas (a 128^2 crop of a 256^2 tile is a quarter), the budget plot's unit."""
     for runs in table.values():
         for run in runs:
-            run["tiles_per_epoch"] = train_tiles
+            run["tiles_per_epoch"] = train_tiles * area_per_image(Path(run["dir"]))
             run["images_per_s"] = train_tiles * run["epochs"] / (60 * run["minutes"]) if run["minutes"] else 0.0
+
+
+def projections(table: dict[str, list[dict]], images: float) -> dict[str, dict]:
+    """Per group with finished runs: its mean curve's trend over the run's second half against log2 of the
+    images seen, carried on to ``images`` (an extrapolation: within one run the decaying learning rate
+    steepens the late curve, so it leans optimistic)."""
+    from fcn.study.curves import log_trend
+
+    projected = {}
+    for key, runs in finished_only(table).items():
+        length = min(len(r["curve"]) for r in runs)
+        means = [statistics.mean(r["curve"][e] for r in runs) for e in range(length)]
+        per_epoch = runs[0]["tiles_per_epoch"]
+        epochs = range(length // 2 + 1, length + 1)
+        intercept, gain = log_trend([e * per_epoch for e in epochs], [means[e - 1] for e in epochs])
+        projected[key] = {
+            "from_images": length * per_epoch,
+            "images": images,
+            "gain_per_doubling": gain,
+            "miou": intercept + gain * math.log2(images),
+        }
+    return projected
+
+
+def projection_markdown(projected: dict[str, dict]) -> str:
+    lines = [
+        "| candidate | model | images seen (whole tiles) | gain per doubling (second half) | projected at | mIoU |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for key, p in projected.items():
+        lines.append(
+            f"| {key.replace(' ', ' | ')} | {p['from_images']:,.0f} | {p['gain_per_doubling']:+.3f} | "
+            f"{p['images']:,.0f} | {p['miou']:.3f} |"
+        )
+    return "\n".join(lines)
 
 
 def _class_cells(ious: list[float]) -> str:
@@ -128,13 +174,22 @@ def markdown(table: dict[str, list[dict]], after: int) -> str:
     return "\n".join(lines)
 
 
-def plot_budget(table: dict[str, list[dict]], path: Path) -> None:
-    """Validation mIoU against training images seen (log axis): mean over seeds, one line per group."""
+def plot_budget(table: dict[str, list[dict]], path: Path, projected: dict[str, dict]) -> None:
+    """Validation mIoU against training images seen in whole-tile areas (log axis): mean over seeds, one line
+    per group, the projections dashed."""
     from fcn.study.curves import plot_val_miou
 
     curves = {key: [r["curve"] for r in runs] for key, runs in table.items()}
     images = {key: runs[0]["tiles_per_epoch"] for key, runs in table.items()}
-    plot_val_miou(curves, path, "validation mIoU against training images seen", x_per_epoch=images, log_x=True)
+    plot_val_miou(
+        curves,
+        path,
+        "validation mIoU against training images seen",
+        x_per_epoch=images,
+        log_x=True,
+        x_label="training images seen, in whole-tile areas",
+        projections={key: (p["images"], p["miou"]) for key, p in projected.items()},
+    )
 
 
 def write_summary(args, runs: list[Run], train_tiles: int) -> None:
@@ -142,14 +197,17 @@ def write_summary(args, runs: list[Run], train_tiles: int) -> None:
     if not table:
         raise InputError(f"{args.out / 'runs'}: no run has recorded an epoch yet")
     add_throughput(table, train_tiles)
+    projected = projections(table, args.project_to) if args.project_to else {}
     text = markdown(table, args.after)
+    if projected:
+        text += "\n\n" + projection_markdown(projected)
     print(text)
     write_text_atomic(args.out / "study.md", text + "\n")
-    write_text_atomic(args.out / "study.json", json.dumps({"table": table}, indent=2) + "\n")
+    write_text_atomic(args.out / "study.json", json.dumps({"table": table, "projections": projected}, indent=2) + "\n")
     if args.plot:
         plot_curves(table, args.plot, title="validation mIoU per epoch: mean over seeds (count), range shaded")
     if args.budget_plot:
-        plot_budget(table, args.budget_plot)
+        plot_budget(table, args.budget_plot, projected)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -170,6 +228,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_study_options(parser)
     parser.add_argument("--plot", type=Path, metavar="PNG", help="curves per epoch")
     parser.add_argument("--budget-plot", type=Path, metavar="PNG", help="curves against images seen (log axis)")
+    parser.add_argument(
+        "--project-to",
+        type=float,
+        metavar="IMAGES",
+        help="carry each finished group's trend on to this many training images seen in whole-tile areas "
+        "(e.g. 80000: 40 epochs over 2,000 tiles without crops)",
+    )
     return parser
 
 

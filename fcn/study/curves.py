@@ -32,6 +32,8 @@ def plot_val_miou(
     *,
     x_per_epoch: dict[str, float] | None = None,
     log_x: bool = False,
+    x_label: str = "training images seen",
+    projections: dict[str, tuple[float, float]] | None = None,
 ) -> None:
     """Validation mIoU per epoch, one line per label, its best epoch starred.
 
@@ -43,8 +45,11 @@ def plot_val_miou(
         first_epochs: label -> the epoch of its first value (default 1), e.g. a second stage
             drawn after its first.
         x_per_epoch: label -> x units per epoch (e.g. training images): the x axis is then epochs
-            times that, labelled "training images seen".
+            times that, labelled ``x_label``.
         log_x: a logarithmic x axis.
+        x_label: the x axis's name when ``x_per_epoch`` is given.
+        projections: label -> an (x, mIoU) point beyond its curve, drawn dashed from the curve's
+            last mean (a stated extrapolation, not a measurement).
     """
     plt = require_matplotlib()
     from matplotlib.ticker import MaxNLocator
@@ -67,11 +72,23 @@ def plot_val_miou(
             if finite:
                 best_value, best_epoch = max(finite)
                 ax.plot([best_epoch], [best_value], marker="*", markersize=12, color=line.get_color(), linestyle="none")
+            if label in (projections or {}):
+                x_to, y_to = projections[label]
+                ax.plot(
+                    [epochs[-1], x_to],
+                    [means[-1], y_to],
+                    linestyle="--",
+                    marker="o",
+                    markevery=[1],
+                    markerfacecolor="none",
+                    color=line.get_color(),
+                    label=f"{label}: projected",
+                )
         if log_x:
             ax.set_xscale("log")
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel(("training images seen" if x_per_epoch else "epoch") + " (star: best)")
+        ax.set_xlabel((x_label if x_per_epoch else "epoch") + " (star: best)")
         ax.set_ylabel("validation mIoU (classes 0-5)")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
@@ -81,6 +98,14 @@ def plot_val_miou(
             fig.savefig(tmp, metadata={"Software": project_signature()})  # the mark check_replaceable reads
     finally:
         plt.close(fig)
+
+
+def log_trend(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares fit of ``y = a + b * log2(x)``: ``(a, b)``, b being the gain per doubling of x."""
+    if len(xs) < 2 or len(set(xs)) < 2:
+        raise InputError("a trend needs at least two distinct x values")
+    fit = statistics.linear_regression([math.log2(x) for x in xs], ys)
+    return fit.intercept, fit.slope
 
 
 def history_curve(history: list[dict]) -> list[float]:

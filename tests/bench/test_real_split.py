@@ -1,5 +1,7 @@
 """bench/real_split.py: the reference study on a training folder and a validation folder."""
 
+import json
+import math
 import statistics
 import subprocess
 
@@ -78,13 +80,20 @@ def test_a_stopped_run_is_resumed_and_a_finished_one_kept(tmp_path, folders, mon
     assert started[0][2:] == ["--resume", str(runs[0].dir), "--epochs", "4", "--progress", "none"]
 
 
+def write_run(run_dir, curve, image_size=32, crop=16):
+    """A finished run of ``curve`` (60 s per epoch) trained on ``crop``-pixel crops of ``image_size`` tiles."""
+    write_history(run_dir, curve)
+    args = {"model": "fcn8s", "image_size": image_size, "crop": crop}
+    (run_dir / "config.json").write_text(json.dumps({"args": args, "resolved": {}}))
+
+
 def test_the_table_is_the_mean_over_seeds_with_throughput_and_both_plots(tmp_path, folders):
     import bench.real_split as study
 
     out = tmp_path / "s"
     curves = {0: [0.30, 0.40, 0.50, 0.55], 1: [0.20, 0.45, 0.50, 0.52]}
     for seed, curve in curves.items():
-        write_history(out / "runs" / f"default-fcn8s-s{seed}", curve)  # 60 s per epoch
+        write_run(out / "runs" / f"default-fcn8s-s{seed}", curve)
     argv = study_args(*folders, out, "--seeds", "0,1", "--epochs", "4", "--models", "fcn8s", "--table-only")
     pytest.importorskip("matplotlib")
     study.main([*argv, "--plot", str(tmp_path / "c.png"), "--budget-plot", str(tmp_path / "b.png")])
@@ -95,3 +104,28 @@ def test_the_table_is_the_mean_over_seeds_with_throughput_and_both_plots(tmp_pat
     assert "| default | fcn8s | 1 | 4 | 0.490 | 0.520 (4) |" in text
     for png in ("c.png", "b.png"):
         assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
+
+
+def test_images_seen_count_whole_tile_areas_and_the_trend_is_carried_on(tmp_path, folders):
+    import bench.real_split as study
+
+    out = tmp_path / "s"
+
+    # 16-px crops of 32-px tiles: 3 tiles a quarter each = 0.75 whole tiles per epoch. Over the second half
+    # (epochs 3 and 4) both seeds gain 0.02 per doubling of the images seen; their mean ends at 0.34.
+    def curve(offset):
+        return [0.1 + offset, 0.2 + offset, 0.3 + offset + 0.02 * math.log2(3 / 2), 0.3 + offset + 0.02]
+
+    for seed, offset in ((0, 0.0), (1, 0.04)):
+        write_run(out / "runs" / f"default-fcn8s-s{seed}", curve(offset))
+    argv = study_args(*folders, out, "--seeds", "0,1", "--epochs", "4", "--models", "fcn8s", "--table-only")
+    pytest.importorskip("matplotlib")
+    budget = tmp_path / "b.png"
+    study.main([*argv, "--project-to", str(0.75 * 4 * 8), "--budget-plot", str(budget)])  # three more doublings
+
+    projected = json.loads((out / "study.json").read_text())["projections"]["default fcn8s"]
+    assert projected["from_images"] == pytest.approx(3.0)
+    assert projected["gain_per_doubling"] == pytest.approx(0.02)
+    assert projected["miou"] == pytest.approx(0.34 + 3 * 0.02)
+    assert "| default | fcn8s | 3 | +0.020 | 24 | 0.400 |" in (out / "study.md").read_text()
+    assert budget.read_bytes().startswith(b"\x89PNG")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fcn.core.errors import InputError
 from fcn.core.files import is_signature
 from fcn.study import curves
 
@@ -54,3 +55,25 @@ def test_the_png_carries_the_project_signature_so_a_rerun_may_replace_it(tmp_pat
 def test_history_rows_become_a_curve():
     rows = [{"epoch": 1, "val_miou": 0.25, "loss": 1.0}, {"epoch": 2, "val_miou": 0.5, "loss": 0.5}]
     assert curves.history_curve(rows) == [0.25, 0.5]
+
+
+def test_a_projection_is_drawn_dashed_from_the_last_mean_and_the_trend_is_per_doubling(tmp_path, drawn):
+    curves.plot_val_miou(
+        {"a": [[0.2, 0.4], [0.4, 0.6]]},
+        tmp_path / "b.png",
+        "title",
+        x_per_epoch={"a": 100},
+        log_x=True,
+        x_label="tiles",
+        projections={"a": (1600, 0.7)},
+    )
+    (axes,) = drawn[0].axes
+    dashed = [line for line in axes.lines if line.get_label() == "a: projected"]
+    assert len(dashed) == 1 and dashed[0].get_linestyle() == "--"
+    assert list(dashed[0].get_xdata()) == [200, 1600]
+    assert list(dashed[0].get_ydata()) == pytest.approx([0.5, 0.7])
+    assert axes.get_xscale() == "log" and axes.get_xlabel().startswith("tiles")
+
+    assert curves.log_trend([100, 200, 400], [0.5, 0.52, 0.54]) == pytest.approx((0.5 - 0.02 * 6.643856, 0.02))
+    with pytest.raises(InputError):
+        curves.log_trend([100, 100], [0.5, 0.6])
