@@ -10,7 +10,8 @@ with the common settings below (``--epochs`` ... ``--precision``, ``--cache``), 
 own arguments, then anything after ``--``. The study is resumable: the same command keeps finished
 runs, continues a stopped one from its last epoch (``--resume``), and leaves a run another process
 holds to it. The table: per candidate x model, over its finished runs, the mean ± sd over seeds of the last-three-epoch
-mIoU, the best, the per-class IoU (last three epochs), the largest late drop, minutes and training tiles/s
+mIoU, the best, the per-class IoU (last three epochs), the largest late drop (of the mean curve over
+seeds, and of the worst run), minutes and training tiles/s
 (wall time, validation included); then every run, unfinished ones marked.
 ``--plot`` draws validation mIoU per epoch (mean over seeds, range shaded) and ``--budget-plot`` the
 same against the training images seen in whole-tile areas, on a log axis; ``--project-to IMAGES`` carries
@@ -138,11 +139,19 @@ def _class_cells(ious: list[float]) -> str:
     return " | ".join(f"{v:.3f}" for v in ious)
 
 
+def mean_curve_drop(runs: list[dict], after: int) -> float:
+    """The largest epoch-to-epoch drop after epoch ``after`` of the runs' mean curve (0 when it only rose)."""
+    length = min(len(r["curve"]) for r in runs)
+    means = [statistics.mean(r["curve"][e] for r in runs) for e in range(length)]
+    return max([0.0, *(means[e - 1] - means[e] for e in range(max(after, 1), length))])
+
+
 def markdown(table: dict[str, list[dict]], after: int) -> str:
     """The summary over finished runs (mean ± sd over seeds), then one row per run, unfinished ones marked."""
     classes = " | ".join(CLASS_NAMES[c] for c in SCORED_CLASSES)
     lines = [
-        f"| candidate | model | seeds | last-3 mIoU mean ± sd | best | {classes} | largest drop after epoch {after} "
+        f"| candidate | model | seeds | last-3 mIoU mean ± sd | best | {classes} | largest drop after epoch {after}: "
+        "mean curve / worst run "
         "| min/run | tiles/s |",
         "|---|---|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|---:|",
     ]
@@ -153,7 +162,8 @@ def markdown(table: dict[str, list[dict]], after: int) -> str:
         lines.append(
             f"| {key.replace(' ', ' | ')} | {len(runs)} | {statistics.mean(last3):.3f} ± {sd} | "
             f"{statistics.mean(r['best'] for r in runs):.3f} | {_class_cells(ious)} | "
-            f"{max(r['worst_drop'] for r in runs):.3f} | {statistics.mean(r['minutes'] for r in runs):.1f} | "
+            f"{mean_curve_drop(runs, after):.3f} / {max(r['worst_drop'] for r in runs):.3f} | "
+            f"{statistics.mean(r['minutes'] for r in runs):.1f} | "
             f"{statistics.mean(r['images_per_s'] for r in runs):.2f} |"
         )
     lines += [

@@ -94,14 +94,18 @@ def test_the_table_is_the_mean_over_seeds_with_throughput_and_both_plots(tmp_pat
     curves = {0: [0.30, 0.40, 0.50, 0.55], 1: [0.20, 0.45, 0.50, 0.52]}
     for seed, curve in curves.items():
         write_run(out / "runs" / f"default-fcn8s-s{seed}", curve)
-    argv = study_args(*folders, out, "--seeds", "0,1", "--epochs", "4", "--models", "fcn8s", "--table-only")
+    # after epoch 1: seed 0 drops 0.05 from epoch 2 to 3, seed 1 0.06 from 3 to 4; their mean 0.02 from 3 to 4
+    for seed, curve in {0: [0.30, 0.50, 0.45, 0.47], 1: [0.30, 0.40, 0.50, 0.44]}.items():
+        write_run(out / "runs" / f"default-fcn32s-s{seed}", curve)
+    argv = study_args(*folders, out, "--seeds", "0,1", "--epochs", "4", "--models", "fcn8s,fcn32s", "--table-only")
     pytest.importorskip("matplotlib")
-    study.main([*argv, "--plot", str(tmp_path / "c.png"), "--budget-plot", str(tmp_path / "b.png")])
+    study.main([*argv, "--after", "1", "--plot", str(tmp_path / "c.png"), "--budget-plot", str(tmp_path / "b.png")])
     text = (out / "study.md").read_text()
     last3 = [statistics.mean(c[-3:]) for c in curves.values()]
     assert f"| default | fcn8s | 2 | {statistics.mean(last3):.3f} ± {statistics.stdev(last3):.3f} | 0.535 |" in text
-    assert text.splitlines()[2].endswith("| 0.000 | 4.0 | 0.05 |")  # no late drop; 3 training tiles per 60-s epoch
+    assert text.splitlines()[2].endswith("| 0.000 / 0.000 | 4.0 | 0.05 |")  # no late drop; 3 tiles per 60-s epoch
     assert "| default | fcn8s | 1 | 4 | 0.490 | 0.520 (4) |" in text
+    assert "| 0.020 / 0.060 | 4.0 |" in text.splitlines()[3]  # fcn32s: the mean curve's drop, then the worst run's
     for png in ("c.png", "b.png"):
         assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
 
