@@ -14,15 +14,15 @@ mIoU, the best, the per-class IoU (last three epochs), the largest late drop (of
 seeds, and of the worst run), minutes and training tiles/s
 (wall time, validation included); then every run, unfinished ones marked.
 ``--plot`` draws validation mIoU per epoch (mean over seeds, range shaded) and ``--budget-plot`` the
-same against the training images seen in whole-tile areas, on a log axis; ``--project-to IMAGES`` carries
-each finished group's second-half trend on to that many images (table and dashed line).
+same against the training images seen in whole-tile areas, on a log axis. ``--budget-series`` names the
+candidates that are one recipe at different ``--epochs`` (bench/budget_curve.py): their final mIoU
+against images seen, the gain per doubling, and with ``--project-to IMAGES`` that curve carried on.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
@@ -100,39 +100,19 @@ def add_throughput(table: dict[str, list[dict]], train_tiles: int) -> None:
             run["images_per_s"] = train_tiles * run["epochs"] / (60 * run["minutes"]) if run["minutes"] else 0.0
 
 
-def projections(table: dict[str, list[dict]], images: float) -> dict[str, dict]:
-    """Per group with finished runs: its mean curve's trend over the run's second half against log2 of the
-    images seen, carried on to ``images`` (an extrapolation: within one run the decaying learning rate
-    steepens the late curve, so it leans optimistic)."""
-    from fcn.study.curves import log_trend
+def budget_report(table: dict[str, list[dict]], series: list[str], images: float | None) -> tuple[str, dict]:
+    """Per model, the budget points of the ``series`` candidates and (with ``images``) the projection."""
+    from bench.budget_curve import budget_markdown, budget_points, project
 
-    projected = {}
-    for key, runs in finished_only(table).items():
-        length = min(len(r["curve"]) for r in runs)
-        means = [statistics.mean(r["curve"][e] for r in runs) for e in range(length)]
-        per_epoch = runs[0]["tiles_per_epoch"]
-        epochs = range(length // 2 + 1, length + 1)
-        intercept, gain = log_trend([e * per_epoch for e in epochs], [means[e - 1] for e in epochs])
-        projected[key] = {
-            "from_images": length * per_epoch,
-            "images": images,
-            "gain_per_doubling": gain,
-            "miou": intercept + gain * math.log2(images),
-        }
-    return projected
-
-
-def projection_markdown(projected: dict[str, dict]) -> str:
-    lines = [
-        "| candidate | model | images seen (whole tiles) | gain per doubling (second half) | projected at | mIoU |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for key, p in projected.items():
-        lines.append(
-            f"| {key.replace(' ', ' | ')} | {p['from_images']:,.0f} | {p['gain_per_doubling']:+.3f} | "
-            f"{p['images']:,.0f} | {p['miou']:.3f} |"
-        )
-    return "\n".join(lines)
+    texts, projected = [], {}
+    models = dict.fromkeys(key.split(" ")[1] for key in table if key.split(" ")[0] in series)
+    for model in models:
+        points = budget_points(table, series, model)
+        projection = project(points, images) if images and len(points) >= 2 else None
+        if projection:
+            projected[f"{points[-1].candidate} {model}"] = projection
+        texts.append(budget_markdown(model, points, projection))
+    return "\n\n".join(texts), projected
 
 
 def _class_cells(ious: list[float]) -> str:
@@ -198,7 +178,10 @@ def plot_budget(table: dict[str, list[dict]], path: Path, projected: dict[str, d
         x_per_epoch=images,
         log_x=True,
         x_label="training images seen, in whole-tile areas",
-        projections={key: (p["images"], p["miou"]) for key, p in projected.items()},
+        projections={
+            key: (p["images"], p["steady"] if p["shrinking"] is None else p["shrinking"])
+            for key, p in projected.items()
+        },
     )
 
 
@@ -207,10 +190,11 @@ def write_summary(args, runs: list[Run], train_tiles: int) -> None:
     if not table:
         raise InputError(f"{args.out / 'runs'}: no run has recorded an epoch yet")
     add_throughput(table, train_tiles)
-    projected = projections(table, args.project_to) if args.project_to else {}
     text = markdown(table, args.after)
-    if projected:
-        text += "\n\n" + projection_markdown(projected)
+    projected = {}
+    if args.budget_series:
+        budget_text, projected = budget_report(table, args.budget_series, args.project_to)
+        text += "\n\n" + budget_text
     print(text)
     write_text_atomic(args.out / "study.md", text + "\n")
     write_text_atomic(args.out / "study.json", json.dumps({"table": table, "projections": projected}, indent=2) + "\n")
@@ -239,17 +223,25 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", type=Path, metavar="PNG", help="curves per epoch")
     parser.add_argument("--budget-plot", type=Path, metavar="PNG", help="curves against images seen (log axis)")
     parser.add_argument(
+        "--budget-series",
+        type=lambda text: [name for name in text.split(",") if name],
+        metavar="NAME,NAME",
+        help="candidates that are one recipe at different --epochs: their final mIoU against images seen",
+    )
+    parser.add_argument(
         "--project-to",
         type=float,
         metavar="IMAGES",
-        help="carry each finished group's trend on to this many training images seen in whole-tile areas "
-        "(e.g. 80000: 40 epochs over 2,000 tiles without crops)",
+        help="with --budget-series: carry the budget curve on to this many training images seen in whole-tile "
+        "areas (e.g. 80000: 40 epochs over 2,000 tiles without crops)",
     )
     return parser
 
 
 def main(argv=None) -> int:
     args, extra, candidates, seeds = parse_study_args(get_args_parser(), argv)
+    if args.project_to and not args.budget_series:
+        raise InputError("--project-to needs --budget-series (the runs whose ends make the budget curve)")
     for folder in (args.train, args.val):
         if not folder.is_dir():
             raise InputError(f"{folder}: not a folder")

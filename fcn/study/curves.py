@@ -100,14 +100,6 @@ def plot_val_miou(
         plt.close(fig)
 
 
-def log_trend(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """Least-squares fit of ``y = a + b * log2(x)``: ``(a, b)``, b being the gain per doubling of x."""
-    if len(xs) < 2 or len(set(xs)) < 2:
-        raise InputError("a trend needs at least two distinct x values")
-    fit = statistics.linear_regression([math.log2(x) for x in xs], ys)
-    return fit.intercept, fit.slope
-
-
 def history_curve(history: list[dict]) -> list[float]:
     """A run's validation mIoU per epoch, from its history rows."""
     return [row["val_miou"] for row in history]

@@ -1,7 +1,6 @@
 """bench/real_split.py: the reference study on a training folder and a validation folder."""
 
 import json
-import math
 import statistics
 import subprocess
 
@@ -110,26 +109,35 @@ def test_the_table_is_the_mean_over_seeds_with_throughput_and_both_plots(tmp_pat
         assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
 
 
-def test_images_seen_count_whole_tile_areas_and_the_trend_is_carried_on(tmp_path, folders):
+def test_the_budget_series_ends_make_the_curve_and_it_is_carried_on(tmp_path, folders):
     import bench.real_split as study
 
     out = tmp_path / "s"
-
-    # 16-px crops of 32-px tiles: 3 tiles a quarter each = 0.75 whole tiles per epoch. Over the second half
-    # (epochs 3 and 4) both seeds gain 0.02 per doubling of the images seen; their mean ends at 0.34.
-    def curve(offset):
-        return [0.1 + offset, 0.2 + offset, 0.3 + offset + 0.02 * math.log2(3 / 2), 0.3 + offset + 0.02]
-
-    for seed, offset in ((0, 0.0), (1, 0.04)):
-        write_run(out / "runs" / f"default-fcn8s-s{seed}", curve(offset))
-    argv = study_args(*folders, out, "--seeds", "0,1", "--epochs", "4", "--models", "fcn8s", "--table-only")
+    # 16-px crops of 32-px tiles: 3 tiles a quarter each = 0.75 whole tiles per epoch. The series: the same
+    # recipe for 2, 4 and 8 epochs (1.5, 3 and 6 images); only the final epochs count, gaining 0.08 then 0.04.
+    write_run(out / "runs" / "e2-fcn8s-s0", [0.10, 0.50])
+    write_run(out / "runs" / "e4-fcn8s-s0", [0.1, 0.2, 0.3, 0.58])
+    for seed, final in ((0, 0.61), (1, 0.63)):
+        write_run(out / "runs" / f"e8-fcn8s-s{seed}", [0.1] * 7 + [final])
+    argv = study_args(*folders, out, "--seeds", "0,1", "--models", "fcn8s", "--table-only")
+    argv += ["--candidate", "e2=--epochs 2", "--candidate", "e4=--epochs 4", "--candidate", "e8=--epochs 8"]
     pytest.importorskip("matplotlib")
     budget = tmp_path / "b.png"
-    study.main([*argv, "--project-to", str(0.75 * 4 * 8), "--budget-plot", str(budget)])  # three more doublings
+    study.main([*argv, "--budget-series", "e2,e4,e8", "--project-to", "24", "--budget-plot", str(budget)])
 
-    projected = json.loads((out / "study.json").read_text())["projections"]["default fcn8s"]
-    assert projected["from_images"] == pytest.approx(3.0)
-    assert projected["gain_per_doubling"] == pytest.approx(0.02)
-    assert projected["miou"] == pytest.approx(0.34 + 3 * 0.02)
-    assert "| default | fcn8s | 3 | +0.020 | 24 | 0.400 |" in (out / "study.md").read_text()
+    text = (out / "study.md").read_text()
+    assert "| e2 | 2 | 0.500 | 1 | – |" in text
+    assert "| e4 | 3 | 0.580 | 1 | +0.080 |" in text
+    assert "| e8 | 6 | 0.620 | 2 | +0.040 |" in text
+    projected = json.loads((out / "study.json").read_text())["projections"]["e8 fcn8s"]
+    assert projected["steady"] == pytest.approx(0.62 + 2 * 0.04)  # two more doublings at +0.04
+    assert projected["ratio"] == pytest.approx(0.5)
+    assert projected["shrinking"] == pytest.approx(0.62 + 0.02 + 0.01)  # each half the one before
     assert budget.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_projection_needs_the_budget_series(tmp_path, folders):
+    import bench.real_split as study
+
+    with pytest.raises(InputError, match="--budget-series"):
+        study.main(study_args(*folders, tmp_path / "s", "--table-only", "--project-to", "100"))

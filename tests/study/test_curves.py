@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from fcn.core.errors import InputError
 from fcn.core.files import is_signature
 from fcn.study import curves
 
@@ -57,7 +56,7 @@ def test_history_rows_become_a_curve():
     assert curves.history_curve(rows) == [0.25, 0.5]
 
 
-def test_a_projection_is_drawn_dashed_from_the_last_mean_and_the_trend_is_per_doubling(tmp_path, drawn):
+def test_a_projection_is_drawn_dashed_from_the_last_mean(tmp_path, drawn):
     curves.plot_val_miou(
         {"a": [[0.2, 0.4], [0.4, 0.6]]},
         tmp_path / "b.png",
@@ -73,7 +72,3 @@ def test_a_projection_is_drawn_dashed_from_the_last_mean_and_the_trend_is_per_do
     assert list(dashed[0].get_xdata()) == [200, 1600]
     assert list(dashed[0].get_ydata()) == pytest.approx([0.5, 0.7])
     assert axes.get_xscale() == "log" and axes.get_xlabel().startswith("tiles")
-
-    assert curves.log_trend([100, 200, 400], [0.5, 0.52, 0.54]) == pytest.approx((0.5 - 0.02 * 6.643856, 0.02))
-    with pytest.raises(InputError):
-        curves.log_trend([100, 100], [0.5, 0.6])
