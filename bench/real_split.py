@@ -101,14 +101,17 @@ def add_throughput(table: dict[str, list[dict]], train_tiles: int) -> None:
 
 
 def budget_report(table: dict[str, list[dict]], series: list[str], images: float | None) -> tuple[str, dict]:
-    """Per model, the budget points of the ``series`` candidates and (with ``images``) the projection."""
+    """Per model with two or more budget points in the ``series`` candidates: its points and (with ``images``)
+    the projection."""
     from bench.budget_curve import budget_markdown, budget_points, project
 
     texts, projected = [], {}
     models = dict.fromkeys(key.split(" ")[1] for key in table if key.split(" ")[0] in series)
     for model in models:
         points = budget_points(table, series, model)
-        projection = project(points, images) if images and len(points) >= 2 else None
+        if len(points) < 2:
+            continue  # one budget is no curve
+        projection = project(points, images) if images else None
         if projection:
             projected[f"{points[-1].candidate} {model}"] = projection
         texts.append(budget_markdown(model, points, projection))

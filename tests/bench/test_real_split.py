@@ -119,7 +119,8 @@ def test_the_budget_series_ends_make_the_curve_and_it_is_carried_on(tmp_path, fo
     write_run(out / "runs" / "e4-fcn8s-s0", [0.1, 0.2, 0.3, 0.58])
     for seed, final in ((0, 0.61), (1, 0.63)):
         write_run(out / "runs" / f"e8-fcn8s-s{seed}", [0.1] * 7 + [final])
-    argv = study_args(*folders, out, "--seeds", "0,1", "--models", "fcn8s", "--table-only")
+    write_run(out / "runs" / "e8-fcn32s-s0", [0.1] * 7 + [0.5])  # one budget: no curve
+    argv = study_args(*folders, out, "--seeds", "0,1", "--models", "fcn8s,fcn32s", "--table-only")
     argv += ["--candidate", "e2=--epochs 2", "--candidate", "e4=--epochs 4", "--candidate", "e8=--epochs 8"]
     pytest.importorskip("matplotlib")
     budget = tmp_path / "b.png"
@@ -129,6 +130,7 @@ def test_the_budget_series_ends_make_the_curve_and_it_is_carried_on(tmp_path, fo
     assert "| e2 | 2 | 0.500 | 1 | – |" in text
     assert "| e4 | 3 | 0.580 | 1 | +0.080 |" in text
     assert "| e8 | 6 | 0.620 | 2 | +0.040 |" in text
+    assert "fcn32s: candidate" not in text
     projected = json.loads((out / "study.json").read_text())["projections"]["e8 fcn8s"]
     assert projected["steady"] == pytest.approx(0.62 + 2 * 0.04)  # two more doublings at +0.04
     assert projected["ratio"] == pytest.approx(0.5)
