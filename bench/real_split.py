@@ -2,7 +2,7 @@
 
     python bench/real_split.py --train DATA_DIR/landcover-train --val DATA_DIR/landcover-dev \\
         --out STUDY_DIR --models fcn8s,fcn32s --seeds 0,1 --jobs 2 --threads 1 \\
-        --candidate default= --candidate "ema@fcn8s=--ema 0.999" --plot curves.png --budget-plot budget.png
+        --candidate default= --candidate "ema@fcn8s=--ema 0.998" --plot curves.png --budget-plot budget.png
     python bench/real_split.py ... --table-only          # summarise the runs there, train nothing
 
 Every candidate x model x seed is one ``scripts/train.py`` run in ``STUDY_DIR/runs/NAME-MODEL-sSEED``,
