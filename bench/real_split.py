@@ -83,20 +83,24 @@ def common_train_args(args, extra: list[str]) -> list[str]:
     return cv_train_args(args, (["--cache"] if args.cache else []) + extra)
 
 
-def area_per_image(run_dir: Path) -> float:
-    """The share of a whole tile one training image covers: (crop / image size)^2, 1 without crops."""
+def area_per_image(run_dir: Path, tile_hw: tuple[int, int]) -> float:
+    """The share of a whole tile one training image covers: crop^2 over the tile's area at the training size
+    (``--image-size`` squared, else the tiles' own ``tile_hw``); 1 without crops."""
     from fcn.training.config import read_train_config
 
     config = read_train_config(run_dir)
-    return (config.crop / config.image_size) ** 2 if config.crop and config.image_size else 1.0
+    if not config.crop:
+        return 1.0
+    height, width = (config.image_size, config.image_size) if config.image_size else tile_hw
+    return min(1.0, config.crop**2 / (height * width))
 
 
-def add_throughput(table: dict[str, list[dict]], train_tiles: int) -> None:
+def add_throughput(table: dict[str, list[dict]], train_tiles: int, tile_hw: tuple[int, int]) -> None:
     """Each run's training tiles per second of wall time (validation included), and per epoch the training
     images it sees in whole-tile areas (a 128^2 crop of a 256^2 tile is a quarter), the budget plot's unit."""
     for runs in table.values():
         for run in runs:
-            run["tiles_per_epoch"] = train_tiles * area_per_image(Path(run["dir"]))
+            run["tiles_per_epoch"] = train_tiles * area_per_image(Path(run["dir"]), tile_hw)
             run["images_per_s"] = train_tiles * run["epochs"] / (60 * run["minutes"]) if run["minutes"] else 0.0
 
 
@@ -188,11 +192,11 @@ def plot_budget(table: dict[str, list[dict]], path: Path, projected: dict[str, d
     )
 
 
-def write_summary(args, runs: list[Run], train_tiles: int) -> None:
+def write_summary(args, runs: list[Run], train_tiles: int, tile_hw: tuple[int, int]) -> None:
     table = summarise_study(runs, args.after)
     if not table:
         raise InputError(f"{args.out / 'runs'}: no run has recorded an epoch yet")
-    add_throughput(table, train_tiles)
+    add_throughput(table, train_tiles, tile_hw)
     text = markdown(table, args.after)
     projected = {}
     if args.budget_series:
@@ -248,15 +252,17 @@ def main(argv=None) -> int:
     for folder in (args.train, args.val):
         if not folder.is_dir():
             raise InputError(f"{folder}: not a folder")
+    from fcn.core.images import image_size
     from fcn.data.pairs import find_pairs
 
-    train_tiles = len(find_pairs(args.train))
+    pairs = find_pairs(args.train)
+    train_tiles, tile_hw = len(pairs), image_size(pairs[0].image_path)
     split = link_split(args.train, args.val, args.out)
     runs = plan_runs(args, candidates, split, common_train_args(args, extra), seeds)
     if not args.table_only:
         (args.out / "runs").mkdir(parents=True, exist_ok=True)
         train_all(runs, args.jobs, args.threads)
-    write_summary(args, runs, train_tiles)
+    write_summary(args, runs, train_tiles, tile_hw)
     return 0
 
 

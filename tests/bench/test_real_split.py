@@ -115,7 +115,7 @@ def test_the_budget_series_ends_make_the_curve_and_it_is_carried_on(tmp_path, fo
     out = tmp_path / "s"
     # 16-px crops of 32-px tiles: 3 tiles a quarter each = 0.75 whole tiles per epoch. The series: the same
     # recipe for 2, 4 and 8 epochs (1.5, 3 and 6 images); only the final epochs count, gaining 0.08 then 0.04.
-    write_run(out / "runs" / "e2-fcn8s-s0", [0.10, 0.50])
+    write_run(out / "runs" / "e2-fcn8s-s0", [0.10, 0.50], image_size=None)  # native 32-px tiles: a quarter too
     write_run(out / "runs" / "e4-fcn8s-s0", [0.1, 0.2, 0.3, 0.58])
     for seed, final in ((0, 0.61), (1, 0.63)):
         write_run(out / "runs" / f"e8-fcn8s-s{seed}", [0.1] * 7 + [final])
