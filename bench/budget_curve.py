@@ -84,7 +84,7 @@ def budget_markdown(model: str, points: list[BudgetPoint], projection: dict | No
             f"\n{model} at {p['images']:,.0f} images: {p['steady']:.3f} if every further doubling gained "
             f"{p['gain_per_doubling']:+.3f} as the last did (an upper bound)"
         )
-        if p["shrinking"] is not None:
+        if p["shrinking"] is not None and p["ratio"] < 1:
             text += f"; {p['shrinking']:.3f} if each gains {p['ratio']:.2f}× the one before, as measured"
         lines.append(text + ".")
     return "\n".join(lines)
