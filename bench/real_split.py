@@ -128,9 +128,10 @@ def _class_cells(ious: list[float]) -> str:
 
 def mean_curve_drop(runs: list[dict], after: int) -> float:
     """The largest epoch-to-epoch drop after epoch ``after`` of the runs' mean curve (0 when it only rose)."""
-    length = min(len(r["curve"]) for r in runs)
-    means = [statistics.mean(r["curve"][e] for r in runs) for e in range(length)]
-    return max([0.0, *(means[e - 1] - means[e] for e in range(max(after, 1), length))])
+    from fcn.study.curves import mean_curve
+
+    means = mean_curve([r["curve"] for r in runs])
+    return max([0.0, *(means[e - 1] - means[e] for e in range(max(after, 1), len(means)))])
 
 
 def markdown(table: dict[str, list[dict]], after: int) -> str:

@@ -57,12 +57,11 @@ def plot_val_miou(
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     try:
         for label, runs in curves.items():
-            length = min(len(run) for run in runs)
-            per_epoch = list(zip(*(run[:length] for run in runs)))
+            per_epoch = list(zip(*runs))  # the epochs all of them reached
             first = (first_epochs or {}).get(label, 1)
             scale = (x_per_epoch or {}).get(label, 1)
-            epochs = [epoch * scale for epoch in range(first, first + length)]
-            means = [statistics.mean(values) for values in per_epoch]
+            epochs = [epoch * scale for epoch in range(first, first + len(per_epoch))]
+            means = mean_curve(runs)
             name = f"{label} ({len(runs)})" if len(runs) > 1 else label
             (line,) = ax.plot(epochs, means, marker="o", markersize=3, label=name)
             if len(runs) > 1:
@@ -98,6 +97,11 @@ def plot_val_miou(
             fig.savefig(tmp, metadata={"Software": project_signature()})  # the mark check_replaceable reads
     finally:
         plt.close(fig)
+
+
+def mean_curve(runs: list[list[float]]) -> list[float]:
+    """The per-epoch mean of several runs' curves, over the epochs all of them reached."""
+    return [statistics.mean(values) for values in zip(*runs)]
 
 
 def history_curve(history: list[dict]) -> list[float]:
