@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 from pathlib import Path
@@ -43,6 +44,8 @@ from bench.cv import common_train_args as cv_train_args  # noqa: E402
 from bench.runs_table import plot_curves  # noqa: E402
 from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
+
+log = logging.getLogger(__name__)
 from fcn.core.files import write_text_atomic  # noqa: E402
 from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
 
@@ -110,6 +113,10 @@ def budget_report(table: dict[str, list[dict]], series: list[str], images: float
     from bench.budget_curve import budget_markdown, budget_points, project
 
     texts, projected = [], {}
+    finished = {key.split(" ")[0] for key in finished_only(table)}
+    missing = [name for name in series if name not in finished]
+    if missing:
+        log.warning("--budget-series: no finished run of %s yet, left out of the budget curve", ", ".join(missing))
     models = dict.fromkeys(key.split(" ")[1] for key in table if key.split(" ")[0] in series)
     for model in models:
         points = budget_points(table, series, model)
@@ -128,10 +135,9 @@ def _class_cells(ious: list[float]) -> str:
 
 def mean_curve_drop(runs: list[dict], after: int) -> float:
     """The largest epoch-to-epoch drop after epoch ``after`` of the runs' mean curve (0 when it only rose)."""
-    from fcn.study.curves import mean_curve
+    from fcn.study.curves import largest_drop, mean_curve
 
-    means = mean_curve([r["curve"] for r in runs])
-    return max([0.0, *(means[e - 1] - means[e] for e in range(max(after, 1), len(means)))])
+    return largest_drop(mean_curve([r["curve"] for r in runs]), after)
 
 
 def markdown(table: dict[str, list[dict]], after: int) -> str:

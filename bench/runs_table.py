@@ -23,7 +23,7 @@ from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 from fcn.core.palette import CLASS_NAMES, SCORED_CLASSES  # noqa: E402
 from fcn.model.runfiles import IOU_COLUMNS, RunFiles  # noqa: E402  (TensorFlow-free)
-from fcn.study.curves import history_curve, plot_val_miou  # noqa: E402  (TensorFlow-free)
+from fcn.study.curves import history_curve, largest_drop, plot_val_miou  # noqa: E402  (TensorFlow-free)
 
 
 def summarise(run_dir: Path, after: int) -> dict:
@@ -33,12 +33,11 @@ def summarise(run_dir: Path, after: int) -> dict:
     if not rows:
         raise InputError(f"{files.history_path}: no epoch recorded")
     miou = history_curve(rows)
-    drops = [miou[i - 1] - miou[i] for i in range(1, len(miou)) if rows[i]["epoch"] > after]
     return {
         "epochs": len(rows),
         "last3": statistics.mean(miou[-3:]),
         "best": max(miou),
-        "worst_drop": max([0.0, *drops]),  # 0 when the curve only rose
+        "worst_drop": largest_drop(miou, after),
         "minutes": sum(r["seconds"] for r in rows) / 60,
         "last_iou": [rows[-1][c] for c in IOU_COLUMNS],
         "curve": miou,

@@ -104,6 +104,11 @@ def mean_curve(runs: list[list[float]]) -> list[float]:
     return [statistics.mean(values) for values in zip(*runs)]
 
 
+def largest_drop(curve: list[float], after: int) -> float:
+    """The largest fall from one epoch to the next among epochs after ``after`` (1-based; 0 when it only rose)."""
+    return max([0.0, *(curve[e - 1] - curve[e] for e in range(max(after, 1), len(curve)))])
+
+
 def history_curve(history: list[dict]) -> list[float]:
     """A run's validation mIoU per epoch, from its history rows."""
     return [row["val_miou"] for row in history]

@@ -72,3 +72,12 @@ def test_a_projection_is_drawn_dashed_from_the_last_mean(tmp_path, drawn):
     assert list(dashed[0].get_xdata()) == [200, 1600]
     assert list(dashed[0].get_ydata()) == pytest.approx([0.5, 0.7])
     assert axes.get_xscale() == "log" and axes.get_xlabel().startswith("tiles")
+
+
+def test_the_largest_drop_counts_only_falls_after_the_given_epoch():
+    curve = [0.5, 0.2, 0.6, 0.55, 0.7, 0.62]  # falls of 0.3 (epoch 1→2), 0.05 (3→4), 0.08 (5→6)
+    assert curves.largest_drop(curve, after=0) == pytest.approx(0.3)
+    assert curves.largest_drop(curve, after=2) == pytest.approx(0.08)
+    assert curves.largest_drop(curve, after=5) == pytest.approx(0.08)
+    assert curves.largest_drop(curve, after=6) == 0.0
+    assert curves.largest_drop([0.1, 0.2, 0.3], after=0) == 0.0  # a curve that only rose
