@@ -11,8 +11,9 @@ own arguments, then anything after ``--``. The study is resumable: the same comm
 runs, continues a stopped one from its last epoch (``--resume``), and leaves a run another process
 holds to it. The table: per candidate x model, over its finished runs, the mean ± sd over seeds of the last-three-epoch
 mIoU, the best, the per-class IoU (last three epochs), the largest late drop (of the mean curve over
-seeds, and of the worst run), minutes and training tiles/s
-(wall time, validation included); then every run, unfinished ones marked.
+seeds, and of the worst run), minutes per run (wall time, validation included) and training tiles/s (at the
+median epoch's wall time, so an epoch that spanned a pause does not count); then every run, unfinished ones
+marked, with its median minutes per epoch.
 ``--plot`` draws validation mIoU per epoch (mean over seeds, range shaded) and ``--budget-plot`` the
 same against the training images seen in whole-tile areas, on a log axis. ``--budget-series`` names the
 candidates that are one recipe at different ``--epochs`` (bench/budget_curve.py): their final mIoU
@@ -104,7 +105,7 @@ def add_throughput(table: dict[str, list[dict]], train_tiles: int, tile_hw: tupl
     for runs in table.values():
         for run in runs:
             run["tiles_per_epoch"] = train_tiles * area_per_image(Path(run["dir"]), tile_hw)
-            run["images_per_s"] = train_tiles * run["epochs"] / (60 * run["minutes"]) if run["minutes"] else 0.0
+            run["images_per_s"] = train_tiles / (60 * run["epoch_minutes"]) if run["epoch_minutes"] else 0.0
 
 
 def budget_report(table: dict[str, list[dict]], series: list[str], images: float | None) -> tuple[str, dict]:
@@ -163,8 +164,8 @@ def markdown(table: dict[str, list[dict]], after: int) -> str:
     lines += [
         "",
         f"| candidate | model | seed | epochs | last-3 mIoU | best (epoch) | {classes} | largest late drop | minutes "
-        "| tiles/s |",
-        "|---|---|---:|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|---:|",
+        "| min/epoch (median) | tiles/s |",
+        "|---|---|---:|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|---:|---:|",
     ]
     for key, runs in table.items():
         for r in runs:
@@ -173,7 +174,7 @@ def markdown(table: dict[str, list[dict]], after: int) -> str:
             lines.append(
                 f"| {key.replace(' ', ' | ')} | {r['seed']} | {epochs} | {r['last3']:.3f} | {r['best']:.3f} "
                 f"({best_epoch}) | {_class_cells(r['last3_iou'])} | {r['worst_drop']:.3f} | {r['minutes']:.1f} | "
-                f"{r['images_per_s']:.2f} |"
+                f"{r['epoch_minutes']:.1f} | {r['images_per_s']:.2f} |"
             )
     return "\n".join(lines)
 

@@ -39,6 +39,7 @@ def summarise(run_dir: Path, after: int) -> dict:
         "best": max(miou),
         "worst_drop": largest_drop(miou, after),
         "minutes": sum(r["seconds"] for r in rows) / 60,
+        "epoch_minutes": statistics.median(r["seconds"] for r in rows) / 60,  # a paused epoch does not move it
         "last_iou": [rows[-1][c] for c in IOU_COLUMNS],
         "curve": miou,
     }

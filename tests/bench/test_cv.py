@@ -67,13 +67,15 @@ def test_seeds_name_their_runs_and_reach_the_trainer(tmp_path):
     assert second.needs == [runs_dir / "default-fcn32s-f3-s2"]
 
 
-def write_history(run_dir, curve, finished=True):
-    """A run directory whose history.csv holds ``curve`` (and a last.keras when ``finished``)."""
+def write_history(run_dir, curve, finished=True, seconds=None):
+    """A run directory whose history.csv holds ``curve`` (``seconds`` per epoch, 60 each unless given; a
+    last.keras when ``finished``)."""
     from bench.runs_table import IOU_COLUMNS
 
     run_dir.mkdir(parents=True)
     header = ["epoch", "val_miou", *IOU_COLUMNS, "seconds"]
-    rows = [[str(e), str(v), *[str(v)] * len(IOU_COLUMNS), "60"] for e, v in enumerate(curve, start=1)]
+    seconds = seconds or [60] * len(curve)
+    rows = [[str(e), str(v), *[str(v)] * len(IOU_COLUMNS), str(t)] for e, v, t in zip(range(1, 99), curve, seconds)]
     (run_dir / "history.csv").write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
     if finished:
         (run_dir / "last.keras").write_bytes(b"")

@@ -79,9 +79,9 @@ def test_a_stopped_run_is_resumed_and_a_finished_one_kept(tmp_path, folders, mon
     assert started[0][2:] == ["--resume", str(runs[0].dir), "--epochs", "4", "--progress", "none"]
 
 
-def write_run(run_dir, curve, image_size=32, crop=16):
-    """A finished run of ``curve`` (60 s per epoch) trained on ``crop``-pixel crops of ``image_size`` tiles."""
-    write_history(run_dir, curve)
+def write_run(run_dir, curve, image_size=32, crop=16, seconds=None):
+    """A finished run of ``curve`` (60 s per epoch unless ``seconds``) on ``crop``-pixel crops of ``image_size`` tiles."""
+    write_history(run_dir, curve, seconds=seconds)
     args = {"model": "fcn8s", "image_size": image_size, "crop": crop}
     (run_dir / "config.json").write_text(json.dumps({"args": args, "resolved": {}}))
 
@@ -91,8 +91,8 @@ def test_the_table_is_the_mean_over_seeds_with_throughput_and_both_plots(tmp_pat
 
     out = tmp_path / "s"
     curves = {0: [0.30, 0.40, 0.50, 0.55], 1: [0.20, 0.45, 0.50, 0.52]}
-    for seed, curve in curves.items():
-        write_run(out / "runs" / f"default-fcn8s-s{seed}", curve)
+    for seed, curve in curves.items():  # seed 1 was paused for an hour in its first epoch
+        write_run(out / "runs" / f"default-fcn8s-s{seed}", curve, seconds=[3600, 60, 60, 60] if seed else None)
     # after epoch 1: seed 0 drops 0.05 from epoch 2 to 3, seed 1 0.06 from 3 to 4; their mean 0.02 from 3 to 4
     for seed, curve in {0: [0.30, 0.50, 0.45, 0.47], 1: [0.30, 0.40, 0.50, 0.44]}.items():
         write_run(out / "runs" / f"default-fcn32s-s{seed}", curve)
@@ -102,7 +102,9 @@ def test_the_table_is_the_mean_over_seeds_with_throughput_and_both_plots(tmp_pat
     text = (out / "study.md").read_text()
     last3 = [statistics.mean(c[-3:]) for c in curves.values()]
     assert f"| default | fcn8s | 2 | {statistics.mean(last3):.3f} ± {statistics.stdev(last3):.3f} | 0.535 |" in text
-    assert text.splitlines()[2].endswith("| 0.000 / 0.000 | 4.0 | 0.05 |")  # no late drop; 3 tiles per 60-s epoch
+    # no late drop; wall minutes (4 and 63) averaged, but tiles/s from the median epoch: 3 tiles per 60 s
+    assert text.splitlines()[2].endswith("| 0.000 / 0.000 | 33.5 | 0.05 |")
+    assert "| 63.0 | 1.0 | 0.05 |" in text
     assert "| default | fcn8s | 1 | 4 | 0.490 | 0.520 (4) |" in text
     assert "| 0.020 / 0.060 | 4.0 |" in text.splitlines()[3]  # fcn32s: the mean curve's drop, then the worst run's
     for png in ("c.png", "b.png"):
