@@ -112,3 +112,61 @@ def random_pair(folder: Path, pair_id: str, rng: np.random.Generator, size=(32, 
     classes = rng.integers(0, 7, size, dtype=np.uint8)
     rgb = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
     return write_pair(folder, pair_id, rgb, classes, image_ext)
+
+
+# ---------------------------------------------------------------- GeoTIFF scenes (rasterio imported only here)
+
+SCENE_CRS = "EPSG:32633"  # UTM 33N: metres
+
+
+def landscape(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Blocky random RGB (patches of 12 px plus noise): class maps with several classes and edges."""
+    rng = np.random.default_rng(seed)
+    patches = rng.integers(0, 256, (height // 12 + 1, width // 12 + 1, 3))
+    coarse = np.kron(patches, np.ones((12, 12, 1)))[:height, :width]
+    return (0.75 * coarse + 0.25 * rng.integers(0, 256, (height, width, 3))).astype(np.uint8)
+
+
+def write_tif(
+    path: Path,
+    bands,
+    *,
+    crs=SCENE_CRS,
+    pixel: float = 0.5,
+    origin: tuple[float, float] = (500_000, 4_000_000),
+    nodata=None,
+    colorinterp=None,
+    mask=None,
+    **options,
+) -> Path:
+    """Write (C, H, W) bands as a GeoTIFF (top-left corner at ``origin``); ``mask`` (H, W) bool becomes an
+    internal mask; ``options`` go to rasterio (compress=...)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    bands = np.asarray(bands)
+    profile = dict(driver="GTiff", height=bands.shape[1], width=bands.shape[2], count=bands.shape[0], dtype=bands.dtype)
+    if crs is not None:
+        profile.update(crs=crs, transform=from_origin(*origin, pixel, pixel))
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with rasterio.open(path, "w", **profile, **options) as dst:
+        dst.write(bands)
+        if colorinterp is not None:
+            dst.colorinterp = colorinterp
+        if mask is not None:
+            dst.write_mask(mask.astype(np.uint8) * 255)
+    return path
+
+
+def rgb_tif(path: Path, rgb: np.ndarray, **kwargs) -> Path:
+    """Write an (H, W, 3) image as a 3-band GeoTIFF (see write_tif)."""
+    return write_tif(path, rgb.transpose(2, 0, 1), **kwargs)
+
+
+def read_tif(path: Path):
+    """(first band, profile, colormap of band 1) of a GeoTIFF."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.read(1), src.profile, src.colormap(1)

@@ -3,17 +3,13 @@
 Each case builds a tiny folder, runs the command in this process (``run_cli``: the exit code and the
 stderr lines the user sees) and checks what is on disk afterwards. A full disk is simulated by making
 the checked writer's one low-level write (``fcn.core.files._write_chunk``) fail with ENOSPC after a
-few bytes; permission cases are skipped as root. The kill -9 tests start real processes (``slow``).
+few bytes; permission cases are skipped as root. A kill -9 mid-write: tests/cli/test_kill_then_rerun.py.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +19,7 @@ from PIL import Image
 from fcn.cli import export, mean_iou, predict, prepare_deepglobe
 from fcn.cli.common import run_cli
 from fcn.core import files, memory
-from fcn.core.files import PAUSE_MARKER_ENV, PAUSE_WRITE_ENV, TEMP_MARK
+from fcn.core.files import TEMP_MARK
 from fcn.core.mark import carries_mark
 from fcn.core.palette import PALETTE
 
@@ -34,17 +30,6 @@ COMMANDS = {
     "mean_iou": mean_iou.main,
     "prepare": prepare_deepglobe.main,
 }
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A 1x1 conv + softmax saved as a run directory's best.keras (loads in a fraction of a second)."""
-    from fcn.model.checkpoints import ModelInfo, save_checkpoint
-    from helpers import conv_softmax_model
-
-    run = tmp_path_factory.mktemp("run")
-    save_checkpoint(conv_softmax_model(1), run / "best.keras", {}, ModelInfo(model="test", train_scale=1.0))
-    return run / "best.keras"
 
 
 def tile(path: Path, seed: int = 0, side: int = 32) -> Path:
@@ -375,42 +360,6 @@ def test_an_unreadable_input_folder_is_one_line(command, model, tmp_path, capsys
     finally:
         folder.chmod(0o755)
     assert code == 2 and len(lines) == 1 and str(folder) in lines[0]
-
-
-# ---------------------------------------------------------------- kill -9, then the next run
-
-
-def _kill_when_paused(argv, name: str, marker: Path) -> None:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", PAUSE_WRITE_ENV: name, PAUSE_MARKER_ENV: str(marker)}
-    process = subprocess.Popen([sys.executable, *map(str, argv)], env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        assert process.poll() is None, "the command ended before the pause"
-        assert time.monotonic() < deadline, "the pause was never reached"
-        time.sleep(0.1)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-
-
-@pytest.mark.slow
-def test_kill_9_during_predict_then_the_next_run_cleans_up(model, tmp_path, capsys):
-    tile(tmp_path / "in" / "0001_sat.jpg")
-    argv = ["--model", model, "--input", tmp_path / "in", "--output", tmp_path / "out", "-q"]
-    _kill_when_paused([REPO / "scripts" / "predict.py", *argv], "0001_mask.png", tmp_path / "paused")
-    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".0001_mask.png")]  # the kill's leftover
-    assert not (tmp_path / "out" / "0001_mask.png").exists()
-    assert run("predict", argv, capsys) == (0, [])
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["0001_mask.png"]
-
-
-@pytest.mark.slow
-def test_kill_9_during_export_then_the_next_run_cleans_up(model, tmp_path, capsys):
-    pytest.importorskip("tf2onnx")
-    argv = ["--model", model, "--format", "onnx", "--output", tmp_path / "m.onnx", "--no-check", "-q"]
-    _kill_when_paused([REPO / "scripts" / "export.py", *argv], "m.onnx", tmp_path / "paused")
-    assert hidden(tmp_path) and not (tmp_path / "m.onnx").exists()
-    code, _ = run("export", argv, capsys)
-    assert code == 0 and hidden(tmp_path) == [] and carries_mark(tmp_path / "m.onnx")
 
 
 @pytest.mark.slow

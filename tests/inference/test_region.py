@@ -25,7 +25,9 @@ distributed = pytest.importorskip("distributed")
 from rasterio.crs import CRS  # noqa: E402
 from rasterio.transform import Affine  # noqa: E402
 
-UTM = CRS.from_epsg(32633)
+from helpers import SCENE_CRS, landscape, rgb_tif  # noqa: E402
+
+UTM = CRS.from_user_input(SCENE_CRS)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::PendingDeprecationWarning")
 
 
@@ -64,22 +66,6 @@ def tiny_onnx(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def landscape(height: int, width: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    patches = rng.integers(0, 256, (height // 10 + 1, width // 10 + 1, 3))
-    coarse = np.kron(patches, np.ones((10, 10, 1)))[:height, :width]
-    return (0.8 * coarse + 0.2 * rng.integers(0, 256, (height, width, 3))).astype(np.uint8)
-
-
-def scene_tif(path: Path, rgb: np.ndarray, origin: tuple[float, float], pixel: float = 0.5, **options) -> Path:
-    height, width = rgb.shape[:2]
-    transform = Affine(pixel, 0, origin[0], 0, -pixel, origin[1])
-    profile = dict(driver="GTiff", height=height, width=width, count=3, dtype="uint8", crs=UTM, transform=transform)
-    with rasterio.open(path, "w", **profile, **options) as dst:
-        dst.write(rgb.transpose(2, 0, 1))
-    return path
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """One LocalCluster of 2 worker processes for the module: its scheduler address."""
@@ -97,7 +83,7 @@ def region(tmp_path_factory):
     inputs = root / "in"
     inputs.mkdir()
     for index in range(3):
-        scene_tif(inputs / f"s{index}.tif", landscape(96, 128, index), (500_000 + 64.0 * index, 4_000_000))
+        rgb_tif(inputs / f"s{index}.tif", landscape(96, 128, index), origin=(500_000 + 64.0 * index, 4_000_000))
     for index in range(5):
         size = (64, 64) if index < 3 else (80, 96)
         Image.fromarray(landscape(*size, 10 + index)).save(inputs / f"{index:04d}_sat.jpg", quality=90)
@@ -123,7 +109,7 @@ def test_cluster_masks_are_the_single_process_bytes_and_a_bad_file_is_one_line_e
     for path in inputs.iterdir():
         (bad / path.name).symlink_to(path)
     (bad / "0009_sat.jpg").write_bytes(b"not a jpeg")  # refused by the client, which reads every header
-    damaged = bytearray(scene_tif(bad / "s9.tif", landscape(96, 128, 9), (0, 0), compress="deflate").read_bytes())
+    damaged = bytearray(rgb_tif(bad / "s9.tif", landscape(96, 128, 9), origin=(0, 0), compress="deflate").read_bytes())
     damaged[len(damaged) // 2 : len(damaged) // 2 + 200] = b"U" * 200  # the header reads: it fails on a worker
     (bad / "s9.tif").write_bytes(bytes(damaged))
     code, out, err = run(
