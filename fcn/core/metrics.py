@@ -132,6 +132,16 @@ class ConfusionMatrix:
             mean += value / len(present)
         return float(mean)
 
+    def recall(self) -> np.ndarray:
+        """Per class, the share of its ground-truth pixels predicted as it (nan when it has none)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.diag(self._counts) / self._counts.sum(axis=1)
+
+    def precision(self) -> np.ndarray:
+        """Per class, the share of the pixels predicted as it that are it (nan when none was)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.diag(self._counts) / self._counts.sum(axis=0)
+
     def pixel_accuracy(self) -> float:
         """Fraction of all pixels (Unknown included) whose prediction equals the ground truth."""
         total = self._counts.sum()
@@ -174,7 +184,8 @@ class ConfusionMatrix:
         Returns:
             dict with ``iou`` (class name -> IoU, every class), ``mean_iou`` (scored classes),
             ``pixel_accuracy``, ``num_pixels``, ``scored_classes`` and ``absent_classes`` (names),
-            ``class_names`` and ``confusion_matrix`` (rows = ground truth, columns = prediction).
+            ``class_names``, ``recall`` and ``precision`` (class name -> share) and ``confusion_matrix``
+            (rows = ground truth, columns = prediction).
         """
         ious = self.iou()
         return {
@@ -185,20 +196,31 @@ class ConfusionMatrix:
             "scored_classes": [self.class_names[c] for c in self.scored_classes],
             "absent_classes": [self.class_names[c] for c in self.absent_classes()],
             "class_names": list(self.class_names),
+            "recall": {name: _json_float(v) for name, v in zip(self.class_names, self.recall())},
+            "precision": {name: _json_float(v) for name, v in zip(self.class_names, self.precision())},
             "confusion_matrix": self._counts.tolist(),
         }
 
     def format_matrix(self) -> str:
-        """The counts as a text table, rows = ground truth, columns = prediction, with class names."""
-        corner = "gt \\ pred"
-        label_width = max(len(corner), *(len(n) for n in self.class_names))
+        """The counts as a text table, rows = ground truth, columns = prediction, with class names; each
+        row ends with its recall and a last row holds each column's precision ("-" where undefined).
+
+        A class predicted more often than it is true shows as recall above precision (for example, class
+        weights that push a rare class too hard)."""
+        corner, recall, precision = "gt \\ pred", "recall", "precision"
+        label_width = max(len(corner), len(precision), *(len(n) for n in self.class_names))
         cell_width = max(max(len(n) for n in self.class_names), len(str(int(self._counts.max(initial=0)))))
-        header = corner.ljust(label_width) + "".join(f" {n:>{cell_width}}" for n in self.class_names)
+
+        def share(value: float, width: int) -> str:
+            return f" {'-' if np.isnan(value) else f'{value:.3f}':>{width}}"
+
+        header = corner.ljust(label_width) + "".join(f" {n:>{cell_width}}" for n in self.class_names) + f" {recall}"
         rows = [
-            name.ljust(label_width) + "".join(f" {int(v):>{cell_width}d}" for v in row)
-            for name, row in zip(self.class_names, self._counts)
+            name.ljust(label_width) + "".join(f" {int(v):>{cell_width}d}" for v in row) + share(r, len(recall))
+            for name, row, r in zip(self.class_names, self._counts, self.recall())
         ]
-        return "\n".join([header, *rows]) + "\n"
+        last = precision.ljust(label_width) + "".join(share(v, cell_width) for v in self.precision())
+        return "\n".join([header, *rows, last]) + "\n"
 
     def __repr__(self) -> str:
         return f"ConfusionMatrix(num_classes={self.num_classes}, num_pixels={self.num_pixels})"

@@ -128,10 +128,13 @@ def test_confusion_prints_the_matrix_after_the_course_lines(folders, capsys):
     code, out, _ = run(["-g", str(gt_dir), "-p", str(pred_dir), "--confusion"], capsys)
     assert code == 0 and out.startswith(expected_text(maps))
     table = out[len(expected_text(maps)) :].splitlines()
-    assert len(table) == 8 and "agriculture" in table[0] and table[7].startswith("unknown")
+    assert len(table) == 9 and "agriculture" in table[0] and table[7].startswith("unknown")
+    assert table[8].startswith("precision")
     gts = np.stack([maps[t][0] for t in sorted(maps)])
     preds = np.stack([maps[t][1] for t in sorted(maps)])
-    assert [int(v) for v in table[1].split()[1:]] == pair_counts(gts, preds)[0].tolist()
+    urban = pair_counts(gts, preds)[0]
+    assert [int(v) for v in table[1].split()[1:8]] == urban.tolist()
+    assert float(table[1].split()[8]) == pytest.approx(urban[0] / urban.sum(), abs=5e-4)  # urban's recall
 
 
 def test_missing_predictions_are_an_error_unless_allowed(folders, capsys):

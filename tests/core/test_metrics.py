@@ -125,9 +125,33 @@ def test_matrix_rows_are_ground_truth_and_columns_prediction():
     assert matrix.dtype == np.int64 and matrix.shape == (7, 7)
     assert matrix[4, 0] == 9 and matrix.sum() == 9
     table = confusion.format_matrix().splitlines()
-    assert table[0].split()[-7:] == ["urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown"]
+    assert table[0].split()[-8:] == [
+        "urban",
+        "agriculture",
+        "rangeland",
+        "forest",
+        "water",
+        "barren",
+        "unknown",
+        "recall",
+    ]
     water_row = next(line for line in table if line.startswith("water"))
-    assert water_row.split()[1:] == ["9", "0", "0", "0", "0", "0", "0"]
+    assert water_row.split()[1:] == ["9", "0", "0", "0", "0", "0", "0", "0.000"]  # its recall last
+
+
+def test_recall_and_precision_show_a_class_predicted_more_often_than_it_is_true():
+    gt = np.array([2, 2, 1, 1, 1, 1])
+    pred = np.array([2, 1, 2, 2, 1, 1])  # rangeland: 1 of 2 found, 1 of 3 predicted right
+    confusion = ConfusionMatrix().update(gt, pred)
+    assert confusion.recall()[2] == pytest.approx(1 / 2) and confusion.precision()[2] == pytest.approx(1 / 3)
+    assert confusion.recall()[1] == pytest.approx(2 / 4) and confusion.precision()[1] == pytest.approx(2 / 3)
+    assert np.isnan(confusion.recall()[0]) and np.isnan(confusion.precision()[0])  # urban: neither true nor predicted
+    table = confusion.format_matrix().splitlines()
+    assert table[0].split()[-1] == "recall"
+    assert table[3].split()[-1] == "0.500" and table[1].split()[-1] == "-"
+    assert table[-1].split() == ["precision", "-", "0.667", "0.333", "-", "-", "-", "-"]
+    assert confusion.to_dict()["precision"]["rangeland"] == pytest.approx(1 / 3)
+    assert confusion.to_dict()["recall"]["urban"] is None
 
 
 def test_merge_equals_updating_one_matrix():
