@@ -14,7 +14,8 @@ mIoU, the best, the per-class IoU (last three epochs), the largest late drop (of
 seeds, and of the worst run), minutes per run (wall time, validation included) and training tiles/s (at the
 median epoch's wall time, so an epoch that spanned a pause does not count); then every run, unfinished ones
 marked, with its median minutes per epoch.
-``--plot`` draws validation mIoU per epoch (mean over seeds, range shaded) and ``--budget-plot`` the
+``--plot`` draws validation mIoU per epoch (mean over finished seeds, range shaded; a group with none finished
+shows its runs so far) and ``--budget-plot`` the
 same against the training images seen in whole-tile areas, on a log axis. ``--budget-series`` names the
 candidates that are one recipe at different ``--epochs`` (bench/budget_curve.py): their final mIoU
 against images seen, the gain per doubling, and with ``--project-to IMAGES`` that curve carried on.
@@ -200,6 +201,12 @@ def plot_budget(table: dict[str, list[dict]], path: Path, projected: dict[str, d
     )
 
 
+def plotted_runs(table: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Each group's finished runs, or all its runs while none has finished: a run under way does not
+    cut its group's mean curve short, and a group under way still shows."""
+    return {key: [r for r in runs if r["finished"]] or runs for key, runs in table.items()}
+
+
 def write_summary(args, runs: list[Run], train_tiles: int, tile_hw: tuple[int, int]) -> None:
     table = summarise_study(runs, args.after)
     if not table:
@@ -213,10 +220,12 @@ def write_summary(args, runs: list[Run], train_tiles: int, tile_hw: tuple[int, i
     print(text)
     write_text_atomic(args.out / "study.md", text + "\n")
     write_text_atomic(args.out / "study.json", json.dumps({"table": table, "projections": projected}, indent=2) + "\n")
+    plotted = plotted_runs(table)
     if args.plot:
-        plot_curves(table, args.plot, title="validation mIoU per epoch: mean over seeds (count), range shaded")
+        title = "validation mIoU per epoch: mean over finished seeds (count), range shaded"
+        plot_curves(plotted, args.plot, title=title)
     if args.budget_plot:
-        plot_budget(table, args.budget_plot, projected)
+        plot_budget(plotted, args.budget_plot, projected)
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -146,3 +146,11 @@ def test_a_projection_needs_the_budget_series(tmp_path, folders):
 
     with pytest.raises(InputError, match="--budget-series"):
         study.main(study_args(*folders, tmp_path / "s", "--table-only", "--project-to", "100"))
+
+
+def test_an_unfinished_run_does_not_cut_its_groups_plotted_curve_short():
+    from bench.real_split import plotted_runs
+
+    done, running = {"finished": True, "curve": [0.1] * 20}, {"finished": False, "curve": [0.1]}
+    table = {"default fcn32s": [done, running], "long40 fcn8s": [running]}
+    assert plotted_runs(table) == {"default fcn32s": [done], "long40 fcn8s": [running]}
