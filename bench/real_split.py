@@ -142,26 +142,38 @@ def mean_curve_drop(runs: list[dict], after: int) -> float:
     return largest_drop(mean_curve([r["curve"] for r in runs]), after)
 
 
+BASELINE = "default"  # the candidate every lever is compared with ("vs default")
+
+
+def _summary_row(key: str, runs: list[dict], after: int, baseline: float | None) -> str:
+    """One candidate x model over its finished runs; ``baseline``: the default's mean last-3 mIoU of that model."""
+    last3 = [r["last3"] for r in runs]
+    sd = f"{statistics.stdev(last3):.3f}" if len(runs) > 1 else "–"
+    versus = "–" if baseline is None or key.split(" ")[0] == BASELINE else f"{statistics.mean(last3) - baseline:+.3f}"
+    ious = [statistics.mean(r["last3_iou"][c] for r in runs) for c in range(len(SCORED_CLASSES))]
+    return (
+        f"| {key.replace(' ', ' | ')} | {len(runs)} | {statistics.mean(last3):.3f} ± {sd} | {versus} | "
+        f"{statistics.mean(r['best'] for r in runs):.3f} | {_class_cells(ious)} | "
+        f"{mean_curve_drop(runs, after):.3f} / {max(r['worst_drop'] for r in runs):.3f} | "
+        f"{statistics.mean(r['minutes'] for r in runs):.1f} | "
+        f"{statistics.mean(r['images_per_s'] for r in runs):.2f} |"
+    )
+
+
 def markdown(table: dict[str, list[dict]], after: int) -> str:
-    """The summary over finished runs (mean ± sd over seeds), then one row per run, unfinished ones marked."""
+    """The summary over finished runs (mean ± sd over seeds, and the difference to the default's mean of
+    the same model), then one row per run, unfinished ones marked."""
     classes = " | ".join(CLASS_NAMES[c] for c in SCORED_CLASSES)
     lines = [
-        f"| candidate | model | seeds | last-3 mIoU mean ± sd | best | {classes} | largest drop after epoch {after}: "
-        "mean curve / worst run "
-        "| min/run | tiles/s |",
-        "|---|---|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|---:|",
+        f"| candidate | model | seeds | last-3 mIoU mean ± sd | vs {BASELINE} | best | {classes} | largest drop after "
+        f"epoch {after}: mean curve / worst run | min/run | tiles/s |",
+        "|---|---|---:|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|---:|",
     ]
-    for key, runs in finished_only(table).items():
-        last3 = [r["last3"] for r in runs]
-        sd = f"{statistics.stdev(last3):.3f}" if len(runs) > 1 else "–"
-        ious = [statistics.mean(r["last3_iou"][c] for r in runs) for c in range(len(SCORED_CLASSES))]
-        lines.append(
-            f"| {key.replace(' ', ' | ')} | {len(runs)} | {statistics.mean(last3):.3f} ± {sd} | "
-            f"{statistics.mean(r['best'] for r in runs):.3f} | {_class_cells(ious)} | "
-            f"{mean_curve_drop(runs, after):.3f} / {max(r['worst_drop'] for r in runs):.3f} | "
-            f"{statistics.mean(r['minutes'] for r in runs):.1f} | "
-            f"{statistics.mean(r['images_per_s'] for r in runs):.2f} |"
-        )
+    finished = finished_only(table)
+    for key, runs in finished.items():
+        base_runs = finished.get(f"{BASELINE} {key.split(' ')[1]}")
+        baseline = statistics.mean(r["last3"] for r in base_runs) if base_runs else None
+        lines.append(_summary_row(key, runs, after, baseline))
     lines += [
         "",
         f"| candidate | model | seed | epochs | last-3 mIoU | best (epoch) | {classes} | largest late drop | minutes "

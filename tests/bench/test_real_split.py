@@ -96,12 +96,17 @@ def test_the_table_is_the_mean_over_seeds_with_throughput_and_both_plots(tmp_pat
     # after epoch 1: seed 0 drops 0.05 from epoch 2 to 3, seed 1 0.06 from 3 to 4; their mean 0.02 from 3 to 4
     for seed, curve in {0: [0.30, 0.50, 0.45, 0.47], 1: [0.30, 0.40, 0.50, 0.44]}.items():
         write_run(out / "runs" / f"default-fcn32s-s{seed}", curve)
+    for seed, curve in {0: [0.3, 0.5, 0.5, 0.5], 1: [0.3, 0.5, 0.5, 0.56]}.items():  # a lever: last-3 0.5, 0.52
+        write_run(out / "runs" / f"ema-fcn8s-s{seed}", curve)
     argv = study_args(*folders, out, "--seeds", "0,1", "--epochs", "4", "--models", "fcn8s,fcn32s", "--table-only")
+    argv += ["--candidate", "default=", "--candidate", "ema@fcn8s=--ema 0.9"]
     pytest.importorskip("matplotlib")
     study.main([*argv, "--after", "1", "--plot", str(tmp_path / "c.png"), "--budget-plot", str(tmp_path / "b.png")])
     text = (out / "study.md").read_text()
     last3 = [statistics.mean(c[-3:]) for c in curves.values()]
-    assert f"| default | fcn8s | 2 | {statistics.mean(last3):.3f} ± {statistics.stdev(last3):.3f} | 0.535 |" in text
+    assert f"| default | fcn8s | 2 | {statistics.mean(last3):.3f} ± {statistics.stdev(last3):.3f} | – | 0.535 |" in text
+    versus = 0.51 - statistics.mean(last3)  # the lever's mean over seeds against the default's, same model
+    assert f"| ema | fcn8s | 2 | 0.510 ± 0.014 | {versus:+.3f} | 0.530 |" in text
     # no late drop; wall minutes (4 and 63) averaged, but tiles/s from the median epoch: 3 tiles per 60 s
     assert text.splitlines()[2].endswith("| 0.000 / 0.000 | 33.5 | 0.05 |")
     assert "| 63.0 | 1.0 | 0.05 |" in text
