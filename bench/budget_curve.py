@@ -23,9 +23,11 @@ class BudgetPoint:
 
 def budget_points(table: dict[str, list[dict]], series: list[str], model: str) -> list[BudgetPoint]:
     """The finished runs of ``model`` in the candidates of ``series``, one point per candidate, by images seen."""
+    from bench.cv import group_key
+
     points = []
     for name in series:
-        runs = [r for r in table.get(f"{name} {model}", []) if r["finished"]]
+        runs = [r for r in table.get(group_key(name, model), []) if r["finished"]]
         if runs:
             images = runs[0]["epochs"] * runs[0]["tiles_per_epoch"]
             final = statistics.mean(r["curve"][-1] for r in runs)

@@ -37,6 +37,7 @@ from bench.cv import (  # noqa: E402
     Run,
     add_study_options,
     finished_only,
+    group_key,
     parse_study_args,
     study_parser,
     summarise_study,
@@ -115,20 +116,24 @@ def budget_report(table: dict[str, list[dict]], series: list[str], images: float
     from bench.budget_curve import budget_markdown, budget_points, project
 
     texts, projected = [], {}
-    finished = {key.split(" ")[0] for key in finished_only(table)}
+    finished = {runs[0]["candidate"] for runs in finished_only(table).values()}
     missing = [name for name in series if name not in finished]
     if missing:
         log.warning("--budget-series: no finished run of %s yet, left out of the budget curve", ", ".join(missing))
-    models = dict.fromkeys(key.split(" ")[1] for key in table if key.split(" ")[0] in series)
+    models = dict.fromkeys(runs[0]["model"] for runs in table.values() if runs[0]["candidate"] in series)
     for model in models:
         points = budget_points(table, series, model)
         if len(points) < 2:
             continue  # one budget is no curve
         projection = project(points, images) if images else None
         if projection:
-            projected[f"{points[-1].candidate} {model}"] = projection
+            projected[group_key(points[-1].candidate, model)] = projection
         texts.append(budget_markdown(model, points, projection))
     return "\n\n".join(texts), projected
+
+
+def _group_cells(run: dict) -> str:
+    return f"{run['candidate']} | {run['model']}"
 
 
 def _class_cells(ious: list[float]) -> str:
@@ -145,14 +150,16 @@ def mean_curve_drop(runs: list[dict], after: int) -> float:
 BASELINE = "default"  # the candidate every lever is compared with ("vs default")
 
 
-def _summary_row(key: str, runs: list[dict], after: int, baseline: float | None) -> str:
+def _summary_row(runs: list[dict], after: int, baseline: float | None) -> str:
     """One candidate x model over its finished runs; ``baseline``: the default's mean last-3 mIoU of that model."""
     last3 = [r["last3"] for r in runs]
     sd = f"{statistics.stdev(last3):.3f}" if len(runs) > 1 else "–"
-    versus = "–" if baseline is None or key.split(" ")[0] == BASELINE else f"{statistics.mean(last3) - baseline:+.3f}"
+    versus = (
+        "–" if baseline is None or runs[0]["candidate"] == BASELINE else f"{statistics.mean(last3) - baseline:+.3f}"
+    )
     ious = [statistics.mean(r["last3_iou"][c] for r in runs) for c in range(len(SCORED_CLASSES))]
     return (
-        f"| {key.replace(' ', ' | ')} | {len(runs)} | {statistics.mean(last3):.3f} ± {sd} | {versus} | "
+        f"| {_group_cells(runs[0])} | {len(runs)} | {statistics.mean(last3):.3f} ± {sd} | {versus} | "
         f"{statistics.mean(r['best'] for r in runs):.3f} | {_class_cells(ious)} | "
         f"{mean_curve_drop(runs, after):.3f} / {max(r['worst_drop'] for r in runs):.3f} | "
         f"{statistics.mean(r['minutes'] for r in runs):.1f} | "
@@ -170,22 +177,22 @@ def markdown(table: dict[str, list[dict]], after: int) -> str:
         "|---|---|---:|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|---:|",
     ]
     finished = finished_only(table)
-    for key, runs in finished.items():
-        base_runs = finished.get(f"{BASELINE} {key.split(' ')[1]}")
+    for runs in finished.values():
+        base_runs = finished.get(group_key(BASELINE, runs[0]["model"]))
         baseline = statistics.mean(r["last3"] for r in base_runs) if base_runs else None
-        lines.append(_summary_row(key, runs, after, baseline))
+        lines.append(_summary_row(runs, after, baseline))
     lines += [
         "",
         f"| candidate | model | seed | epochs | last-3 mIoU | best (epoch) | {classes} | largest late drop | minutes "
         "| min/epoch (median) | tiles/s |",
         "|---|---|---:|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|---:|---:|",
     ]
-    for key, runs in table.items():
+    for runs in table.values():
         for r in runs:
             epochs = f"{r['epochs']}" if r["finished"] else f"{r['epochs']} of {r['target_epochs']} (unfinished)"
             best_epoch = 1 + r["curve"].index(r["best"])
             lines.append(
-                f"| {key.replace(' ', ' | ')} | {r['seed']} | {epochs} | {r['last3']:.3f} | {r['best']:.3f} "
+                f"| {_group_cells(r)} | {r['seed']} | {epochs} | {r['last3']:.3f} | {r['best']:.3f} "
                 f"({best_epoch}) | {_class_cells(r['last3_iou'])} | {r['worst_drop']:.3f} | {r['minutes']:.1f} | "
                 f"{r['epoch_minutes']:.1f} | {r['images_per_s']:.2f} |"
             )
