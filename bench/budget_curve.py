@@ -23,7 +23,7 @@ class BudgetPoint:
 
 def budget_points(table: dict[str, list[dict]], series: list[str], model: str) -> list[BudgetPoint]:
     """The finished runs of ``model`` in the candidates of ``series``, one point per candidate, by images seen."""
-    from bench.cv import group_key
+    from bench.runs_table import group_key
 
     points = []
     for name in series:

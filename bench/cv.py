@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.quality_split import SPLIT_MARKER, make_split  # noqa: E402
-from bench.runs_table import IOU_COLUMNS, plot_curves, summarise  # noqa: E402
+from bench.runs_table import IOU_COLUMNS, group_key, plot_curves, summarise  # noqa: E402
 from fcn import MODEL_NAMES  # noqa: E402
 from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
@@ -198,11 +198,6 @@ def last3_iou(run_dir: Path) -> list[float]:
     return [statistics.mean(float(r[c]) for r in rows) for c in IOU_COLUMNS]
 
 
-def group_key(candidate: str, model: str) -> str:
-    """The study table's key of one candidate x model (its label in the plots and the JSON too)."""
-    return f"{candidate} {model}"
-
-
 def summarise_study(runs: list[Run], after: int) -> dict[str, list[dict]]:
     """{group_key: [one summary per run]} over the runs that recorded an epoch (``finished`` marks the done ones);
     each summary names its ``candidate`` and ``model``."""
@@ -210,10 +205,8 @@ def summarise_study(runs: list[Run], after: int) -> dict[str, list[dict]]:
     for run in runs:
         if history_epochs(run.dir):
             figures = summarise(run.dir, after)
-            figures.update(candidate=run.name, model=run.model, fold=run.fold, seed=run.seed)
-            figures.update(target_epochs=run.epochs, finished=run.done())
-            figures["dir"] = str(run.dir)
-            figures["last3_iou"] = last3_iou(run.dir)
+            figures.update(candidate=run.name, model=run.model, fold=run.fold, seed=run.seed, target_epochs=run.epochs)
+            figures.update(finished=run.done(), dir=str(run.dir), last3_iou=last3_iou(run.dir))
             # A run initialised from another (a second stage) is drawn after that run's epochs.
             figures["first_epoch"] = 1 + sum(history_epochs(n) for n in run.needs)
             table.setdefault(group_key(run.name, run.model), []).append(figures)

@@ -37,14 +37,13 @@ from bench.cv import (  # noqa: E402
     Run,
     add_study_options,
     finished_only,
-    group_key,
     parse_study_args,
     study_parser,
     summarise_study,
     train_all,
 )
 from bench.cv import common_train_args as cv_train_args  # noqa: E402
-from bench.runs_table import plot_curves  # noqa: E402
+from bench.runs_table import group_key, plot_curves  # noqa: E402
 from fcn.cli.common import run_cli  # noqa: E402
 from fcn.core.errors import InputError  # noqa: E402
 

@@ -26,6 +26,11 @@ from fcn.model.runfiles import IOU_COLUMNS, RunFiles  # noqa: E402  (TensorFlow-
 from fcn.study.curves import history_curve, largest_drop, plot_val_miou  # noqa: E402  (TensorFlow-free)
 
 
+def group_key(candidate: str, model: str) -> str:
+    """The study table's key of one candidate x model (its label in the plots and the JSON too)."""
+    return f"{candidate} {model}"
+
+
 def summarise(run_dir: Path, after: int) -> dict:
     """The figures of one run directory."""
     files = RunFiles(run_dir)
