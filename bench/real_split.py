@@ -13,7 +13,8 @@ holds to it. The table: per candidate x model, over its finished runs, the mean 
 mIoU, the best, the per-class IoU (last three epochs), the largest late drop (of the mean curve over
 seeds, and of the worst run), minutes per run (wall time, validation included) and training tiles/s (at the
 median epoch's wall time, so an epoch that spanned a pause does not count); then every run, unfinished ones
-marked, with its median minutes per epoch.
+marked, with its median minutes per epoch. Each group is compared with the ``--baseline`` candidate's mean
+(default ``default``; once a lever has won, the candidate of the new default) of the same model.
 ``--plot`` draws validation mIoU per epoch (mean over finished seeds, range shaded; a group with none finished
 shows its runs so far) and ``--budget-plot`` the
 same against the training images seen in whole-tile areas, on a log axis. ``--budget-series`` names the
@@ -146,16 +147,12 @@ def mean_curve_drop(runs: list[dict], after: int) -> float:
     return largest_drop(mean_curve([r["curve"] for r in runs]), after)
 
 
-BASELINE = "default"  # the candidate every lever is compared with ("vs default")
-
-
 def _summary_row(runs: list[dict], after: int, baseline: float | None) -> str:
-    """One candidate x model over its finished runs; ``baseline``: the default's mean last-3 mIoU of that model."""
+    """One candidate x model over its finished runs; ``baseline``: the baseline candidate's mean last-3 mIoU of
+    that model (None for the baseline itself, or where it has no finished run of that model)."""
     last3 = [r["last3"] for r in runs]
     sd = f"{statistics.stdev(last3):.3f}" if len(runs) > 1 else "–"
-    versus = (
-        "–" if baseline is None or runs[0]["candidate"] == BASELINE else f"{statistics.mean(last3) - baseline:+.3f}"
-    )
+    versus = "–" if baseline is None else f"{statistics.mean(last3) - baseline:+.3f}"
     ious = [statistics.mean(r["last3_iou"][c] for r in runs) for c in range(len(SCORED_CLASSES))]
     return (
         f"| {_group_cells(runs[0])} | {len(runs)} | {statistics.mean(last3):.3f} ± {sd} | {versus} | "
@@ -166,20 +163,20 @@ def _summary_row(runs: list[dict], after: int, baseline: float | None) -> str:
     )
 
 
-def markdown(table: dict[str, list[dict]], after: int) -> str:
-    """The summary over finished runs (mean ± sd over seeds, and the difference to the default's mean of
-    the same model), then one row per run, unfinished ones marked."""
+def markdown(table: dict[str, list[dict]], after: int, baseline: str = "default") -> str:
+    """The summary over finished runs (mean ± sd over seeds, and the difference to the ``baseline``
+    candidate's mean of the same model), then one row per run, unfinished ones marked."""
     classes = " | ".join(CLASS_NAMES[c] for c in SCORED_CLASSES)
     lines = [
-        f"| candidate | model | seeds | last-3 mIoU mean ± sd | vs {BASELINE} | best | {classes} | largest drop after "
+        f"| candidate | model | seeds | last-3 mIoU mean ± sd | vs {baseline} | best | {classes} | largest drop after "
         f"epoch {after}: mean curve / worst run | min/run | tiles/s |",
         "|---|---|---:|---:|---:|---:|" + "---:|" * len(SCORED_CLASSES) + "---:|---:|---:|",
     ]
     finished = finished_only(table)
     for runs in finished.values():
-        base_runs = finished.get(group_key(BASELINE, runs[0]["model"]))
-        baseline = statistics.mean(r["last3"] for r in base_runs) if base_runs else None
-        lines.append(_summary_row(runs, after, baseline))
+        base_runs = finished.get(group_key(baseline, runs[0]["model"]))
+        base_mean = statistics.mean(r["last3"] for r in base_runs) if base_runs else None
+        lines.append(_summary_row(runs, after, None if runs[0]["candidate"] == baseline else base_mean))
     lines += [
         "",
         f"| candidate | model | seed | epochs | last-3 mIoU | best (epoch) | {classes} | largest late drop | minutes "
@@ -230,7 +227,7 @@ def write_summary(args, runs: list[Run], train_tiles: int, tile_hw: tuple[int, i
     if not table:
         raise InputError(f"{args.out / 'runs'}: no run has recorded an epoch yet")
     add_throughput(table, train_tiles, tile_hw)
-    text = markdown(table, args.after)
+    text = markdown(table, args.after, args.baseline)
     projected = {}
     if args.budget_series:
         budget_text, projected = budget_report(table, args.budget_series, args.project_to)
@@ -256,6 +253,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--candidate", action="append", metavar="NAME[@MODELS]=ARGS", help="a recipe (repeatable)")
     parser.add_argument("--seeds", default="0,1", metavar="N,N", help="seeds of every run (default 0,1)")
+    parser.add_argument(
+        "--baseline",
+        default="default",
+        metavar="NAME",
+        help="the candidate the others are compared with (default "
+        "default; once a lever has won, the new default's candidate)",
+    )
     parser.add_argument("--epochs", type=int, default=20, help="default 20")
     parser.add_argument("--image-size", type=int, default=256, help="default 256")
     parser.add_argument("--batch-size", type=int, default=8, help="default 8")

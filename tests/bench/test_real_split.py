@@ -114,6 +114,15 @@ def test_the_table_is_the_mean_over_seeds_with_throughput_and_both_plots(tmp_pat
     assert "| 0.020 / 0.060 | 4.0 |" in text.splitlines()[3]  # fcn32s: the mean curve's drop, then the worst run's
     for png in ("c.png", "b.png"):
         assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
+    # --baseline: the lever that won becomes what the others are compared with; fcn32s has no run of it
+    table = json.loads((out / "study.json").read_text())["table"]
+    rows = study.markdown(table, after=1, baseline="ema").splitlines()
+    assert "| vs ema |" in rows[0]
+    assert rows[2].startswith(
+        f"| default | fcn8s | 2 | {statistics.mean(last3):.3f} ± {statistics.stdev(last3):.3f} | {-versus:+.3f} |"
+    )
+    assert rows[3].startswith("| default | fcn32s | 2 |") and rows[3].split(" | ")[4] == "–"
+    assert rows[4].startswith("| ema | fcn8s | 2 | 0.510 ± 0.014 | – |")
 
 
 def test_the_budget_series_ends_make_the_curve_and_it_is_carried_on(tmp_path, folders, caplog):
