@@ -236,7 +236,8 @@ def learning_rates(model, steps):
 
 
 def test_default_recipe_balances_classes_and_decays_the_learning_rate():
-    """The default recipe's model: warm-up then cosine decay of a 5e-5 peak, median weights, Unknown ignored."""
+    """The default recipe's model: warm-up then cosine decay of a 5e-5 peak, the square root of the
+    median-frequency weights, Unknown ignored."""
     config = recipe_config()
     masks = [np.array([[0, 0, 0, 1], [1, 2, UNKNOWN, UNKNOWN]])]
     model = build_training_model(config, "float32", epoch_steps=10)  # 40 epochs: 400 steps, 20 of warm-up
@@ -244,7 +245,10 @@ def test_default_recipe_balances_classes_and_decays_the_learning_rate():
     assert first < peak == pytest.approx(DEFAULT_RECIPE["lr"]) and last < 0.02 * peak
     assert model.loss.ignore_class == UNKNOWN
     weights = inputs.class_weights_for(config, masks)
-    assert weights[2] > weights[1] > weights[0] and weights[UNKNOWN] == 0
+    # pixels 3, 2, 1 of classes 0, 1, 2: median-frequency weights 2/3, 1, 2, and the default their roots
+    assert weights[:3] == pytest.approx(np.sqrt([2 / 3, 1, 2])) and weights[UNKNOWN] == 0
+    full = inputs.class_weights_for(recipe_config("--class-weights", "median"), masks)
+    assert full[:3] == pytest.approx([2 / 3, 1, 2])
 
 
 def test_course_2018_recipe_is_constant_adam_without_balancing():
@@ -259,7 +263,7 @@ def test_course_2018_recipe_is_constant_adam_without_balancing():
 
 
 def test_no_ignore_unknown_puts_unknown_pixels_into_the_loss():
-    """Under the default recipe (median weights) --no-ignore-unknown makes Unknown pixels count: a model
+    """Under the default recipe (balanced weights) --no-ignore-unknown makes Unknown pixels count: a model
     wrong on Unknown pixels only has a loss, which --ignore-unknown does not see."""
     labels = np.array([[[0, 1], [UNKNOWN, UNKNOWN]]])
     probs = np.full((1, 2, 2, 7), 0.01, np.float32)
