@@ -227,7 +227,7 @@ def write_summary(args, runs: list[Run], train_tiles: int, tile_hw: tuple[int, i
     if not table:
         raise InputError(f"{args.out / 'runs'}: no run has recorded an epoch yet")
     add_throughput(table, train_tiles, tile_hw)
-    text = markdown(table, args.after, args.baseline)
+    text = markdown(table, args.after, args.baseline or "default")
     projected = {}
     if args.budget_series:
         budget_text, projected = budget_report(table, args.budget_series, args.project_to)
@@ -255,10 +255,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="0,1", metavar="N,N", help="seeds of every run (default 0,1)")
     parser.add_argument(
         "--baseline",
-        default="default",
         metavar="NAME",
-        help="the candidate the others are compared with (default "
-        "default; once a lever has won, the new default's candidate)",
+        help="the candidate the others are compared with (default: default; once a lever has won, the new "
+        "default's candidate)",
     )
     parser.add_argument("--epochs", type=int, default=20, help="default 20")
     parser.add_argument("--image-size", type=int, default=256, help="default 256")
@@ -288,6 +287,8 @@ def main(argv=None) -> int:
     args, extra, candidates, seeds = parse_study_args(get_args_parser(), argv)
     if args.project_to and not args.budget_series:
         raise InputError("--project-to needs --budget-series (the runs whose ends make the budget curve)")
+    if args.baseline and args.baseline not in {name for name, _, _ in candidates}:
+        raise InputError(f"--baseline {args.baseline}: not one of the --candidate names")
     for folder in (args.train, args.val):
         if not folder.is_dir():
             raise InputError(f"{folder}: not a folder")

@@ -160,6 +160,8 @@ def test_a_projection_needs_the_budget_series(tmp_path, folders):
 
     with pytest.raises(InputError, match="--budget-series"):
         study.main(study_args(*folders, tmp_path / "s", "--table-only", "--project-to", "100"))
+    with pytest.raises(InputError, match="--baseline ema: not one of the --candidate names"):
+        study.main(study_args(*folders, tmp_path / "s", "--table-only", "--baseline", "ema"))
 
 
 def test_an_unfinished_run_does_not_cut_its_groups_plotted_curve_short():
